@@ -1,0 +1,140 @@
+"""Pure-Python twins of the native kernels in ``native/``.
+
+Strategy: same signatures, same results and same error codes as the C
+functions, so :mod:`rfc6455._mask` can pick either and one test matrix covers
+both. Masking XORs whole payloads as big integers, which is the fastest thing
+pure Python can do (a per-byte loop is ~100x slower).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames"]
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+# Error codes returned by scan_frames; must match native/rfc6455_native.h.
+ERR_NONE = 0
+ERR_RESERVED_OPCODE = 1
+ERR_RSV_BITS = 2
+ERR_CONTROL_TOO_LONG = 3
+ERR_CONTROL_FRAGMENTED = 4
+ERR_LENGTH_MSB = 5
+ERR_NON_MINIMAL_LENGTH = 6
+ERR_UNMASKED = 7
+ERR_MASKED = 8
+ERR_TOO_BIG = 9
+
+_RESERVED_OPCODES = frozenset({3, 4, 5, 6, 7, 11, 12, 13, 14, 15})
+
+
+def _check_key(key: Buffer) -> bytes:
+    key = bytes(key)
+    if len(key) != 4:
+        raise ValueError("mask key must be 4 bytes")
+    return key
+
+
+def _xor(data: Buffer, key: bytes, offset: int) -> bytes:
+    n = len(data)
+    if n == 0:
+        return b""
+    offset &= 3
+    if offset:
+        key = key[offset:] + key[:offset]
+    repeated = key * ((n >> 2) + 1)
+    value = int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")
+    return value.to_bytes(n, "little")
+
+
+def apply_mask(data: Buffer, key: Buffer, offset: int = 0) -> bytes:
+    """Return ``data`` XORed with the 4-byte ``key``, starting at key byte ``offset``."""
+    return _xor(data, _check_key(key), offset)
+
+
+def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None:
+    """XOR the writable buffer ``data`` with ``key`` in place (RFC 6455 §5.3)."""
+    if isinstance(data, memoryview) and data.readonly:
+        raise TypeError("apply_mask_inplace needs a writable buffer")
+    if not isinstance(data, (bytearray, memoryview)):
+        raise TypeError("apply_mask_inplace needs a writable buffer")
+    data[:] = _xor(data, _check_key(key), offset)
+
+
+def scan_frames(
+    buf: bytearray,
+    start: int,
+    end: int,
+    expect_masked: bool,
+    allowed_rsv: int,
+    max_payload: int,
+    max_frames: int,
+) -> tuple[list[int], int, int, int]:
+    """Decode the headers of the complete frames in ``buf[start:end]``.
+
+    Masked payloads are unmasked in place. Returns ``(records, consumed,
+    error, needed)``: ``records`` holds three ints per complete frame (first
+    header byte, payload start, payload end, offsets into ``buf``);
+    ``consumed`` is the offset just past the last complete frame; ``error`` is
+    ``ERR_NONE`` or the reason the frame at ``consumed`` is invalid; ``needed``
+    is, when the next frame is incomplete and its header is known, the total
+    size of that frame, else 0. At most ``max_frames`` frames are reported.
+    """
+    records: list[int] = []
+    pos = start
+    frames = 0
+    while frames < max_frames:
+        if end - pos < 2:
+            return records, pos, ERR_NONE, 0
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        opcode = b0 & 0x0F
+        if opcode in _RESERVED_OPCODES:
+            return records, pos, ERR_RESERVED_OPCODE, 0
+        if b0 & 0x70 & ~allowed_rsv:
+            return records, pos, ERR_RSV_BITS, 0
+        masked = b1 & 0x80
+        if expect_masked and not masked:
+            return records, pos, ERR_UNMASKED, 0
+        if masked and not expect_masked:
+            return records, pos, ERR_MASKED, 0
+        length = b1 & 0x7F
+        if opcode & 0x8:
+            if length > 125:
+                return records, pos, ERR_CONTROL_TOO_LONG, 0
+            if not b0 & 0x80:
+                return records, pos, ERR_CONTROL_FRAGMENTED, 0
+        header = 2
+        if length == 126:
+            if end - pos < 4:
+                return records, pos, ERR_NONE, 0
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            if length < 126:
+                return records, pos, ERR_NON_MINIMAL_LENGTH, 0
+            header = 4
+        elif length == 127:
+            if end - pos < 10:
+                return records, pos, ERR_NONE, 0
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            if length >> 63:
+                return records, pos, ERR_LENGTH_MSB, 0
+            if length < 65536:
+                return records, pos, ERR_NON_MINIMAL_LENGTH, 0
+            header = 10
+        if length > max_payload:
+            return records, pos, ERR_TOO_BIG, 0
+        if masked:
+            header += 4
+        total = header + length
+        if end - pos < total:
+            return records, pos, ERR_NONE, total
+        payload_start = pos + header
+        payload_end = pos + total
+        if masked and length:
+            key = bytes(buf[payload_start - 4 : payload_start])
+            buf[payload_start:payload_end] = _xor(buf[payload_start:payload_end], key, 0)
+        records += (b0, payload_start, payload_end)
+        pos = payload_end
+        frames += 1
+    return records, pos, ERR_NONE, 0
