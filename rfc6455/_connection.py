@@ -1,0 +1,591 @@
+"""The sans-I/O WebSocket connection (after the opening handshake).
+
+Strategy: bytes in, events out; events in, bytes out. ``receive_data`` runs
+the frame decoder over the new bytes at once and turns every complete frame
+into events, in wire order, so a message that precedes a protocol error in
+the same chunk is reported before the failure. Replies the protocol requires
+(pong for ping, close for close, close after a failure) are queued in one
+output buffer; ``data_to_send`` drains it and every ``send_*`` call returns
+it first, so bytes always leave in the order they were produced.
+
+The hot path is an unfragmented, unextended text or binary frame: one
+comparison on the first header byte, one copy of the payload out of the
+receive buffer, one event built without validation. Everything else
+(fragments, control frames, extensions, limits) takes ``_slow_frame``.
+
+Invariants:
+- after ``state`` becomes CLOSED no further event is produced, except
+  nothing: data after a close is ignored (§5.5.1: no data after close).
+- message size is counted after extensions decode, across fragments, and
+  checked before a fragment's payload is kept (and, for a fragment still
+  arriving, as soon as its header declares a length over the limit).
+- only ``WebSocketError`` subclasses escape.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Iterator, Sequence
+
+from ._close import build_close_payload, parse_close_payload
+from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode
+from ._errors import (
+    ConnectionClosedError,
+    InvalidUTF8,
+    LocalProtocolError,
+    MessageTooBig,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from ._events import (
+    NEED_DATA,
+    BinaryChunk,
+    BinaryMessage,
+    Close,
+    ConnectionFailed,
+    ConnectionLost,
+    Event,
+    NeedData,
+    Ping,
+    Pong,
+    TextChunk,
+    TextMessage,
+    make_binary,
+    make_binary_chunk,
+    make_text,
+    make_text_chunk,
+)
+from ._extensions import Extension, rsv_mask_of
+from ._frames import UNLIMITED, FrameDecoder, encode_frame, frame_header, scan_error
+from ._mask import apply_mask
+from ._state import ConnectionState, Trigger, next_state
+
+__all__ = ["Connection", "ServerConnection", "ClientConnection", "ConnectionState"]
+
+_OPEN = ConnectionState.OPEN
+_CLOSING = ConnectionState.CLOSING
+_CLOSED = ConnectionState.CLOSED
+
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Connection:
+    """A WebSocket connection in one role, with no I/O of its own.
+
+    Use :class:`ServerConnection` or :class:`ClientConnection` (usually made
+    by the handshake objects).
+
+    Args:
+        extensions: negotiated extensions, in the order of the handshake response.
+        max_message_size: the largest message accepted, in bytes, after
+            decompression and across fragments; larger ones fail the
+            connection with 1009. None for no limit.
+        stream_messages: report data as :class:`TextChunk` /
+            :class:`BinaryChunk` events, one per frame, instead of whole
+            messages (the size limit still applies per message).
+        trailing_data: bytes received after the handshake, fed first.
+
+    Input: ``receive_data(data)``; ``receive_data(b"")`` means EOF. Then
+    ``next_event()`` until it returns ``NEED_DATA`` (or iterate
+    ``events()``, or call ``receive(data)`` for a list). Output: every
+    ``send_*`` method and ``send(event)`` returns the bytes to write,
+    including any replies queued before; ``data_to_send()`` returns queued
+    replies alone. Call it after feeding data.
+    """
+
+    is_server: bool = True
+
+    __slots__ = (
+        "_decoder",
+        "_extensions",
+        "_max_size",
+        "_stream",
+        "_mask_frames",
+        "_events",
+        "_event_pos",
+        "_out",
+        "state",
+        "close_received",
+        "close_sent",
+        "failure",
+        "_msg_opcode",
+        "_msg_rsv",
+        "_msg_parts",
+        "_msg_size",
+        "_msg_utf8",
+        "_partial_checked",
+        "_partial_utf8",
+        "_send_opcode",
+        "_eof",
+    )
+
+    def __init__(
+        self,
+        *,
+        extensions: Sequence[Extension] = (),
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        stream_messages: bool = False,
+        trailing_data: bytes = b"",
+    ) -> None:
+        self._extensions = tuple(extensions)
+        self._max_size = UNLIMITED if max_message_size is None else max_message_size
+        self._stream = stream_messages
+        self._mask_frames = not self.is_server
+        max_payload = self._max_size
+        if self._extensions and max_payload < UNLIMITED:
+            # A compressed frame of incompressible data is a little larger than
+            # the message; the decoded size is checked against the real limit.
+            max_payload = min(UNLIMITED, max_payload + (max_payload >> 6) + 1024)
+        self._decoder = FrameDecoder(
+            expect_masked=self.is_server,
+            allowed_rsv=rsv_mask_of(self._extensions),
+            max_payload=max_payload,
+        )
+        self._events: list[Event] = []
+        self._event_pos = 0
+        self._out: list[bytes] = []
+        #: OPEN, CLOSING (our close sent) or CLOSED.
+        self.state = _OPEN
+        #: The peer's close frame, once received.
+        self.close_received: Close | None = None
+        #: Our close frame, once sent.
+        self.close_sent: Close | None = None
+        #: The error that failed the connection, if the peer broke the protocol.
+        self.failure: RemoteProtocolError | None = None
+        self._msg_opcode = 0
+        self._msg_rsv = 0
+        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_size = 0
+        self._msg_utf8: codecs.IncrementalDecoder | None = None
+        self._partial_checked = 0
+        self._partial_utf8: codecs.IncrementalDecoder | None = None
+        self._send_opcode = 0
+        self._eof = False
+        if trailing_data:
+            self.receive_data(trailing_data)
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the peer; ``b""`` signals EOF."""
+        if not data:
+            self._receive_eof()
+            return
+        if self.state is _CLOSED or self.close_received is not None or self._eof:
+            return
+        try:
+            records, error = self._decoder.feed(data)
+            if records and not self._process(records):
+                return
+            if error:
+                self._fail(scan_error(error))
+            elif self._decoder.needed:
+                self._check_incomplete_frame(bool(records))
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+
+    def next_event(self) -> Event | NeedData:
+        """The next event, or ``NEED_DATA`` when more bytes are needed."""
+        events = self._events
+        pos = self._event_pos
+        if pos < len(events):
+            event = events[pos]
+            pos += 1
+            if pos == len(events):
+                events.clear()
+                pos = 0
+            self._event_pos = pos
+            return event
+        return NEED_DATA
+
+    def events(self) -> Iterator[Event]:
+        """Iterate over the events available now."""
+        while True:
+            event = self.next_event()
+            if event is NEED_DATA:
+                return
+            assert isinstance(event, Event)
+            yield event
+
+    def receive(self, data: bytes) -> list[Event]:
+        """``receive_data(data)`` and return every event available."""
+        self.receive_data(data)
+        events = self._events
+        if self._event_pos:
+            events = events[self._event_pos :]
+            self._events.clear()
+        else:
+            self._events = []
+        self._event_pos = 0
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Bytes queued by the connection itself (pong, close replies)."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    @property
+    def should_close_transport(self) -> bool:
+        """True once the transport should be closed after writing pending output.
+
+        RFC 6455 §7.1.1: the server closes the TCP connection first once the
+        closing handshake is done; a client waits for the server to do so (the
+        I/O layer closes it itself after a timeout), except after a failure.
+        """
+        if self.state is not _CLOSED:
+            return False
+        return self.is_server or self.failure is not None or self._eof
+
+    # ------------------------------------------------------------ processing
+
+    def _process(self, records: list[int]) -> bool:
+        """Turn decoded frames into events. False once processing must stop."""
+        view = memoryview(self._decoder.buffer)
+        try:
+            append = self._events.append
+            max_size = self._max_size
+            simple = not (self._msg_opcode or self._stream)
+            for i in range(0, len(records), 3):
+                first = records[i]
+                start = records[i + 1]
+                end = records[i + 2]
+                if simple and end - start <= max_size:
+                    if first == 0x82:
+                        append(make_binary(view[start:end].tobytes()))
+                        continue
+                    if first == 0x81:
+                        try:
+                            append(make_text(str(view[start:end], "utf-8")))
+                        except UnicodeDecodeError:
+                            self._fail(InvalidUTF8("invalid UTF-8 in text message"))
+                            return False
+                        continue
+                if not self._slow_frame(first, view[start:end]):
+                    return False
+                simple = not (self._msg_opcode or self._stream)
+            return True
+        finally:
+            view.release()
+
+    def _slow_frame(self, first: int, payload: memoryview) -> bool:
+        opcode = first & 0x0F
+        rsv = first & 0x70
+        fin = bool(first & 0x80)
+        if opcode >= 0x8:
+            if rsv:
+                raise ProtocolError("reserved bits set on a control frame")
+            return self._control_frame(opcode, payload.tobytes())
+        if opcode == _OP_CONT:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame without a message to continue")
+            if rsv:
+                raise ProtocolError("reserved bits set on a continuation frame")
+            rsv = self._msg_rsv
+        else:
+            if self._msg_opcode:
+                raise ProtocolError("new data frame inside a fragmented message")
+            self._msg_opcode = opcode
+            self._msg_rsv = rsv
+            self._msg_size = 0
+            self._msg_parts = []
+            self._msg_utf8 = _Utf8Decoder() if opcode == _OP_TEXT else None
+        data = payload.tobytes()
+        limit = self._max_size - self._msg_size
+        if rsv:
+            for extension in reversed(self._extensions):
+                if extension.rsv_mask & rsv:
+                    data = extension.decode(data, rsv=rsv, fin=fin, max_size=limit)
+        if len(data) > limit:
+            raise MessageTooBig("message over the size limit")
+        self._msg_size += len(data)
+        if self._msg_opcode == _OP_TEXT:
+            decoder = self._msg_utf8
+            assert decoder is not None
+            try:
+                text = decoder.decode(data, fin)
+            except UnicodeDecodeError:
+                raise InvalidUTF8("invalid UTF-8 in text message") from None
+            if self._stream:
+                self._events.append(make_text_chunk(text, fin))
+            else:
+                self._msg_parts.append(text)  # type: ignore[arg-type]
+                if fin:
+                    self._events.append(make_text("".join(self._msg_parts)))  # type: ignore[arg-type]
+        elif self._stream:
+            self._events.append(make_binary_chunk(data, fin))
+        else:
+            self._msg_parts.append(data)  # type: ignore[arg-type]
+            if fin:
+                parts = self._msg_parts
+                joined = parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[arg-type]
+                self._events.append(make_binary(joined))
+        if fin:
+            self._msg_opcode = 0
+            self._msg_parts = []
+            self._msg_utf8 = None
+        return True
+
+    def _control_frame(self, opcode: int, payload: bytes) -> bool:
+        if opcode == _OP_PING:
+            self._events.append(Ping(payload=payload))
+            if self.state is _OPEN:
+                self._out.append(self._encode(0x80 | _OP_PONG, payload))
+            return True
+        if opcode == _OP_PONG:
+            self._events.append(Pong(payload=payload))
+            return True
+        code, reason = parse_close_payload(payload)
+        close = Close(code=code, reason=reason)
+        self.close_received = close
+        self._events.append(close)
+        if self.state is _OPEN:
+            # §5.5.1: "the endpoint MUST send a Close frame in response ...
+            # It SHOULD do so as soon as practical"; echo the code.
+            reply_code = None if code == CloseCode.NO_STATUS_RCVD else code
+            self.close_sent = Close(code=code, reason="")
+            self._out.append(self._encode(0x80 | _OP_CLOSE, build_close_payload(reply_code)))
+        self.state = next_state(self.state, Trigger.RECEIVE_CLOSE)
+        return False
+
+    def _check_incomplete_frame(self, new_frame: bool) -> None:
+        """Checks on a frame whose header arrived but whose payload has not.
+
+        Two things should not wait for the whole payload: a fragment whose
+        declared length passes the message size limit (so the excess is never
+        buffered), and invalid UTF-8 in a text frame still arriving (§8.1
+        fail fast: 1007 as soon as the invalid sequence is seen).
+        """
+        if new_frame:
+            self._partial_checked = 0
+            self._partial_utf8 = None
+        header = _parse_header(self._decoder.pending_view())
+        if header is None:
+            return
+        first, length, header_size, key = header
+        opcode = first & 0x0F
+        if opcode >= 0x8:
+            return
+        compressed = bool((first | (self._msg_rsv if opcode == _OP_CONT else 0)) & 0x70)
+        if (
+            opcode == _OP_CONT
+            and not compressed
+            and self._msg_opcode
+            and self._msg_size + length > self._max_size
+        ):
+            raise MessageTooBig("message over the size limit")
+        is_text = opcode == _OP_TEXT or (opcode == _OP_CONT and self._msg_opcode == _OP_TEXT)
+        if not is_text or compressed:
+            return
+        available = self._decoder.pending - header_size
+        if available <= self._partial_checked:
+            return
+        if self._partial_utf8 is None:
+            self._partial_utf8 = _Utf8Decoder()
+            if opcode == _OP_CONT and self._msg_utf8 is not None:
+                self._partial_utf8.setstate(self._msg_utf8.getstate())
+        view = self._decoder.pending_view()
+        chunk = view[header_size + self._partial_checked : header_size + available]
+        if key is not None:
+            chunk_bytes = apply_mask(chunk, key, self._partial_checked)
+        else:
+            chunk_bytes = chunk.tobytes()
+        chunk.release()
+        view.release()
+        try:
+            self._partial_utf8.decode(chunk_bytes, False)
+        except UnicodeDecodeError:
+            raise InvalidUTF8("invalid UTF-8 in text message") from None
+        self._partial_checked = available
+
+    def _receive_eof(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        if self.state is not _CLOSED:
+            self.state = next_state(self.state, Trigger.EOF)
+            self._events.append(ConnectionLost())
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        """Fail the connection (§7.1.7): queue a close frame, report it, stop."""
+        if self.state is _CLOSED:
+            return
+        self.failure = exc
+        reason = _truncate_reason(exc.reason)
+        if self.state is _OPEN:
+            self.close_sent = Close(code=exc.close_code, reason=reason)
+            payload = build_close_payload(exc.close_code, reason)
+            self._out.append(self._encode(0x80 | _OP_CLOSE, payload))
+        self.state = next_state(self.state, Trigger.FAIL)
+        self._events.append(ConnectionFailed(code=exc.close_code, reason=reason))
+
+    # ----------------------------------------------------------------- output
+
+    def _encode(self, first: int, payload: bytes) -> bytes:
+        if self._mask_frames:
+            return encode_frame(first & 0x0F, payload, fin=bool(first & 0x80), rsv=first & 0x70, mask=True)
+        return frame_header(first, len(payload)) + payload
+
+    def _emit(self, frame: bytes) -> bytes:
+        out = self._out
+        if out:
+            out.append(frame)
+            data = b"".join(out)
+            out.clear()
+            return data
+        return frame
+
+    def _send_data(self, opcode: int, payload: bytes) -> bytes:
+        if self.state is not _OPEN:
+            raise ConnectionClosedError(f"cannot send data: connection is {self.state.value}")
+        if self._send_opcode:
+            raise LocalProtocolError("a fragmented message is being sent; finish it first")
+        first = 0x80 | opcode
+        if self._extensions:
+            for extension in self._extensions:
+                rsv, payload = extension.encode(payload, first=True, fin=True)
+                first |= rsv
+        elif not self._mask_frames:
+            n = len(payload)
+            if n < 126:
+                frame = bytes((first, n)) + payload
+            else:
+                frame = frame_header(first, n) + payload
+            return self._emit(frame) if self._out else frame
+        return self._emit(self._encode(first, payload))
+
+    def send_text(self, text: str) -> bytes:
+        """Encode a text message; returns the bytes to write."""
+        return self._send_data(_OP_TEXT, text.encode("utf-8"))
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Encode a binary message; returns the bytes to write."""
+        return self._send_data(_OP_BINARY, bytes(data) if not isinstance(data, bytes) else data)
+
+    def send_fragment(self, data: str | bytes, *, final: bool) -> bytes:
+        """Encode one fragment of a message (§5.4).
+
+        The first fragment's type (str: text, bytes: binary) sets the message
+        type; later fragments must have the same type; ``final`` ends it.
+        """
+        if self.state is not _OPEN:
+            raise ConnectionClosedError(f"cannot send data: connection is {self.state.value}")
+        opcode = _OP_TEXT if isinstance(data, str) else _OP_BINARY
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        first_fragment = not self._send_opcode
+        if first_fragment:
+            wire_opcode = opcode
+        elif opcode != self._send_opcode:
+            raise LocalProtocolError("fragments of one message must all be text or all binary")
+        else:
+            wire_opcode = _OP_CONT
+        first = (0x80 if final else 0) | wire_opcode
+        for extension in self._extensions:
+            rsv, payload = extension.encode(payload, first=first_fragment, fin=final)
+            first |= rsv
+        self._send_opcode = 0 if final else opcode
+        return self._emit(self._encode(first, payload))
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        """Encode a ping (at most 125 bytes of payload)."""
+        return self._send_control(_OP_PING, payload)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        """Encode an unsolicited pong (a heartbeat, §5.5.3)."""
+        return self._send_control(_OP_PONG, payload)
+
+    def _send_control(self, opcode: int, payload: bytes) -> bytes:
+        if self.state is not _OPEN:
+            raise ConnectionClosedError(f"cannot send a control frame: connection is {self.state.value}")
+        if len(payload) > 125:
+            raise LocalProtocolError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
+        return self._emit(self._encode(0x80 | opcode, bytes(payload)))
+
+    def close(self, code: int | None = 1000, reason: str = "") -> bytes:
+        """Start the closing handshake; returns the bytes to write.
+
+        Does nothing but return queued output if a close frame was already
+        sent or the connection is closed.
+
+        Raises:
+            LocalProtocolError: a code that may not be sent, or a reason over
+                123 bytes of UTF-8.
+        """
+        if self.state is not _OPEN:
+            return self.data_to_send()
+        payload = build_close_payload(code, reason)
+        self.close_sent = Close(code=int(CloseCode.NO_STATUS_RCVD) if code is None else code, reason=reason)
+        self.state = next_state(self.state, Trigger.SEND_CLOSE)
+        return self._emit(self._encode(0x80 | _OP_CLOSE, payload))
+
+    def send(self, event: Event) -> bytes:
+        """Encode an event: a message, a chunk, a ping, a pong or a close."""
+        if isinstance(event, TextMessage):
+            return self.send_text(event.data)
+        if isinstance(event, BinaryMessage):
+            return self.send_binary(event.data)
+        if isinstance(event, (TextChunk, BinaryChunk)):
+            return self.send_fragment(event.data, final=event.final)
+        if isinstance(event, Ping):
+            return self.send_ping(event.payload)
+        if isinstance(event, Pong):
+            return self.send_pong(event.payload)
+        if isinstance(event, Close):
+            return self.close(event.code, event.reason)
+        raise LocalProtocolError(f"cannot send a {type(event).__name__} event")
+
+
+class ServerConnection(Connection):
+    """The server side: expects masked frames, sends unmasked ones."""
+
+    __slots__ = ()
+    is_server = True
+
+
+class ClientConnection(Connection):
+    """The client side: expects unmasked frames, masks what it sends (§5.3)."""
+
+    __slots__ = ()
+    is_server = False
+
+
+def _parse_header(view: memoryview) -> tuple[int, int, int, bytes | None] | None:
+    """(first byte, payload length, header size, key) of a frame header, if complete."""
+    if len(view) < 2:
+        return None
+    first = view[0]
+    second = view[1]
+    length = second & 0x7F
+    size = 2
+    if length == 126:
+        size = 4
+        if len(view) < size:
+            return None
+        length = int.from_bytes(view[2:4], "big")
+    elif length == 127:
+        size = 10
+        if len(view) < size:
+            return None
+        length = int.from_bytes(view[2:10], "big")
+    key = None
+    if second & 0x80:
+        if len(view) < size + 4:
+            return None
+        key = view[size : size + 4].tobytes()
+        size += 4
+    return first, length, size, key
+
+
+def _truncate_reason(reason: str) -> str:
+    """A close reason that fits a control frame (123 bytes of UTF-8)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= 123:
+        return reason
+    return encoded[:123].decode("utf-8", "ignore")
+

@@ -1,0 +1,433 @@
+"""A single-threaded event loop on :mod:`selectors`.
+
+Strategy: one thread owns the loop. A tick is
+
+1. compute the select timeout: 0 if callbacks are ready, else the time to the
+   earliest timer, else block forever (an idle loop uses no CPU);
+2. ``select`` and call the reader/writer callbacks of the ready file
+   descriptors directly (I/O callbacks are the hot path: no queueing);
+3. move the timers that are due into the ready queue;
+4. run exactly the callbacks that were ready when step 4 began; whatever they
+   schedule runs on the next tick, so a callback that reschedules itself can
+   never starve I/O.
+
+Other threads (and signal handlers) only append to a deque and write one byte
+to a socketpair that the loop watches: ``deque.append`` is atomic, so there is
+no lock. Cancelled timers stay in the heap until popped; when they are more
+than half of it the heap is rebuilt so that churn cannot leak memory.
+
+``loop.time()`` is :func:`time.monotonic`. ``loop.now`` is the time read once
+per tick, right after ``select`` returns: the server stamps activity with it
+so that the per-message path never calls the clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import selectors
+import signal
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from time import monotonic
+from typing import Any, Self
+
+__all__ = ["Handle", "Loop", "TimerHandle"]
+
+logger = logging.getLogger("rfc6455.loop")
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+#: Size of the read buffer shared by every transport of a loop. 256 KiB lets a
+#: busy connection drain a full default socket receive buffer in one call,
+#: while costing the process a single allocation however many peers it has.
+READ_BUFFER_SIZE = 256 * 1024
+
+#: Rebuild the timer heap only above this size: below it, popping the
+#: cancelled entries as they surface is cheaper than rebuilding.
+_MIN_HEAP_REBUILD = 64
+
+
+class Handle:
+    """A callback scheduled with :meth:`Loop.call_soon`; ``cancel()`` drops it."""
+
+    __slots__ = ("_args", "_callback", "_cancelled")
+
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the callback (no effect once it ran)."""
+        if not self._cancelled:
+            self._cancelled = True
+            self._callback = _noop
+            self._args = ()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self._cancelled
+
+    def _run(self) -> None:
+        self._callback(*self._args)
+
+
+class TimerHandle(Handle):
+    """A callback scheduled for a loop time; ``cancel()`` drops it."""
+
+    __slots__ = ("_loop", "_scheduled", "when")
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: Loop,
+    ) -> None:
+        super().__init__(callback, args)
+        self.when = when
+        self._loop: Loop | None = loop
+        self._scheduled = True
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return self.when < other.when
+
+    def cancel(self) -> None:
+        """Do not run the callback; the heap entry is reclaimed lazily."""
+        if not self._cancelled:
+            super().cancel()
+            loop = self._loop
+            self._loop = None
+            if loop is not None and self._scheduled:
+                loop._timer_cancelled()
+
+
+def _noop(*args: object) -> None:
+    pass
+
+
+class _FdCallbacks:
+    """What the selector stores for one file descriptor."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self) -> None:
+        self.reader: Callable[[], object] | None = None
+        self.writer: Callable[[], object] | None = None
+
+
+class Loop:
+    """A selectors event loop: readers, writers, timers, signals, thread wakeup.
+
+    Not thread-safe except for :meth:`call_soon_threadsafe` and :meth:`stop`.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._ready: deque[Handle] = deque()
+        self._timers: list[TimerHandle] = []
+        self._cancelled_timers = 0
+        self._running = False
+        self._stopping = False
+        self._closed = False
+        self._thread_id: int | None = None
+        self._signal_handlers: dict[int, Handle] = {}
+        self._old_wakeup_fd: int | None = None
+        self.now = monotonic()
+        #: Number of completed ticks (for tests and diagnostics).
+        self.ticks = 0
+        #: Read buffer shared by the transports of this loop (see READ_BUFFER_SIZE).
+        self.read_buffer = bytearray(READ_BUFFER_SIZE)
+        self.read_view = memoryview(self.read_buffer)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.add_reader(self._wake_r.fileno(), self._drain_wakeup)
+
+    # -- time ---------------------------------------------------------------
+
+    def time(self) -> float:
+        """The loop's clock: :func:`time.monotonic`, in seconds."""
+        return monotonic()
+
+    # -- callbacks and timers -----------------------------------------------
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the next tick."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Like :meth:`call_soon`, callable from any thread; wakes the loop."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        self._wakeup()
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` after ``delay`` seconds (at the earliest)."""
+        return self.call_at(monotonic() + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` at loop time ``when`` (at the earliest)."""
+        timer = TimerHandle(when, callback, args, self)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    @property
+    def timer_count(self) -> int:
+        """Live (not cancelled) scheduled timers."""
+        return len(self._timers) - self._cancelled_timers
+
+    @property
+    def heap_size(self) -> int:
+        """Entries in the timer heap, cancelled ones included."""
+        return len(self._timers)
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_timers += 1
+        timers = self._timers
+        if len(timers) > _MIN_HEAP_REBUILD and self._cancelled_timers * 2 > len(timers):
+            live = [t for t in timers if not t._cancelled]
+            for t in timers:
+                if t._cancelled:
+                    t._scheduled = False
+            heapq.heapify(live)
+            self._timers = live
+            self._cancelled_timers = 0
+
+    # -- file descriptors -----------------------------------------------------
+
+    def add_reader(self, fd: int, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` whenever ``fd`` is readable (replaces any reader)."""
+        self._set(fd, callback, True)
+
+    def add_writer(self, fd: int, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` whenever ``fd`` is writable (replaces any writer)."""
+        self._set(fd, callback, False)
+
+    def remove_reader(self, fd: int) -> bool:
+        """Stop watching ``fd`` for reading; True if a reader was registered."""
+        return self._unset(fd, True)
+
+    def remove_writer(self, fd: int) -> bool:
+        """Stop watching ``fd`` for writing; True if a writer was registered."""
+        return self._unset(fd, False)
+
+    def _set(self, fd: int, callback: Callable[[], object], read: bool) -> None:
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            cbs = _FdCallbacks()
+            if read:
+                cbs.reader = callback
+            else:
+                cbs.writer = callback
+            selector.register(fd, _READ if read else _WRITE, cbs)
+            return
+        cbs = key.data
+        if read:
+            cbs.reader = callback
+            events = key.events | _READ
+        else:
+            cbs.writer = callback
+            events = key.events | _WRITE
+        if events != key.events:
+            selector.modify(fd, events, cbs)
+
+    def _unset(self, fd: int, read: bool) -> bool:
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except (KeyError, ValueError):
+            return False
+        cbs = key.data
+        if read:
+            had = cbs.reader is not None
+            cbs.reader = None
+            events = key.events & ~_READ
+        else:
+            had = cbs.writer is not None
+            cbs.writer = None
+            events = key.events & ~_WRITE
+        if not events:
+            selector.unregister(fd)
+        elif events != key.events:
+            selector.modify(fd, events, cbs)
+        return had
+
+    @property
+    def fd_count(self) -> int:
+        """File descriptors registered with the selector (the wakeup socket included)."""
+        return len(self._selector.get_map())
+
+    # -- signals and wakeup ---------------------------------------------------
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop when signal ``sig`` arrives.
+
+        Only from the main thread. The C-level wakeup fd makes a blocked
+        ``select`` return at once; the Python-level handler queues the callback.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("signal handlers can only be installed from the main thread")
+        if self._old_wakeup_fd is None:
+            self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        self._signal_handlers[sig] = Handle(callback, args)
+        signal.signal(sig, self._on_signal)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        """Restore the default disposition of ``sig``; True if we had a handler."""
+        if self._signal_handlers.pop(sig, None) is None:
+            return False
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        signal.signal(sig, default)
+        if not self._signal_handlers and self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        return True
+
+    def _on_signal(self, sig: int, frame: object) -> None:
+        handle = self._signal_handlers.get(sig)
+        if handle is not None:
+            self._ready.append(Handle(handle._callback, handle._args))
+
+    def _wakeup(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # full (the loop will wake anyway) or closed
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    # -- running ----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make :meth:`run_forever` return after the current tick (thread-safe)."""
+        self._stopping = True
+        if self._thread_id is not None and self._thread_id != threading.get_ident():
+            self._wakeup()
+
+    @property
+    def is_running(self) -> bool:
+        """True while :meth:`run_forever` runs."""
+        return self._running
+
+    def run_forever(self) -> None:
+        """Run ticks until :meth:`stop` is called."""
+        if self._running:
+            raise RuntimeError("the loop is already running")
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._running = True
+        self._thread_id = threading.get_ident()
+        try:
+            while not self._stopping:
+                self._tick()
+        finally:
+            self._stopping = False
+            self._running = False
+            self._thread_id = None
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Run ticks until ``predicate()`` is true or ``timeout`` passes; return it."""
+        deadline = None if timeout is None else monotonic() + timeout
+        self._running = True
+        self._thread_id = threading.get_ident()
+        try:
+            while not predicate():
+                if deadline is not None and monotonic() >= deadline:
+                    return False
+                if self._stopping:
+                    return False
+                self._tick(deadline)
+            return True
+        finally:
+            self._stopping = False
+            self._running = False
+            self._thread_id = None
+
+    def _tick(self, deadline: float | None = None) -> None:
+        ready = self._ready
+        timers = self._timers
+        if ready or self._stopping:
+            timeout: float | None = 0.0
+        elif timers:
+            timeout = timers[0].when - monotonic()
+            timeout = max(timeout, 0.0)
+        else:
+            timeout = None
+        if deadline is not None:
+            limit = max(deadline - monotonic(), 0.0)
+            if timeout is None or timeout > limit:
+                timeout = limit
+        events = self._selector.select(timeout)
+        self.now = now = monotonic()
+        for key, mask in events:
+            cbs = key.data
+            try:
+                if mask & _READ:
+                    reader = cbs.reader
+                    if reader is not None:
+                        reader()
+                if mask & _WRITE:
+                    writer = cbs.writer
+                    if writer is not None:
+                        writer()
+            except Exception:
+                logger.exception("unhandled error in an I/O callback")
+        while timers:
+            top = timers[0]
+            if top._cancelled:
+                heapq.heappop(timers)
+                top._scheduled = False
+                self._cancelled_timers -= 1
+                continue
+            if top.when > now:
+                break
+            heapq.heappop(timers)
+            top._scheduled = False
+            top._loop = None
+            ready.append(top)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                try:
+                    handle._run()
+                except Exception:
+                    logger.exception("unhandled error in callback %r", handle._callback)
+        self.ticks += 1
+
+    def close(self) -> None:
+        """Release the selector and the wakeup socketpair. The loop must be stopped."""
+        if self._running:
+            raise RuntimeError("cannot close a running loop")
+        if self._closed:
+            return
+        self._closed = True
+        for sig in list(self._signal_handlers):
+            self.remove_signal_handler(sig)
+        self._ready.clear()
+        self._timers.clear()
+        self._cancelled_timers = 0
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

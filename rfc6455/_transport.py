@@ -1,0 +1,448 @@
+"""Non-blocking socket transport (plain TCP or TLS) for :class:`~rfc6455._loop.Loop`.
+
+Strategy:
+
+* Reads go into the loop's one shared buffer (``recv_into``); the protocol gets
+  ``bytes`` of exactly what was read. A connection owns no read buffer.
+* Writes try ``send`` at once and buffer only what the kernel did not take, in
+  a deque created on first need and dropped when empty. The writer callback is
+  registered only while something is pending; it flushes with ``sendmsg`` so
+  that many queued frames cost one system call.
+* Water marks: above ``high_water`` buffered bytes the protocol gets
+  ``pause_writing()``, back at or below ``low_water`` it gets ``resume_writing()``.
+* ``close()`` stops reading, flushes, then closes; ``abort()`` drops the buffer
+  and closes now. Either way ``connection_lost`` is called exactly once, on a
+  later tick, after which the transport holds no socket, no selector key and
+  no reference to the protocol.
+* TLS: the socket is wrapped with ``do_handshake_on_connect=False`` and the
+  handshake is driven by readiness events. OpenSSL requires a write that
+  failed with ``SSLWantWriteError`` to be retried with the same bytes, so the
+  TLS flush coalesces the head of the buffer into one chunk and keeps that
+  chunk at the head until it is written. After each read the TLS object may
+  still hold decrypted bytes the kernel knows nothing about (``pending()``);
+  they are read before returning to ``select``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from collections import deque
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._loop import Loop
+
+__all__ = ["Protocol", "Transport"]
+
+#: Buffered bytes above which ``pause_writing`` is called (asyncio's default).
+DEFAULT_HIGH_WATER = 64 * 1024
+#: Buffered bytes at or below which ``resume_writing`` is called.
+DEFAULT_LOW_WATER = 16 * 1024
+
+#: Most buffers handed to one ``sendmsg`` call (Linux IOV_MAX is 1024).
+_IOV_MAX = 1024
+#: Most bytes coalesced into one TLS write (4 TLS records).
+_TLS_CHUNK = 64 * 1024
+
+_TRY_AGAIN = (BlockingIOError, InterruptedError)
+
+
+class Protocol:
+    """What a transport drives. Subclass and override what you need."""
+
+    __slots__ = ()
+
+    def connection_made(self, transport: Transport) -> None:
+        """The connection is ready (after the TLS handshake, if any)."""
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived."""
+
+    def eof_received(self) -> bool:
+        """The peer closed its side. Return True to keep writing (half-close)."""
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The socket is closed; ``exc`` is the error that closed it, if any."""
+
+    def pause_writing(self) -> None:
+        """The write buffer went above the high-water mark."""
+
+    def resume_writing(self) -> None:
+        """The write buffer drained to the low-water mark."""
+
+
+class _Detached(Protocol):
+    __slots__ = ()
+
+
+_DETACHED = _Detached()
+
+
+class Transport:
+    """A non-blocking stream socket driven by a :class:`Loop`.
+
+    Args:
+        loop: the loop that owns the socket.
+        sock: a connected stream socket; it is made non-blocking.
+        protocol: receives the data and the state changes.
+        ssl_context: wrap the socket in TLS with this context.
+        server_side: TLS role.
+        server_hostname: TLS SNI and certificate host name (client side).
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_buffer_size",
+        "_closing",
+        "_fd",
+        "_loop",
+        "_protocol",
+        "_reading",
+        "_sock",
+        "_state",
+        "_write_paused",
+        "high_water",
+        "low_water",
+    )
+
+    # _state values
+    _HANDSHAKING = 0
+    _OPEN = 1
+    _CLOSED = 2
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        protocol: Protocol,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_side: bool = True,
+        server_hostname: str | None = None,
+    ) -> None:
+        sock.setblocking(False)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(
+                sock,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                do_handshake_on_connect=False,
+            )
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._buffer: deque[bytes | memoryview] | None = None
+        self._buffer_size = 0
+        self._closing = False
+        self._reading = False
+        self._write_paused = False
+        self._state = Transport._HANDSHAKING if ssl_context is not None else Transport._OPEN
+        self.high_water = DEFAULT_HIGH_WATER
+        self.low_water = DEFAULT_LOW_WATER
+
+    def start(self) -> None:
+        """Begin: run the TLS handshake if any, then ``connection_made`` and reading."""
+        if self._state == Transport._HANDSHAKING:
+            self._loop.add_reader(self._fd, self._tls_handshake)
+            self._tls_handshake()
+            return
+        self._protocol.connection_made(self)
+        if not self._closing and self._state == Transport._OPEN:
+            self.resume_reading()
+
+    # -- introspection -----------------------------------------------------------
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying socket (an :class:`ssl.SSLSocket` with TLS)."""
+        return self._sock
+
+    @property
+    def is_tls(self) -> bool:
+        """True if the transport speaks TLS."""
+        return isinstance(self._sock, ssl.SSLSocket)
+
+    @property
+    def is_closing(self) -> bool:
+        """True once :meth:`close` or :meth:`abort` was called or the peer went away."""
+        return self._closing or self._state == Transport._CLOSED
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes accepted by :meth:`write` and not yet taken by the kernel."""
+        return self._buffer_size
+
+    @property
+    def writing_paused(self) -> bool:
+        """True between ``pause_writing`` and ``resume_writing``."""
+        return self._write_paused
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the water marks (low defaults to a quarter of high)."""
+        if high is None:
+            high = DEFAULT_HIGH_WATER
+        if low is None:
+            low = high // 4
+        if not 0 <= low <= high:
+            raise ValueError("need 0 <= low <= high")
+        self.high_water = high
+        self.low_water = low
+        self._maybe_pause()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``"peername"``, ``"sockname"``, ``"socket"``, ``"ssl_object"``, ``"cipher"``."""
+        sock = self._sock
+        try:
+            if name == "peername":
+                return sock.getpeername()
+            if name == "sockname":
+                return sock.getsockname()
+        except OSError:
+            return default
+        if name == "socket":
+            return sock
+        if isinstance(sock, ssl.SSLSocket):
+            if name == "ssl_object":
+                return sock
+            if name == "cipher":
+                return sock.cipher()
+        return default
+
+    # -- reading ---------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Stop reading (flow control toward the peer: its kernel buffer fills)."""
+        if self._reading and self._state != Transport._CLOSED:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading`."""
+        if not self._reading and not self._closing and self._state == Transport._OPEN:
+            self._reading = True
+            self._loop.add_reader(
+                self._fd, self._on_read_tls if self.is_tls else self._on_read
+            )
+
+    def _on_read(self) -> None:
+        loop = self._loop
+        try:
+            n = self._sock.recv_into(loop.read_buffer)
+        except _TRY_AGAIN:
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if n:
+            self._protocol.data_received(loop.read_view[:n].tobytes())
+        else:
+            self._on_eof()
+
+    def _on_read_tls(self) -> None:
+        loop = self._loop
+        sock = self._sock
+        assert isinstance(sock, ssl.SSLSocket)
+        while True:
+            try:
+                n = sock.recv_into(loop.read_buffer)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_TRY_AGAIN):
+                return
+            except ssl.SSLZeroReturnError:
+                n = 0
+            except (ssl.SSLError, OSError) as exc:
+                self._fatal(exc)
+                return
+            if not n:
+                self._on_eof()
+                return
+            self._protocol.data_received(loop.read_view[:n].tobytes())
+            if not self._reading or not sock.pending():
+                return
+
+    def _on_eof(self) -> None:
+        self.pause_reading()
+        keep_open = self._protocol.eof_received()
+        if not keep_open:
+            self.close()
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``: now if the kernel takes it, else buffered in order.
+
+        Writes after :meth:`close` or :meth:`abort` are ignored.
+        """
+        if self._closing or self._state == Transport._CLOSED or not data:
+            return
+        if isinstance(data, bytearray):
+            data = bytes(data)  # the caller may reuse its buffer
+        buffer = self._buffer
+        if buffer is not None:
+            buffer.append(data)
+            self._buffer_size += len(data)
+            if self._buffer_size > self.high_water and not self._write_paused:
+                self._pause()
+            return
+        if self._state == Transport._OPEN:
+            try:
+                n = self._sock.send(data)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, *_TRY_AGAIN):
+                n = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if n == len(data):
+                return
+            if n:
+                data = memoryview(data)[n:]
+        self._buffer = deque((data,))
+        self._buffer_size = len(data)
+        if self._state == Transport._OPEN:
+            self._loop.add_writer(self._fd, self._on_write)
+        self._maybe_pause()
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        """Write several chunks; cheaper than joining them first."""
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _maybe_pause(self) -> None:
+        if self._buffer_size > self.high_water and not self._write_paused:
+            self._pause()
+
+    def _pause(self) -> None:
+        self._write_paused = True
+        self._protocol.pause_writing()
+
+    def _on_write(self) -> None:
+        buffer = self._buffer
+        if buffer is None:
+            self._loop.remove_writer(self._fd)
+            return
+        sock = self._sock
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                if len(buffer) > 1 and len(buffer[0]) < _TLS_CHUNK:
+                    self._coalesce_head(buffer)
+                n = sock.send(buffer[0])
+            elif len(buffer) == 1:
+                n = sock.send(buffer[0])
+            else:
+                n = sock.sendmsg(list(islice(buffer, _IOV_MAX)))
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, *_TRY_AGAIN):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        self._buffer_size -= n
+        while n:
+            head = buffer[0]
+            size = len(head)
+            if size <= n:
+                buffer.popleft()
+                n -= size
+            else:
+                buffer[0] = memoryview(head)[n:]
+                break
+        if not buffer:
+            self._buffer = None
+            self._loop.remove_writer(self._fd)
+            if self._closing:
+                self._loop.call_soon(self._finish, None)
+        if self._write_paused and self._buffer_size <= self.low_water:
+            self._write_paused = False
+            self._protocol.resume_writing()
+
+    @staticmethod
+    def _coalesce_head(buffer: deque[bytes | memoryview]) -> None:
+        parts = []
+        size = 0
+        while buffer and size < _TLS_CHUNK:
+            part = buffer.popleft()
+            parts.append(part)
+            size += len(part)
+        buffer.appendleft(b"".join(parts))
+
+    # -- TLS handshake -----------------------------------------------------------
+
+    def _tls_handshake(self) -> None:
+        sock = self._sock
+        assert isinstance(sock, ssl.SSLSocket)
+        loop = self._loop
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            loop.remove_writer(self._fd)
+            return
+        except ssl.SSLWantWriteError:
+            loop.add_writer(self._fd, self._tls_handshake)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._fatal(exc)
+            return
+        loop.remove_writer(self._fd)
+        loop.remove_reader(self._fd)
+        self._state = Transport._OPEN
+        if self._buffer is not None:
+            loop.add_writer(self._fd, self._on_write)
+        self._protocol.connection_made(self)
+        if not self._closing and self._state == Transport._OPEN:
+            self.resume_reading()
+
+    # -- closing -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading, flush what is buffered, then close the socket."""
+        if self._closing or self._state == Transport._CLOSED:
+            return
+        self._closing = True
+        self.pause_reading()
+        if self._state == Transport._HANDSHAKING:
+            self._buffer = None
+            self._buffer_size = 0
+            self._loop.call_soon(self._finish, None)
+        elif self._buffer is None:
+            self._loop.call_soon(self._finish, None)
+
+    def abort(self) -> None:
+        """Close now, dropping whatever is buffered."""
+        self._fatal(None)
+
+    def _fatal(self, exc: BaseException | None) -> None:
+        if self._state == Transport._CLOSED:
+            return
+        if self._closing and self._buffer is None:
+            return  # _finish already scheduled
+        self._closing = True
+        self._buffer = None
+        self._buffer_size = 0
+        loop = self._loop
+        loop.remove_reader(self._fd)
+        loop.remove_writer(self._fd)
+        self._reading = False
+        loop.call_soon(self._finish, exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._state == Transport._CLOSED:
+            return
+        self._state = Transport._CLOSED
+        loop = self._loop
+        loop.remove_reader(self._fd)
+        loop.remove_writer(self._fd)
+        self._reading = False
+        self._buffer = None
+        self._buffer_size = 0
+        try:
+            self._sock.close()
+        except OSError:  # pragma: no cover - close() only fails on EBADF
+            pass
+        protocol = self._protocol
+        self._protocol = _DETACHED
+        if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            exc = ConnectionResetError(exc.errno, exc.strerror)
+        protocol.connection_lost(exc)
