@@ -1,2 +1,92 @@
-"""rfc6455: a WebSocket (RFC 6455, RFC 7692) implementation. Placeholder."""
+"""rfc6455: the WebSocket protocol (RFC 6455, RFC 7692) for Python.
+
+The sans-I/O core (connections, handshake, frames, extensions) contains no
+networking code: it turns bytes into events and events into bytes. The event
+loop, server and client build on it. This module re-exports the public API;
+``__all__`` is the single list of public names.
+"""
+
+from ._close import build_close_payload, parse_close_payload
+from ._connection import ClientConnection, Connection, ServerConnection
+from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode, Opcode, is_valid_close_code
+from ._errors import (
+    ConnectionClosedError,
+    ExtensionError,
+    HandshakeError,
+    HandshakeRejected,
+    InvalidUTF8,
+    LocalProtocolError,
+    MessageTooBig,
+    PolicyViolation,
+    ProtocolError,
+    RemoteProtocolError,
+    WebSocketError,
+)
+from ._events import (
+    NEED_DATA,
+    BinaryChunk,
+    BinaryMessage,
+    Close,
+    ConnectionFailed,
+    ConnectionLost,
+    Event,
+    NeedData,
+    Ping,
+    Pong,
+    TextChunk,
+    TextMessage,
+)
+from ._extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
+from ._frames import encode_frame
+from ._mask import apply_mask, apply_mask_inplace
+from ._state import ConnectionState
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # connections
+    "Connection",
+    "ServerConnection",
+    "ClientConnection",
+    "ConnectionState",
+    # events
+    "Event",
+    "TextMessage",
+    "BinaryMessage",
+    "TextChunk",
+    "BinaryChunk",
+    "Ping",
+    "Pong",
+    "Close",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "NEED_DATA",
+    "NeedData",
+    # errors
+    "WebSocketError",
+    "LocalProtocolError",
+    "ConnectionClosedError",
+    "RemoteProtocolError",
+    "ProtocolError",
+    "InvalidUTF8",
+    "MessageTooBig",
+    "PolicyViolation",
+    "ExtensionError",
+    "HandshakeError",
+    "HandshakeRejected",
+    # extensions
+    "Extension",
+    "ServerExtensionFactory",
+    "ClientExtensionFactory",
+    # frames, masking, constants
+    "encode_frame",
+    "apply_mask",
+    "apply_mask_inplace",
+    "Opcode",
+    "CloseCode",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "is_valid_close_code",
+    "build_close_payload",
+    "parse_close_payload",
+]
