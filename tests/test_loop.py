@@ -1,0 +1,202 @@
+"""Tests for rfc6455._loop: ordering, timers, wakeup, signals, no spinning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from rfc6455._loop import Loop
+
+
+@pytest.fixture
+def loop():
+    lp = Loop()
+    yield lp
+    lp.close()
+
+
+def test_call_soon_runs_in_order(loop: Loop) -> None:
+    seen: list[int] = []
+    for i in range(5):
+        loop.call_soon(seen.append, i)
+    loop.run_until(lambda: len(seen) == 5, timeout=5)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_tick_runs_only_callbacks_ready_at_its_start(loop: Loop) -> None:
+    ticks: list[int] = []
+
+    def again(n: int) -> None:
+        ticks.append(loop.ticks)
+        if n:
+            loop.call_soon(again, n - 1)
+
+    loop.call_soon(again, 3)
+    loop.run_until(lambda: len(ticks) == 4, timeout=5)
+    # each rescheduled callback ran on a later tick, never in the same one
+    assert ticks == sorted(set(ticks))
+    assert len(set(ticks)) == 4
+
+
+def test_self_rescheduling_callback_does_not_starve_io(loop: Loop) -> None:
+    a, b = socket.socketpair()
+    try:
+        got: list[bytes] = []
+        loop.add_reader(a.fileno(), lambda: got.append(a.recv(100)))
+        stop = False
+
+        def spin() -> None:
+            if not stop:
+                loop.call_soon(spin)
+
+        loop.call_soon(spin)
+        b.send(b"x")
+        assert loop.run_until(lambda: bool(got), timeout=5)
+        stop = True
+        loop.remove_reader(a.fileno())
+        assert got == [b"x"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_call_later_orders_by_time_and_cancel_drops(loop: Loop) -> None:
+    seen: list[str] = []
+    loop.call_later(0.06, seen.append, "c")
+    loop.call_later(0.02, seen.append, "a")
+    t = loop.call_later(0.03, seen.append, "x")
+    loop.call_later(0.04, seen.append, "b")
+    t.cancel()
+    assert t.cancelled
+    loop.run_until(lambda: len(seen) == 3, timeout=5)
+    assert seen == ["a", "b", "c"]
+    assert loop.timer_count == 0
+
+
+def test_timer_fires_not_before_its_time(loop: Loop) -> None:
+    fired: list[float] = []
+    start = loop.time()
+    loop.call_later(0.05, lambda: fired.append(loop.time()))
+    loop.run_until(lambda: bool(fired), timeout=5)
+    assert fired[0] - start >= 0.05
+
+
+def test_cancelled_timers_do_not_leak(loop: Loop) -> None:
+    handles = [loop.call_later(100 + i, lambda: None) for i in range(1000)]
+    for h in handles[:900]:
+        h.cancel()
+    # the heap was rebuilt when cancelled entries passed half of it
+    assert loop.heap_size <= 1000 - 500
+    assert loop.timer_count == 100
+    for h in handles[900:]:
+        h.cancel()
+    assert loop.timer_count == 0
+    assert loop.heap_size <= 64 + 1
+    # the surfaced cancelled entries are popped by a tick
+    loop.call_soon(lambda: None)
+    loop.run_until(lambda: loop.heap_size == 0, timeout=5)
+    assert loop.heap_size == 0
+
+
+def test_cancel_after_run_is_harmless(loop: Loop) -> None:
+    seen: list[int] = []
+    t = loop.call_later(0, seen.append, 1)
+    loop.run_until(lambda: bool(seen), timeout=5)
+    t.cancel()
+    assert loop.timer_count == 0
+    assert loop.heap_size == 0
+
+
+def test_call_soon_threadsafe_wakes_a_blocked_loop(loop: Loop) -> None:
+    seen: list[str] = []
+
+    def other() -> None:
+        time.sleep(0.1)
+        loop.call_soon_threadsafe(seen.append, "hi")
+
+    th = threading.Thread(target=other)
+    th.start()
+    # no timers: the loop blocks in select until the wakeup byte arrives
+    loop.run_until(lambda: bool(seen), timeout=10)
+    th.join()
+    assert seen == ["hi"]
+
+
+def test_stop_from_another_thread(loop: Loop) -> None:
+    th = threading.Timer(0.1, loop.stop)
+    th.start()
+    loop.run_forever()  # returns: stop() woke the blocked select
+    th.join()
+    assert not loop.is_running
+
+
+def test_idle_loop_does_not_spin(loop: Loop) -> None:
+    done: list[bool] = []
+    loop.call_later(0.3, done.append, True)
+    before = loop.ticks
+    loop.run_until(lambda: bool(done), timeout=5)
+    # one tick to reach the timer (plus slack for early wakeups), not thousands
+    assert loop.ticks - before <= 4
+
+
+def test_reader_and_writer_callbacks(loop: Loop) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        writable: list[bool] = []
+        loop.add_writer(a.fileno(), lambda: writable.append(True))
+        loop.run_until(lambda: bool(writable), timeout=5)
+        assert loop.remove_writer(a.fileno())
+        assert not loop.remove_writer(a.fileno())
+        got: list[bytes] = []
+        loop.add_reader(a.fileno(), lambda: got.append(a.recv(10)))
+        b.send(b"ping")
+        loop.run_until(lambda: bool(got), timeout=5)
+        assert got == [b"ping"]
+        n = loop.fd_count
+        assert loop.remove_reader(a.fileno())
+        assert loop.fd_count == n - 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_exception_in_callback_is_logged_and_loop_goes_on(
+    loop: Loop, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[int] = []
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    loop.call_soon(boom)
+    loop.call_soon(seen.append, 1)
+    with caplog.at_level(logging.ERROR, logger="rfc6455.loop"):
+        loop.run_until(lambda: bool(seen), timeout=5)
+    assert seen == [1]
+    assert "boom" in caplog.text
+
+
+def test_signal_handler_runs_on_the_loop(loop: Loop) -> None:
+    seen: list[int] = []
+    loop.add_signal_handler(signal.SIGUSR1, seen.append, 7)
+    try:
+        th = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1))
+        th.start()
+        loop.run_until(lambda: bool(seen), timeout=10)
+        th.join()
+        assert seen == [7]
+    finally:
+        assert loop.remove_signal_handler(signal.SIGUSR1)
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_run_until_times_out(loop: Loop) -> None:
+    assert loop.run_until(lambda: False, timeout=0.05) is False
+    assert loop.timer_count == 0
