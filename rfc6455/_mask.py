@@ -9,7 +9,7 @@ by :data:`IMPLEMENTATION`.
 The wrappers are on the per-chunk path, so each does the least Python work it can: one
 ``ffi.from_buffer`` per buffer, the ``int64`` result array for :func:`scan_frames` taken from
 a free list (``list.pop``/``append`` are atomic under the GIL, so no lock is needed and the
-core stays free of ``threading``), and one ``ffi.unpack`` to turn the records into a list.
+core stays free of ``threading``), and one ``tolist()`` to turn the records into a list.
 ``apply_mask`` on inputs below 16 bytes takes the pure-Python path, which is as fast there
 as crossing into C.
 """
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import sys
+from array import array
 from types import ModuleType
 from typing import Any
 
 from . import _mask_py
 from ._mask_py import Buffer
 
-__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames", "IMPLEMENTATION"]
+__all__ = ["IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "scan_frames"]
 
 
 def _load_native() -> ModuleType | None:
@@ -50,7 +51,6 @@ else:
     _ffi: Any = _native_module.ffi
     _lib: Any = _native_module.lib
     _from_buffer = _ffi.from_buffer
-    _unpack = _ffi.unpack
     _U8 = _ffi.typeof("uint8_t[]")
     _c_mask_copy = _lib.rfc6455_mask_copy
     _c_mask_inplace = _lib.rfc6455_mask_inplace
@@ -101,9 +101,16 @@ else:
     # Frames per C call; bounds the result array (3 int64 of status + 3 per frame).
     _CAP = 4096
     _INT64_MAX = (1 << 63) - 1
-    _ARRAY = _ffi.typeof(f"int64_t[{3 + 3 * _CAP}]")
-    _new_array = _ffi.new_allocator(should_clear_after_alloc=False)
-    _free: list[tuple[Any, Any]] = []
+    _I64 = _ffi.typeof("int64_t[]")
+    # Result arrays: (array('q'), pointer to its status, pointer to its records). An
+    # array.array rather than ffi.new: slicing it and calling tolist() is ~2x faster than
+    # ffi.unpack(). The pointer keeps a buffer export, so the array is never resized.
+    _free: list[tuple[array[int], Any, Any]] = []
+
+    def _new_results() -> tuple[array[int], Any, Any]:
+        results = array("q", bytes(8 * (3 + 3 * _CAP)))
+        status = _from_buffer(_I64, results, True)
+        return results, status, status + 3
 
     def _native_scan_frames(
         buf: bytearray,
@@ -129,31 +136,37 @@ else:
         # ~x & 0x70 only looks at bits 4-6 of allowed_rsv, even for a negative int.
         allowed_rsv &= 0x70
         try:
-            status, records_out = _free.pop()
+            entry = _free.pop()
         except IndexError:
-            status = _new_array(_ARRAY)
-            records_out = status + 3
+            entry = _new_results()
+        results, status, records_out = entry
         try:
-            want = max_frames if max_frames < _CAP else _CAP
+            want = min(_CAP, max_frames)
             n = _c_scan_frames(
                 cbuf, start, end, masked, allowed_rsv, max_payload, records_out, want, status
             )
-            records: list[int] = _unpack(status, 3 + 3 * n)
+            records = results[: 3 + 3 * n].tolist()
             consumed, error, needed = records[0], records[1], records[2]
             del records[:3]
-            while n == _CAP and max_frames > _CAP and not error and not needed:
-                # More frames than one array holds: go on from where the last call stopped.
+            while n == _CAP and max_frames > _CAP:
+                # More frames than one array holds (so no error yet): go on from there.
                 max_frames -= _CAP
-                want = max_frames if max_frames < _CAP else _CAP
+                want = min(_CAP, max_frames)
                 n = _c_scan_frames(
-                    cbuf, consumed, end, masked, allowed_rsv, max_payload, records_out, want,
+                    cbuf,
+                    consumed,
+                    end,
+                    masked,
+                    allowed_rsv,
+                    max_payload,
+                    records_out,
+                    want,
                     status,
                 )
-                more: list[int] = _unpack(status, 3 + 3 * n)
-                consumed, error, needed = more[0], more[1], more[2]
-                records += more[3:]
+                consumed, error, needed = results[0], results[1], results[2]
+                records += results[3 : 3 + 3 * n].tolist()
         finally:
-            _free.append((status, records_out))
+            _free.append(entry)
         if needed < 0:  # stored as int64; only with max_payload near 2**63
             needed += 1 << 64
         return records, consumed, error, needed

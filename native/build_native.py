@@ -1,0 +1,63 @@
+"""cffi build script for ``rfc6455._native`` (API mode).
+
+setuptools runs this through ``cffi_modules`` in ``setup.py``; cffi execs it, so it must not
+import ``rfc6455``. For a quick in-place build during development::
+
+    python native/build_native.py        # writes rfc6455/_native*.so next to the sources
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CDEF = """
+void rfc6455_mask_inplace(uint8_t *buf, size_t len, const uint8_t *key, size_t offset);
+void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,
+                       size_t offset);
+size_t rfc6455_scan_frames(uint8_t *buf, size_t start, size_t end, int expect_masked,
+                           unsigned allowed_rsv, int64_t max_payload, int64_t *out,
+                           size_t max_frames, int64_t *status);
+"""
+
+
+def _relative(path: str) -> str:
+    # setuptools wants relative source paths (they also name the object files); pip runs
+    # the build from the project root, a manual run may start anywhere.
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+
+
+def _compile_args() -> list[str]:
+    if sys.platform == "win32":
+        return ["/O2"]
+    # No -march: the wheel must run on any machine of the target architecture. AVX2 is
+    # chosen at run time inside the C code.
+    return ["-O3", "-std=c99", "-Wall", "-Wno-unused-function"]
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "rfc6455._native",
+    '#include "rfc6455_native.h"',
+    sources=[_relative(os.path.join(HERE, "rfc6455_native.c"))],
+    include_dirs=[_relative(HERE)],
+    depends=[_relative(os.path.join(HERE, "rfc6455_native.h"))],
+    extra_compile_args=_compile_args(),
+    # A missing or broken compiler must not fail the install: the pure-Python twin in
+    # rfc6455/_mask_py.py takes over.
+    optional=True,
+)
+
+if __name__ == "__main__":
+    # Build straight into the package directory (the same result as build_ext --inplace);
+    # the generated rfc6455/_native.c and the object files are gitignored.
+    os.chdir(os.path.dirname(HERE))
+    ffibuilder.compile(tmpdir=".", verbose=True)

@@ -1,0 +1,47 @@
+/*
+ * Native hot paths of rfc6455: masking (RFC 6455 §5.3) and frame header scanning (§5.2).
+ *
+ * Plain C99, no Python.h: the cffi build script (build_native.py) wraps these in API mode.
+ * Every function has a pure-Python twin in rfc6455/_mask_py.py with the same results; the
+ * error codes below must match the ERR_* constants there.
+ */
+#ifndef RFC6455_NATIVE_H
+#define RFC6455_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RFC6455_ERR_NONE 0
+#define RFC6455_ERR_RESERVED_OPCODE 1
+#define RFC6455_ERR_RSV_BITS 2
+#define RFC6455_ERR_CONTROL_TOO_LONG 3
+#define RFC6455_ERR_CONTROL_FRAGMENTED 4
+#define RFC6455_ERR_LENGTH_MSB 5
+#define RFC6455_ERR_NON_MINIMAL_LENGTH 6
+#define RFC6455_ERR_UNMASKED 7
+#define RFC6455_ERR_MASKED 8
+#define RFC6455_ERR_TOO_BIG 9
+
+/* XOR buf[0:len] in place with the 4-byte key, starting at key byte (offset & 3). */
+void rfc6455_mask_inplace(uint8_t *buf, size_t len, const uint8_t *key, size_t offset);
+
+/* dst[i] = src[i] ^ key[(offset + i) & 3] for i < len. dst and src may be equal, but must
+ * not otherwise overlap. */
+void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,
+                       size_t offset);
+
+/*
+ * Decode the headers of the complete frames in buf[start:end] and unmask their payloads in
+ * place. For each frame (at most max_frames) three int64 go to out: first header byte,
+ * payload start, payload end (offsets into buf). status receives [consumed, error, needed]:
+ * consumed is the offset just past the last complete frame, error is RFC6455_ERR_NONE or
+ * why the frame at consumed is invalid, needed is the total size of the incomplete frame at
+ * consumed when its header is known, else 0 (stored as the low 64 bits: it can exceed
+ * INT64_MAX only when max_payload is near it). A negative max_payload rejects every frame.
+ * Requires start <= end and buf valid for end bytes. Returns the number of frames.
+ */
+size_t rfc6455_scan_frames(uint8_t *buf, size_t start, size_t end, int expect_masked,
+                           unsigned allowed_rsv, int64_t max_payload, int64_t *out,
+                           size_t max_frames, int64_t *status);
+
+#endif
