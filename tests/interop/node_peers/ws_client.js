@@ -16,6 +16,7 @@
 //                                  one message sent as several frames (fin: false)
 //   {"op": "ping", "data": "..."}  send a ping and wait for its pong
 //   {"op": "recv"}                 wait for one message
+//   {"op": "wait_ping"}            wait until the peer has sent us a ping (ws answers it)
 //   {"op": "close", "code": N, "reason": "..."}   close and wait for the close
 //   {"op": "expect_close"}         wait for the peer to close
 // Data steps wait for "expect" messages afterwards (default 1: the echo).
@@ -146,8 +147,8 @@ async function main() {
   const ws = new WebSocket(opts.url, { perMessageDeflate, maxPayload: 64 * MIB });
 
   // One queue per kind of incoming thing; the script awaits them in order.
-  const queues = { message: [], pong: [], close: [] };
-  const waiters = { message: [], pong: [], close: [] };
+  const queues = { message: [], pong: [], ping: [], close: [] };
+  const waiters = { message: [], pong: [], ping: [], close: [] };
   const push = (kind, value) => {
     const waiter = waiters[kind].shift();
     if (waiter) waiter(value);
@@ -178,7 +179,11 @@ async function main() {
     emit(msg);
     push('message', msg);
   });
-  ws.on('ping', (data) => emit({ event: 'ping', data: data.toString('utf8') }));
+  ws.on('ping', (data) => {
+    const msg = { event: 'ping', data: data.toString('utf8') };
+    emit(msg);
+    push('ping', msg);
+  });
   ws.on('pong', (data) => {
     const msg = { event: 'pong', data: data.toString('utf8') };
     emit(msg);
@@ -193,7 +198,7 @@ async function main() {
     emit(closeInfo);
     push('close', closeInfo);
     // Wake anything still waiting for data that will never come.
-    for (const kind of ['message', 'pong']) {
+    for (const kind of ['message', 'pong', 'ping']) {
       for (const waiter of waiters[kind].splice(0)) waiter(null);
     }
   });
@@ -231,6 +236,9 @@ async function main() {
         break;
       case 'recv':
         await next('message');
+        break;
+      case 'wait_ping':
+        await next('ping');
         break;
       case 'close':
         if (!closeInfo) ws.close(step.code, step.reason || '');

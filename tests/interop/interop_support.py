@@ -1,0 +1,510 @@
+"""Helpers for interop tests against real, independent peers (fixtures: conftest.py).
+
+Strategy: every peer (Node.js ``ws``, headless Chromium, the ``websockets``
+library, and our own server started through the CLI) runs as a separate
+process or thread on 127.0.0.1 with an ephemeral port, and is stopped by the
+fixture that started it, by PID, with a bounded wait. A peer that is missing
+skips the test locally but fails it under ``CI=true``: CI must never go green
+because a browser was not installed. That rule lives in ``require`` only.
+
+Peers speak line-based protocols on stdout (``listening <port>`` then JSON
+lines), read by a drain thread so a chatty peer never blocks on a full pipe.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import http.server
+import importlib.util
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+NODE_PEERS = HERE / "node_peers"
+CHROMIUM_PAGE = HERE / "chromium_page.html"
+
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+# Generous: the machine has 2 shared cores and Chromium's cold start is slow.
+START_TIMEOUT = 30.0
+RUN_TIMEOUT = 90.0
+STOP_TIMEOUT = 10.0
+
+LISTENING_OURS = re.compile(r"listening on ws://(?P<host>[^\s:/]+|\[[^\]]+\]):(?P<port>\d+)")
+LISTENING_NODE = re.compile(r"^listening (?P<port>\d+)$")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when a peer is missing locally; fail under CI, where it must exist."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"interop peer missing under CI=true: {what}", pytrace=False)
+    pytest.skip(f"interop peer missing: {what}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class PeerProcess:
+    """A child process whose merged stdout/stderr is drained into ``lines``."""
+
+    def __init__(self, argv: Sequence[str], *, cwd: Path | None = None,
+                 env: dict[str, str] | None = None, new_session: bool = False) -> None:
+        self.argv = list(argv)
+        self.lines: collections.deque[str] = collections.deque(maxlen=5000)
+        self._cond = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=new_session,
+        )
+        self._new_session = new_session
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def wait_for_line(self, pattern: re.Pattern[str], timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """Return the first output line matching ``pattern``, waiting up to ``timeout``."""
+        seen = 0
+        with self._cond:
+            while True:
+                lines = list(self.lines)
+                for line in lines[seen:]:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                seen = len(lines)
+                if self._eof:
+                    raise RuntimeError(f"{self.argv[:3]} exited before {pattern.pattern!r}:\n"
+                                       + self.output())
+                if not self._cond.wait(timeout):
+                    raise TimeoutError(f"{self.argv[:3]} did not print {pattern.pattern!r} "
+                                       f"within {timeout}s:\n" + self.output())
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """Every output line that parses as a JSON object."""
+        out = []
+        for line in list(self.lines):
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+    def output(self) -> str:
+        return "\n".join(list(self.lines)[-200:])
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+        """Wait for exit (killing the process if it overruns) and for the drain."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        self._thread.join(STOP_TIMEOUT)
+        return code
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the process (its whole session when it has one), by PID, bounded."""
+        if self.proc.poll() is None:
+            self._signal(sig)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.proc.wait(STOP_TIMEOUT)
+        elif self._new_session:
+            # Children (Chromium's renderers) may outlive the leader.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._thread.join(STOP_TIMEOUT)
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self._new_session:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+
+
+# --------------------------------------------------------------------------- Node ws
+
+
+@dataclass
+class NodeRun:
+    """The outcome of one ``ws_client.js`` run."""
+
+    returncode: int
+    events: list[dict[str, Any]]
+    output: str
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == kind]
+
+    @property
+    def close(self) -> dict[str, Any]:
+        closes = self.of("close")
+        assert closes, f"no close seen:\n{self.output}"
+        return closes[-1]
+
+    def assert_echoed(self) -> None:
+        """Every message sent came back with the same type, length and digest."""
+        sent = [(e["type"], e["length"], e["sha256"]) for e in self.of("sent")]
+        got = [(e["type"], e["length"], e["sha256"]) for e in self.of("message")]
+        assert got == sent, self.output
+
+
+@dataclass
+class NodeServer:
+    """A running ``ws_echo_server.js``."""
+
+    process: PeerProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.process.json_lines()
+
+
+@dataclass
+class NodePeers:
+    node: str
+
+    def run_client(self, url: str, script: list[dict[str, Any]] | None = None,
+                   *options: str, timeout: float = 60.0) -> NodeRun:
+        argv = [self.node, str(NODE_PEERS / "ws_client.js"), url, "--timeout", str(timeout)]
+        if script is not None:
+            argv += ["--script", json.dumps(script)]
+        argv += list(options)
+        peer = PeerProcess(argv, cwd=HERE)
+        try:
+            code = peer.wait(timeout + 15)
+        finally:
+            peer.stop()
+        return NodeRun(code, peer.json_lines(), peer.output())
+
+    @contextlib.contextmanager
+    def echo_server(self, *options: str) -> Iterator[NodeServer]:
+        argv = [self.node, str(NODE_PEERS / "ws_echo_server.js"), "--port", "0", *options]
+        peer = PeerProcess(argv, cwd=HERE)
+        try:
+            match = peer.wait_for_line(LISTENING_NODE)
+            yield NodeServer(peer, int(match["port"]))
+        finally:
+            peer.stop()
+
+
+def get_node_peers() -> NodePeers:
+    """The Node peers, or skip/fail (see ``require``) when node or ``ws`` is missing."""
+    node = shutil.which("node")
+    require(node is not None, "the `node` executable (Node.js 18+)")
+    require((HERE / "node_modules" / "ws" / "package.json").is_file(),
+            "the npm package `ws` (run `npm ci` in tests/interop)")
+    assert node is not None
+    return NodePeers(node)
+
+
+# --------------------------------------------------------------------------- Chromium
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    explicit = os.environ.get("CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class _PageServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    report: dict[str, Any] | None = None
+    reported: threading.Event
+
+
+class _PageHandler(http.server.BaseHTTPRequestHandler):
+    server: _PageServer
+
+    def do_GET(self) -> None:
+        if urllib.parse.urlsplit(self.path).path != "/page":
+            self.send_error(404)
+            return
+        body = CHROMIUM_PAGE.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if self.path == "/report" and self.server.report is None:
+            self.server.report = json.loads(body)
+            self.server.reported.set()
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Chromium:
+    binary: str
+    tmp_root: Path
+    runs: int = field(default=0)
+
+    def run_page(self, ws_url: str, messages: list[dict[str, Any]] | None = None,
+                 close: dict[str, Any] | None = None, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        """Open the interop page against ``ws_url`` and return its JSON report."""
+        config: dict[str, Any] = {"ws": ws_url, "report": "/report"}
+        if messages is not None:
+            config["messages"] = messages
+        if close is not None:
+            config["close"] = close
+        httpd = _PageServer(("127.0.0.1", 0), _PageHandler)
+        httpd.reported = threading.Event()
+        server_thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        server_thread.start()
+        self.runs += 1
+        profile = self.tmp_root / f"profile-{self.runs}"
+        profile.mkdir(parents=True)
+        page = (f"http://127.0.0.1:{httpd.server_address[1]}/page?"
+                + urllib.parse.urlencode({"config": json.dumps(config)}))
+        argv = [
+            self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-extensions",
+            "--disable-dev-shm-usage", "--mute-audio", f"--user-data-dir={profile}", page,
+        ]
+        browser = PeerProcess(argv, new_session=True)
+        try:
+            if not httpd.reported.wait(timeout):
+                raise TimeoutError(f"Chromium sent no report within {timeout}s:\n"
+                                   + browser.output())
+            assert httpd.report is not None
+            return httpd.report
+        finally:
+            browser.stop()
+            httpd.shutdown()
+            httpd.server_close()
+
+
+def get_chromium(tmp_root: Path) -> Chromium:
+    """A Chromium runner, or skip/fail (see ``require``) when no binary is found."""
+    binary = find_chromium()
+    require(binary is not None, "a Chromium binary (Debian package `chromium`, or $CHROMIUM)")
+    assert binary is not None
+    return Chromium(binary, tmp_root)
+
+
+# --------------------------------------------------------------------------- websockets
+
+
+def get_websockets() -> Any:
+    """The ``websockets`` module, or skip/fail (see ``require``)."""
+    require(importlib.util.find_spec("websockets") is not None,
+            "the Python package `websockets`")
+    import websockets
+
+    return websockets
+
+
+@dataclass
+class WebsocketsServer:
+    port: int
+    received: list[Any]
+    closes: list[tuple[int | None, str | None]]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+@contextlib.contextmanager
+def websockets_echo_server(**kwargs: Any) -> Iterator[WebsocketsServer]:
+    """A ``websockets.sync`` echo server in a thread, with the same commands as the Node one.
+
+    Text ``close:<code>:<reason>`` closes with that code; ``ping:<data>`` pings and replies
+    ``pong:<data>`` when the pong arrives; ``frag:<text|binary>:<n>:<data>`` sends ``data``
+    as one message in about ``n`` fragments; ``info`` replies with the negotiated extensions.
+    """
+    from websockets.sync.server import ServerConnection, serve
+
+    state = WebsocketsServer(0, [], [])
+
+    def handler(ws: ServerConnection) -> None:
+        try:
+            for message in ws:
+                state.received.append(message)
+                if isinstance(message, str) and message.startswith("close:"):
+                    _, code, reason = message.split(":", 2)
+                    ws.close(int(code), reason)
+                    break
+                if isinstance(message, str) and message.startswith("ping:"):
+                    data = message[len("ping:"):]
+                    ws.ping(data.encode()).wait(30)
+                    ws.send(f"pong:{data}")
+                    continue
+                if isinstance(message, str) and message.startswith("frag:"):
+                    _, kind, count, data = message.split(":", 3)
+                    raw = data.encode()
+                    step = max(1, -(-len(raw) // max(1, int(count))))
+                    parts = [raw[i:i + step] for i in range(0, len(raw), step)] or [b""]
+                    if kind == "text":
+                        ws.send([p.decode() for p in parts])
+                    else:
+                        ws.send(parts)
+                    continue
+                if message == "info":
+                    assert ws.response is not None
+                    ws.send(json.dumps({
+                        "offered_extensions": ws.request.headers.get("Sec-WebSocket-Extensions", "")
+                        if ws.request else "",
+                        "accepted_extensions": ws.response.headers.get("Sec-WebSocket-Extensions", ""),
+                    }))
+                    continue
+                ws.send(message)
+        finally:
+            state.closes.append((ws.close_code, ws.close_reason))
+
+    kwargs.setdefault("max_size", 64 * 1024 * 1024)
+    with serve(handler, "127.0.0.1", 0, **kwargs) as server:
+        state.port = server.socket.getsockname()[1]
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield state
+        finally:
+            server.shutdown()
+            thread.join(STOP_TIMEOUT)
+
+
+# --------------------------------------------------------------------------- our server
+
+
+@dataclass
+class OurServer:
+    """Our server, started through ``python -m rfc6455 serve``."""
+
+    process: PeerProcess
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def log(self) -> str:
+        return self.process.output()
+
+
+def require_our_cli() -> None:
+    require(importlib.util.find_spec("rfc6455.cli") is not None
+            or importlib.util.find_spec("rfc6455.__main__") is not None,
+            "rfc6455's CLI (rfc6455/cli.py, `python -m rfc6455 serve`)")
+
+
+@contextlib.contextmanager
+def our_server(*options: str, app: str = "echo") -> Iterator[OurServer]:
+    """Run ``python -m rfc6455 serve --port 0 --app APP OPTIONS`` until the block ends."""
+    require_our_cli()
+    argv = [sys.executable, "-m", "rfc6455", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--app", app, *options]
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    peer = PeerProcess(argv, cwd=REPO, env=env)
+    try:
+        match = peer.wait_for_line(LISTENING_OURS)
+        yield OurServer(peer, match["host"], int(match["port"]))
+    finally:
+        peer.stop(signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- payloads
+
+MIB = 1024 * 1024
+COMPRESSIBLE_UNIT = "The quick brown fox jumps over the lazy dog. "
+# Sizes around every frame-length encoding boundary (7-bit, 16-bit, 64-bit), up to 1 MiB.
+DEFLATE_SIZES = (0, 1, 125, 126, 1000, 65535, 65536, MIB)
+
+
+def make_payload(kind: str, size: int, fill: str, seed: int = 6455) -> str | bytes:
+    """Deterministic test data: ``kind`` text|binary, ``fill`` compressible|random|zeros."""
+    if fill == "zeros":
+        raw = bytes(size)
+    elif fill == "random":
+        raw = random.Random(seed + size).randbytes(size)
+        if kind == "text":
+            # Printable ASCII keeps random text valid UTF-8 (and barely compressible).
+            raw = bytes(0x21 + b % 94 for b in raw)
+    else:
+        unit = COMPRESSIBLE_UNIT.encode()
+        raw = (unit * (size // len(unit) + 1))[:size]
+    return raw.decode("ascii") if kind == "text" else raw
+
+
+def basic_messages() -> list[str | bytes]:
+    """The plain echo set: text, UTF-8, empty, binary, 1 MiB of each type."""
+    return [
+        "hello",
+        "h\u00e9llo w\u00f6rld \u2603 \U0001f600",
+        "",
+        b"\x00\xff\x10\x20\x7f\x80",
+        b"",
+        make_payload("binary", MIB, "random"),
+        make_payload("text", MIB, "compressible"),
+    ]
+
+
+def deflate_specs() -> list[tuple[str, int, str]]:
+    """(kind, size, fill) for the compression matrix: 0 B to 1 MiB, both data shapes."""
+    return [(kind, size, fill) for size in DEFLATE_SIZES
+            for fill in ("compressible", "random") for kind in ("text", "binary")]
+
+
+def deflate_messages() -> list[str | bytes]:
+    return [make_payload(kind, size, fill) for kind, size, fill in deflate_specs()]
