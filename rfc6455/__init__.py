@@ -38,6 +38,14 @@ from ._events import (
 )
 from ._extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from ._frames import encode_frame
+from ._handshake import (
+    ClientHandshake,
+    HandshakeAccepted,
+    HTTPRequest,
+    ServerHandshake,
+    UpgradeRequest,
+    accept_key,
+)
 from ._mask import apply_mask, apply_mask_inplace
 from ._state import ConnectionState
 
@@ -50,6 +58,13 @@ __all__ = [
     "ServerConnection",
     "ClientConnection",
     "ConnectionState",
+    # handshake
+    "ServerHandshake",
+    "ClientHandshake",
+    "UpgradeRequest",
+    "HTTPRequest",
+    "HandshakeAccepted",
+    "accept_key",
     # events
     "Event",
     "TextMessage",

@@ -1,0 +1,32 @@
+"""README.md's examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _examples() -> dict[str, str]:
+    text = README.read_text(encoding="utf-8")
+    pattern = re.compile(r"<!-- readme-example: ([\w-]+) -->\n```python\n(.*?)```", re.S)
+    return {name: code for name, code in pattern.findall(text)}
+
+
+def test_readme_has_the_sans_io_example() -> None:
+    assert "sans-io" in _examples()
+
+
+def test_sans_io_example_runs() -> None:
+    code = _examples()["sans-io"]
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    block = lines[lines.index("```sh") + 1 : lines.index("```sh") + 3]
+    assert block[0].startswith("python3 -m pip install -e . && python3 -m rfc6455 serve")
+    assert block[1].startswith("bash .ci/run")
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "bash .ci/test" in ci
