@@ -4,11 +4,12 @@ Strategy: ``rfc6455._native`` is imported here and nowhere else. It is used when
 and ``RFC6455_NO_EXTENSIONS`` is unset or empty at import time; otherwise the twins in
 :mod:`rfc6455._mask_py` are re-exported unchanged. The native wrappers keep the twins'
 signatures, results and error messages, so callers and tests cannot tell them apart except
-by :data:`IMPLEMENTATION`.
+by :data:`IMPLEMENTATION`. :func:`_native_kernels` builds the wrappers for a given module,
+so tests can run the native ones whatever the environment says.
 
 The wrappers are on the per-chunk path, so each does the least Python work it can: one
-``ffi.from_buffer`` per buffer, the ``int64`` result array for :func:`scan_frames` taken from
-a free list (``list.pop``/``append`` are atomic under the GIL, so no lock is needed and the
+``ffi.from_buffer`` per buffer, the ``int64`` result array for ``scan_frames`` taken from a
+free list (``list.pop``/``append`` are atomic under the GIL, so no lock is needed and the
 core stays free of ``threading``), and one ``tolist()`` to turn the records into a list.
 ``apply_mask`` on inputs below 16 bytes takes the pure-Python path, which is as fast there
 as crossing into C.
@@ -20,12 +21,170 @@ import os
 import sys
 from array import array
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from . import _mask_py
 from ._mask_py import Buffer
 
 __all__ = ["IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "scan_frames"]
+
+
+class ApplyMask(Protocol):
+    def __call__(self, data: Buffer, key: Buffer, offset: int = 0) -> bytes: ...
+
+
+class ApplyMaskInplace(Protocol):
+    def __call__(self, data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None: ...
+
+
+class ScanFrames(Protocol):
+    def __call__(
+        self,
+        buf: bytearray,
+        start: int,
+        end: int,
+        expect_masked: bool,
+        allowed_rsv: int,
+        max_payload: int,
+        max_frames: int,
+    ) -> tuple[list[int], int, int, int]: ...
+
+
+# Below this size the big-integer XOR of the twin is as fast as entering C through cffi
+# (~0.7 us for either, measured here); the in-place C path wins at every size.
+_NATIVE_MIN_COPY = 16
+
+# Frames per C call in scan_frames; bounds the result array (3 int64 of status + 3 per
+# frame, 96 KiB). Callers asking for more get several C calls.
+_CAP = 4096
+_INT64_MAX = (1 << 63) - 1
+
+
+def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, ScanFrames]:
+    """Wrap the C functions of ``native`` with the twins' Python signatures and errors."""
+    ffi: Any = native.ffi
+    lib: Any = native.lib
+    from_buffer = ffi.from_buffer
+    u8 = ffi.typeof("uint8_t[]")
+    i64 = ffi.typeof("int64_t[]")
+    c_mask_copy = lib.rfc6455_mask_copy
+    c_mask_inplace = lib.rfc6455_mask_inplace
+    c_scan_frames = lib.rfc6455_scan_frames
+    py_xor = _mask_py._xor
+    err_none = _mask_py.ERR_NONE
+
+    # Writing into a fresh ``bytes(n)`` saves a copy of the whole output: the object was
+    # just allocated (zeroed by calloc), is referenced only here and has no cached hash, so
+    # filling it before anyone else sees it is indistinguishable from building it. Only on
+    # CPython, where from_buffer() on bytes points at the object's own storage, and never
+    # for n < 2, where CPython may hand out shared singletons.
+    fill_fresh_bytes = sys.implementation.name == "cpython"
+
+    def apply_mask(data: Buffer, key: Buffer, offset: int = 0) -> bytes:
+        key = key if type(key) is bytes else bytes(key)
+        if len(key) != 4:
+            raise ValueError("mask key must be 4 bytes")
+        kind = type(data)
+        n = len(data) if kind is bytes or kind is bytearray else memoryview(data).nbytes
+        if n < _NATIVE_MIN_COPY:
+            return py_xor(data, key, offset)
+        src = from_buffer(u8, data)
+        if fill_fresh_bytes:
+            out = bytes(n)
+            c_mask_copy(from_buffer(u8, out), src, n, key, offset & 3)
+            return out
+        tmp = bytearray(n)
+        c_mask_copy(from_buffer(u8, tmp), src, n, key, offset & 3)
+        return bytes(tmp)
+
+    def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None:
+        if not isinstance(data, (bytearray, memoryview)) or (
+            isinstance(data, memoryview) and data.readonly
+        ):
+            raise TypeError("apply_mask_inplace needs a writable buffer")
+        key = key if type(key) is bytes else bytes(key)
+        if len(key) != 4:
+            raise ValueError("mask key must be 4 bytes")
+        buf = from_buffer(u8, data)
+        c_mask_inplace(buf, len(buf), key, offset & 3)
+
+    # Result arrays: (array('q'), pointer to its status, pointer to its records). An
+    # array.array rather than ffi.new: slicing it and calling tolist() is ~2x faster than
+    # ffi.unpack(). The pointer holds a buffer export, so the array can never be resized.
+    free: list[tuple[array[int], Any, Any]] = []
+
+    def new_results() -> tuple[array[int], Any, Any]:
+        results = array("q", bytes(8 * (3 + 3 * _CAP)))
+        status = from_buffer(i64, results, True)
+        return results, status, status + 3
+
+    def scan_frames(
+        buf: bytearray,
+        start: int,
+        end: int,
+        expect_masked: bool,
+        allowed_rsv: int,
+        max_payload: int,
+        max_frames: int,
+    ) -> tuple[list[int], int, int, int]:
+        masked = 1 if expect_masked else 0
+        # Only a server (expect_masked) writes into buf; a client may scan read-only bytes.
+        cbuf = from_buffer(u8, buf, masked)
+        if not 0 <= start <= end <= len(cbuf):
+            raise ValueError("scan_frames needs 0 <= start <= end <= len(buf)")
+        if max_frames <= 0:
+            return [], start, err_none, 0
+        # Decoded lengths are < 2**63, so clamping keeps every comparison the same.
+        if max_payload > _INT64_MAX:
+            max_payload = _INT64_MAX
+        elif max_payload < -1:
+            max_payload = -1
+        # ~x & 0x70 only looks at bits 4-6 of allowed_rsv, even for a negative int.
+        allowed_rsv &= 0x70
+        try:
+            entry = free.pop()
+        except IndexError:
+            entry = new_results()
+        results, status, records_out = entry
+        try:
+            want = min(_CAP, max_frames)
+            n = c_scan_frames(
+                cbuf, start, end, masked, allowed_rsv, max_payload, records_out, want, status
+            )
+            records: list[int] = results[: 3 + 3 * n].tolist()
+            consumed, error, needed = records[0], records[1], records[2]
+            del records[:3]
+            while n == _CAP and max_frames > _CAP:
+                # A full array means the C loop stopped on the count, not on an error.
+                max_frames -= _CAP
+                want = min(_CAP, max_frames)
+                n = c_scan_frames(
+                    cbuf,
+                    consumed,
+                    end,
+                    masked,
+                    allowed_rsv,
+                    max_payload,
+                    records_out,
+                    want,
+                    status,
+                )
+                consumed, error, needed = results[0], results[1], results[2]
+                records += results[3 : 3 + 3 * n].tolist()
+        finally:
+            free.append(entry)
+        if needed < 0:  # stored as int64; exceeds it only with max_payload near 2**63
+            needed += 1 << 64
+        return records, consumed, error, needed
+
+    for wrapper, twin in (
+        (apply_mask, _mask_py.apply_mask),
+        (apply_mask_inplace, _mask_py.apply_mask_inplace),
+        (scan_frames, _mask_py.scan_frames),
+    ):
+        wrapper.__qualname__ = twin.__qualname__
+        wrapper.__doc__ = twin.__doc__
+    return apply_mask, apply_mask_inplace, scan_frames
 
 
 def _load_native() -> ModuleType | None:
@@ -43,138 +202,12 @@ _native_module = _load_native()
 #: ``"c"`` when the native kernels are in use, ``"python"`` otherwise.
 IMPLEMENTATION: str = "python" if _native_module is None else "c"
 
+apply_mask: ApplyMask
+apply_mask_inplace: ApplyMaskInplace
+scan_frames: ScanFrames
 if _native_module is None:
     apply_mask = _mask_py.apply_mask
     apply_mask_inplace = _mask_py.apply_mask_inplace
     scan_frames = _mask_py.scan_frames
 else:
-    _ffi: Any = _native_module.ffi
-    _lib: Any = _native_module.lib
-    _from_buffer = _ffi.from_buffer
-    _U8 = _ffi.typeof("uint8_t[]")
-    _c_mask_copy = _lib.rfc6455_mask_copy
-    _c_mask_inplace = _lib.rfc6455_mask_inplace
-    _c_scan_frames = _lib.rfc6455_scan_frames
-    _py_xor = _mask_py._xor
-
-    # Below this size the big-integer XOR of the twin is as fast as entering C through cffi
-    # (~0.7 us for either, measured here); the in-place C path wins at every size.
-    _NATIVE_MIN_COPY = 16
-
-    # Writing into a fresh ``bytes(n)`` saves a copy of the whole output: the object was
-    # just allocated (zeroed by calloc), is referenced only here and has no cached hash, so
-    # filling it before anyone else sees it is indistinguishable from building it. Only on
-    # CPython, where from_buffer() on bytes points at the object's own storage, and never
-    # for n < 2, where CPython may hand out shared singletons.
-    _FILL_FRESH_BYTES = sys.implementation.name == "cpython"
-
-    def _native_apply_mask(data: Buffer, key: Buffer, offset: int = 0) -> bytes:
-        key = key if type(key) is bytes else bytes(key)
-        if len(key) != 4:
-            raise ValueError("mask key must be 4 bytes")
-        kind = type(data)
-        n = len(data) if kind is bytes or kind is bytearray else memoryview(data).nbytes
-        if n < _NATIVE_MIN_COPY:
-            return _py_xor(data, key, offset)
-        src = _from_buffer(_U8, data)
-        if _FILL_FRESH_BYTES:
-            out = bytes(n)
-            _c_mask_copy(_from_buffer(_U8, out), src, n, key, offset & 3)
-            return out
-        tmp = bytearray(n)
-        _c_mask_copy(_from_buffer(_U8, tmp), src, n, key, offset & 3)
-        return bytes(tmp)
-
-    def _native_apply_mask_inplace(
-        data: bytearray | memoryview, key: Buffer, offset: int = 0
-    ) -> None:
-        if not isinstance(data, (bytearray, memoryview)) or (
-            isinstance(data, memoryview) and data.readonly
-        ):
-            raise TypeError("apply_mask_inplace needs a writable buffer")
-        key = key if type(key) is bytes else bytes(key)
-        if len(key) != 4:
-            raise ValueError("mask key must be 4 bytes")
-        buf = _from_buffer(_U8, data)
-        _c_mask_inplace(buf, len(buf), key, offset & 3)
-
-    # Frames per C call; bounds the result array (3 int64 of status + 3 per frame).
-    _CAP = 4096
-    _INT64_MAX = (1 << 63) - 1
-    _I64 = _ffi.typeof("int64_t[]")
-    # Result arrays: (array('q'), pointer to its status, pointer to its records). An
-    # array.array rather than ffi.new: slicing it and calling tolist() is ~2x faster than
-    # ffi.unpack(). The pointer keeps a buffer export, so the array is never resized.
-    _free: list[tuple[array[int], Any, Any]] = []
-
-    def _new_results() -> tuple[array[int], Any, Any]:
-        results = array("q", bytes(8 * (3 + 3 * _CAP)))
-        status = _from_buffer(_I64, results, True)
-        return results, status, status + 3
-
-    def _native_scan_frames(
-        buf: bytearray,
-        start: int,
-        end: int,
-        expect_masked: bool,
-        allowed_rsv: int,
-        max_payload: int,
-        max_frames: int,
-    ) -> tuple[list[int], int, int, int]:
-        masked = 1 if expect_masked else 0
-        # Only a server (expect_masked) writes into buf; a client may scan read-only bytes.
-        cbuf = _from_buffer(_U8, buf, masked)
-        if not 0 <= start <= end <= len(cbuf):
-            raise ValueError("scan_frames needs 0 <= start <= end <= len(buf)")
-        if max_frames <= 0:
-            return [], start, _mask_py.ERR_NONE, 0
-        # Lengths are < 2**63 once decoded, so clamping keeps every comparison the same.
-        if max_payload > _INT64_MAX:
-            max_payload = _INT64_MAX
-        elif max_payload < -1:
-            max_payload = -1
-        # ~x & 0x70 only looks at bits 4-6 of allowed_rsv, even for a negative int.
-        allowed_rsv &= 0x70
-        try:
-            entry = _free.pop()
-        except IndexError:
-            entry = _new_results()
-        results, status, records_out = entry
-        try:
-            want = min(_CAP, max_frames)
-            n = _c_scan_frames(
-                cbuf, start, end, masked, allowed_rsv, max_payload, records_out, want, status
-            )
-            records = results[: 3 + 3 * n].tolist()
-            consumed, error, needed = records[0], records[1], records[2]
-            del records[:3]
-            while n == _CAP and max_frames > _CAP:
-                # More frames than one array holds (so no error yet): go on from there.
-                max_frames -= _CAP
-                want = min(_CAP, max_frames)
-                n = _c_scan_frames(
-                    cbuf,
-                    consumed,
-                    end,
-                    masked,
-                    allowed_rsv,
-                    max_payload,
-                    records_out,
-                    want,
-                    status,
-                )
-                consumed, error, needed = results[0], results[1], results[2]
-                records += results[3 : 3 + 3 * n].tolist()
-        finally:
-            _free.append(entry)
-        if needed < 0:  # stored as int64; only with max_payload near 2**63
-            needed += 1 << 64
-        return records, consumed, error, needed
-
-    apply_mask = _native_apply_mask
-    apply_mask_inplace = _native_apply_mask_inplace
-    scan_frames = _native_scan_frames
-
-apply_mask.__doc__ = _mask_py.apply_mask.__doc__
-apply_mask_inplace.__doc__ = _mask_py.apply_mask_inplace.__doc__
-scan_frames.__doc__ = _mask_py.scan_frames.__doc__
+    apply_mask, apply_mask_inplace, scan_frames = _native_kernels(_native_module)
