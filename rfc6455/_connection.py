@@ -416,7 +416,8 @@ class Connection:
         """Fail the connection (§7.1.7): queue a close frame, report it, stop."""
         if self.state is _CLOSED:
             return
-        self.failure = exc
+        # The traceback would pin views of the receive buffer for the connection's life.
+        self.failure = exc.with_traceback(None)
         reason = _truncate_reason(exc.reason)
         if self.state is _OPEN:
             self.close_sent = Close(code=exc.close_code, reason=reason)
