@@ -51,7 +51,7 @@ from ._state import ConnectionState
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "__version__",
     # connections
     "Connection",

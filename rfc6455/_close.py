@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._constants import CloseCode, MAX_CONTROL_PAYLOAD, is_valid_close_code
+from ._constants import MAX_CONTROL_PAYLOAD, CloseCode, is_valid_close_code
 from ._errors import InvalidUTF8, LocalProtocolError, ProtocolError
 
-__all__ = ["parse_close_payload", "build_close_payload"]
+__all__ = ["build_close_payload", "parse_close_payload"]
 
 _NO_STATUS = int(CloseCode.NO_STATUS_RCVD)
 

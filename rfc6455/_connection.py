@@ -25,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import codecs
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ._close import build_close_payload, parse_close_payload
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode
@@ -60,7 +60,7 @@ from ._frames import UNLIMITED, FrameDecoder, encode_frame, frame_header, scan_e
 from ._mask import apply_mask
 from ._state import ConnectionState, Trigger, next_state
 
-__all__ = ["Connection", "ServerConnection", "ClientConnection", "ConnectionState"]
+__all__ = ["ClientConnection", "Connection", "ConnectionState", "ServerConnection"]
 
 _OPEN = ConnectionState.OPEN
 _CLOSING = ConnectionState.CLOSING
@@ -100,26 +100,26 @@ class Connection:
 
     __slots__ = (
         "_decoder",
-        "_extensions",
-        "_max_size",
-        "_stream",
-        "_mask_frames",
-        "_events",
+        "_eof",
         "_event_pos",
-        "_out",
-        "state",
-        "close_received",
-        "close_sent",
-        "failure",
+        "_events",
+        "_extensions",
+        "_mask_frames",
+        "_max_size",
         "_msg_opcode",
-        "_msg_rsv",
         "_msg_parts",
+        "_msg_rsv",
         "_msg_size",
         "_msg_utf8",
+        "_out",
         "_partial_checked",
         "_partial_utf8",
         "_send_opcode",
-        "_eof",
+        "_stream",
+        "close_received",
+        "close_sent",
+        "failure",
+        "state",
     )
 
     def __init__(
@@ -430,7 +430,9 @@ class Connection:
 
     def _encode(self, first: int, payload: bytes) -> bytes:
         if self._mask_frames:
-            return encode_frame(first & 0x0F, payload, fin=bool(first & 0x80), rsv=first & 0x70, mask=True)
+            return encode_frame(
+                first & 0x0F, payload, fin=bool(first & 0x80), rsv=first & 0x70, mask=True
+            )
         return frame_header(first, len(payload)) + payload
 
     def _emit(self, frame: bytes) -> bytes:
@@ -503,7 +505,9 @@ class Connection:
 
     def _send_control(self, opcode: int, payload: bytes) -> bytes:
         if self.state is not _OPEN:
-            raise ConnectionClosedError(f"cannot send a control frame: connection is {self.state.value}")
+            raise ConnectionClosedError(
+                f"cannot send a control frame: connection is {self.state.value}"
+            )
         if len(payload) > 125:
             raise LocalProtocolError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
         return self._emit(self._encode(0x80 | opcode, bytes(payload)))
@@ -521,7 +525,9 @@ class Connection:
         if self.state is not _OPEN:
             return self.data_to_send()
         payload = build_close_payload(code, reason)
-        self.close_sent = Close(code=int(CloseCode.NO_STATUS_RCVD) if code is None else code, reason=reason)
+        self.close_sent = Close(
+            code=int(CloseCode.NO_STATUS_RCVD) if code is None else code, reason=reason
+        )
         self.state = next_state(self.state, Trigger.SEND_CLOSE)
         return self._emit(self._encode(0x80 | _OP_CLOSE, payload))
 
@@ -589,4 +595,3 @@ def _truncate_reason(reason: str) -> str:
     if len(encoded) <= 123:
         return reason
     return encoded[:123].decode("utf-8", "ignore")
-

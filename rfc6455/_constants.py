@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 
 __all__ = [
-    "Opcode",
-    "CloseCode",
-    "GUID",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "GUID",
     "MAX_CONTROL_PAYLOAD",
+    "CloseCode",
+    "Opcode",
     "is_valid_close_code",
 ]
 

@@ -10,17 +10,17 @@ the API. After a remote error the connection is terminal.
 from __future__ import annotations
 
 __all__ = [
-    "WebSocketError",
-    "LocalProtocolError",
-    "RemoteProtocolError",
-    "ProtocolError",
-    "InvalidUTF8",
-    "MessageTooBig",
-    "PolicyViolation",
+    "ConnectionClosedError",
+    "ExtensionError",
     "HandshakeError",
     "HandshakeRejected",
-    "ExtensionError",
-    "ConnectionClosedError",
+    "InvalidUTF8",
+    "LocalProtocolError",
+    "MessageTooBig",
+    "PolicyViolation",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "WebSocketError",
 ]
 
 

@@ -8,22 +8,23 @@ set the slots directly and skip validation it has already done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 __all__ = [
-    "Event",
-    "TextMessage",
-    "BinaryMessage",
-    "TextChunk",
+    "NEED_DATA",
     "BinaryChunk",
-    "Ping",
-    "Pong",
+    "BinaryMessage",
     "Close",
     "ConnectionFailed",
     "ConnectionLost",
-    "NEED_DATA",
+    "Event",
     "NeedData",
+    "Ping",
+    "Pong",
+    "TextChunk",
+    "TextMessage",
 ]
 
 
@@ -32,10 +33,10 @@ class NeedData:
 
     _instance: NeedData | None = None
 
-    def __new__(cls) -> NeedData:
+    def __new__(cls) -> Self:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
-        return cls._instance
+        return cls._instance  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return "NEED_DATA"

@@ -117,9 +117,7 @@ def rsv_mask_of(extensions: Sequence[Extension]) -> int:
 
 # RFC 7230 §3.2.6: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
 #                          "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-_TCHAR = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _OWS = " \t"
 
 
@@ -246,9 +244,7 @@ def parse_extensions(values: Sequence[str]) -> list[tuple[str, ExtensionParams]]
     return offers
 
 
-def serialize_extension(
-    name: str, params: Sequence[tuple[str, str | None]] = ()
-) -> str:
+def serialize_extension(name: str, params: Sequence[tuple[str, str | None]] = ()) -> str:
     """Format one ``Sec-WebSocket-Extensions`` element (RFC 6455 §9.1).
 
     Values are written as bare tokens: the grammar allows nothing else after
@@ -268,7 +264,5 @@ def serialize_extension(
         elif is_token(value):
             parts.append(f"{param}={value}")
         else:
-            raise LocalProtocolError(
-                f"extension parameter value {value!r} is not a token"
-            )
+            raise LocalProtocolError(f"extension parameter value {value!r} is not a token")
     return "; ".join(parts)

@@ -69,7 +69,7 @@ class FrameDecoder:
         max_payload: the largest payload a single frame may declare.
     """
 
-    __slots__ = ("buffer", "_consumed", "_expect_masked", "allowed_rsv", "max_payload", "needed")
+    __slots__ = ("_consumed", "_expect_masked", "allowed_rsv", "buffer", "max_payload", "needed")
 
     def __init__(self, *, expect_masked: bool, allowed_rsv: int = 0, max_payload: int = UNLIMITED):
         self.buffer = bytearray()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ConnectionState", "Trigger", "TRANSITIONS", "next_state"]
+__all__ = ["TRANSITIONS", "ConnectionState", "Trigger", "next_state"]
 
 
 class ConnectionState(enum.Enum):

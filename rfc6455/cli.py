@@ -7,12 +7,12 @@ import argparse
 import logging
 import platform
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from ._mask import IMPLEMENTATION as MASK_IMPLEMENTATION
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def _info(args: argparse.Namespace) -> int:
