@@ -355,13 +355,27 @@ def get_websockets() -> Any:
 
 @dataclass
 class WebsocketsServer:
+    """A running ``websockets`` echo server: what it received and how connections closed."""
+
     port: int
-    received: list[Any]
-    closes: list[tuple[int | None, str | None]]
+    received: list[Any] = field(default_factory=list)
+    closes: list[tuple[int | None, str | None]] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
+
+    def record_close(self, code: int | None, reason: str | None) -> None:
+        with self.changed:
+            self.closes.append((code, reason))
+            self.changed.notify_all()
+
+    def wait_closed(self, count: int, timeout: float = START_TIMEOUT) -> None:
+        """Wait until ``count`` connections have finished on the server side."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: len(self.closes) >= count, timeout):
+                raise TimeoutError(f"{len(self.closes)} of {count} connections closed")
 
 
 @contextlib.contextmanager
@@ -374,7 +388,7 @@ def websockets_echo_server(**kwargs: Any) -> Iterator[WebsocketsServer]:
     """
     from websockets.sync.server import ServerConnection, serve
 
-    state = WebsocketsServer(0, [], [])
+    state = WebsocketsServer(0)
 
     def handler(ws: ServerConnection) -> None:
         try:
@@ -409,7 +423,7 @@ def websockets_echo_server(**kwargs: Any) -> Iterator[WebsocketsServer]:
                     continue
                 ws.send(message)
         finally:
-            state.closes.append((ws.close_code, ws.close_reason))
+            state.record_close(ws.close_code, ws.close_reason)
 
     kwargs.setdefault("max_size", 64 * 1024 * 1024)
     with serve(handler, "127.0.0.1", 0, **kwargs) as server:
@@ -452,8 +466,9 @@ def require_our_cli() -> None:
 def our_server(*options: str, app: str = "echo") -> Iterator[OurServer]:
     """Run ``python -m rfc6455 serve --port 0 --app APP OPTIONS`` until the block ends."""
     require_our_cli()
+    # Interop tests are about the wire, not limits: room for the 1 MiB messages and more.
     argv = [sys.executable, "-m", "rfc6455", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--app", app, *options]
+            "--app", app, "--max-message-size", str(64 * MIB), *options]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     peer = PeerProcess(argv, cwd=REPO, env=env)
@@ -508,3 +523,37 @@ def deflate_specs() -> list[tuple[str, int, str]]:
 
 def deflate_messages() -> list[str | bytes]:
     return [make_payload(kind, size, fill) for kind, size, fill in deflate_specs()]
+
+
+def require_deflate() -> None:
+    """permessage-deflate is implemented (rfc6455/permessage_deflate.py)."""
+    require(importlib.util.find_spec("rfc6455.permessage_deflate") is not None,
+            "rfc6455's permessage-deflate (rfc6455/permessage_deflate.py)")
+
+
+# --------------------------------------------------------------------------- our client
+# The one place that knows our blocking client's API; tests go through these.
+
+
+def our_client_connect(url: str, **kwargs: Any) -> Any:
+    """``rfc6455.client.connect(url)``: a context manager with send/recv/ping/close."""
+    require(importlib.util.find_spec("rfc6455.client") is not None,
+            "rfc6455's client (rfc6455/client.py)")
+    from rfc6455.client import connect
+
+    return connect(url, **kwargs)
+
+
+def our_client_ping(ws: Any, payload: bytes, timeout: float) -> None:
+    """Send a ping from our client and wait for the matching pong."""
+    waiter = ws.ping(payload)
+    if hasattr(waiter, "wait"):
+        assert waiter.wait(timeout), "no pong for our ping"
+
+
+def our_client_close_info(ws: Any, timeout: float) -> tuple[int | None, str | None]:
+    """Wait for the peer's close and return (code, reason) as our client reports them."""
+    with contextlib.suppress(Exception):
+        while True:
+            ws.recv(timeout=timeout)
+    return ws.close_code, ws.close_reason

@@ -1,0 +1,73 @@
+"""Interop with headless Chromium: the browser is the client our users care most about.
+
+The test serves ``chromium_page.html`` from a local HTTP server; the page opens
+a WebSocket to our server (the CLI, ``--app echo``), sends each message, checks
+its echo byte for byte, closes, and POSTs a report back. Chromium offers
+permessage-deflate on every connection, so the report's ``extensions`` shows
+what our server negotiated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from interop_support import (
+    MIB,
+    Chromium,
+    deflate_specs,
+    our_server,
+    require_deflate,
+    websockets_echo_server,
+)
+
+pytestmark = pytest.mark.interop
+
+DEFLATE_MESSAGES = [{"type": kind, "size": size, "fill": fill}
+                    for kind, size, fill in deflate_specs()]
+
+
+def assert_report_ok(report: dict[str, Any], close_code: int = 1000) -> None:
+    assert report.get("error") is None, report
+    bad = [r for r in report["results"] if not r["match"]]
+    assert not bad, f"echoes that differ: {bad}"
+    assert report["ok"], report
+    assert report["close"] == {"code": close_code, "reason": report["close"]["reason"],
+                               "wasClean": True}, report["close"]
+
+
+def test_page_with_websockets_server(chromium: Chromium, websockets_lib: Any) -> None:
+    """The page itself against the websockets library: the harness is sound."""
+    with websockets_echo_server() as peer:
+        report = chromium.run_page(peer.url)
+    assert_report_ok(report)
+    assert report["extensions"].startswith("permessage-deflate")
+    assert report["close"]["reason"] == "done"
+    assert peer.closes == [(1000, "done")]
+
+
+def test_echo_and_clean_close_without_compression(chromium: Chromium) -> None:
+    with our_server("--no-compression") as server:
+        report = chromium.run_page(server.url)
+    assert_report_ok(report)
+    assert report["extensions"] == ""
+    assert len(report["results"]) == 8
+    assert report["close"]["reason"] == "done"
+
+
+def test_close_4001_with_reason(chromium: Chromium) -> None:
+    messages = [{"type": "text", "data": "bye soon"}]
+    with our_server() as server:
+        report = chromium.run_page(server.url, messages, close={"code": 4001, "reason": "bye"})
+    assert_report_ok(report, close_code=4001)
+
+
+def test_echo_with_compression(chromium: Chromium) -> None:
+    require_deflate()
+    messages = [*DEFLATE_MESSAGES, {"type": "text", "size": MIB, "fill": "compressible"}]
+    with our_server() as server:
+        report = chromium.run_page(server.url, messages)
+    # Chromium offers "permessage-deflate; client_max_window_bits".
+    assert report["extensions"].startswith("permessage-deflate"), report["extensions"]
+    assert_report_ok(report)
+    assert len(report["results"]) == len(messages)

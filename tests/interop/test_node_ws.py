@@ -1,0 +1,232 @@
+"""Interop with Node.js ``ws`` (npm), both directions.
+
+Our server (the CLI, ``--app echo``) against ``node_peers/ws_client.js``; our
+client against ``node_peers/ws_echo_server.js``; plain and with
+permessage-deflate, with and without context takeover. The peers themselves
+are first checked against the ``websockets`` library, so a failure below
+points at us, not at the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from interop_support import (
+    MIB,
+    NodePeers,
+    NodeRun,
+    basic_messages,
+    deflate_messages,
+    deflate_specs,
+    our_client_close_info,
+    our_client_connect,
+    our_client_ping,
+    our_server,
+    require_deflate,
+    websockets_echo_server,
+)
+
+pytestmark = pytest.mark.interop
+
+RECV_TIMEOUT = 30.0
+
+DEFLATE_SCRIPT = [{"op": kind, "size": size, "fill": fill} for kind, size, fill in deflate_specs()]
+CONTEXT_TAKEOVER = {
+    "takeover": [],
+    "no_context_takeover": ["--server-no-context-takeover", "--client-no-context-takeover"],
+}
+
+
+def assert_default_script(run: NodeRun) -> None:
+    """The client's default script: echoes of 9 messages, a pong, then close 1000 'done'."""
+    assert run.returncode == 0, run.output
+    assert not run.of("error"), run.output
+    assert len(run.of("sent")) == 9
+    run.assert_echoed()
+    assert run.of("pong") == [{"event": "pong", "data": "are you there"}]
+    assert run.close["code"] == 1000, run.output
+
+
+# --------------------------------------------------------------------------- the peers alone
+
+
+class TestPeersSelfCheck:
+    """The Node scripts against the websockets library: the harness is sound."""
+
+    def test_node_client_with_websockets_server(self, node_peers: NodePeers,
+                                                websockets_lib: Any) -> None:
+        with websockets_echo_server(compression=None) as peer:
+            run = node_peers.run_client(peer.url)
+        assert_default_script(run)
+
+    def test_node_client_deflate_with_websockets_server(self, node_peers: NodePeers,
+                                                       websockets_lib: Any) -> None:
+        with websockets_echo_server() as peer:
+            run = node_peers.run_client(peer.url, DEFLATE_SCRIPT, "--deflate")
+        assert run.returncode == 0, run.output
+        assert run.of("upgrade")[0]["extensions"].startswith("permessage-deflate")
+        run.assert_echoed()
+
+    def test_node_server_with_websockets_client(self, node_peers: NodePeers,
+                                                websockets_lib: Any) -> None:
+        from websockets.sync.client import connect
+
+        with node_peers.echo_server("--deflate") as peer:
+            with connect(peer.url, max_size=None, proxy=None, ping_interval=None) as ws:
+                ws.send("frag:text:3:abcdefg")
+                assert ws.recv(timeout=RECV_TIMEOUT) == "abcdefg"
+                ws.send(b"\x00\x01")
+                assert ws.recv(timeout=RECV_TIMEOUT) == b"\x00\x01"
+                ws.send("close:4001:bye")
+                with pytest.raises(Exception):  # noqa: B017 - ConnectionClosedOK
+                    ws.recv(timeout=RECV_TIMEOUT)
+                assert ws.close_code == 4001
+                assert ws.close_reason == "bye"
+            opened = [e for e in peer.events() if e["event"] == "open"]
+            assert opened[0]["accepted_extensions"].startswith("permessage-deflate")
+
+
+# --------------------------------------------------------------------------- our server
+
+
+class TestOurServerNodeClient:
+    def test_default_script_without_compression(self, node_peers: NodePeers) -> None:
+        with our_server("--no-compression") as server:
+            run = node_peers.run_client(server.url, None, "--deflate")
+        assert_default_script(run)
+        assert run.of("upgrade")[0]["extensions"] == ""
+
+    def test_default_script(self, node_peers: NodePeers) -> None:
+        with our_server() as server:
+            run = node_peers.run_client(server.url)
+        assert_default_script(run)
+
+    @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "bye")])
+    def test_client_close_code_is_echoed(self, node_peers: NodePeers, code: int,
+                                         reason: str) -> None:
+        script = [{"op": "text", "data": "x"}, {"op": "close", "code": code, "reason": reason}]
+        with our_server() as server:
+            run = node_peers.run_client(server.url, script)
+        assert run.returncode == 0, run.output
+        run.assert_echoed()
+        assert run.close["code"] == code, run.output
+
+    def test_server_heartbeat_ping_is_answered(self, node_peers: NodePeers) -> None:
+        script = [
+            {"op": "text", "data": "before"},
+            {"op": "wait_ping"},
+            {"op": "text", "data": "after"},
+            {"op": "close", "code": 1000, "reason": ""},
+        ]
+        with our_server("--ping-interval", "0.2", "--ping-timeout", "20") as server:
+            run = node_peers.run_client(server.url, script)
+        assert run.returncode == 0, run.output
+        assert run.of("ping"), "our server never pinged"
+        run.assert_echoed()
+        assert run.close["code"] == 1000
+
+    @pytest.mark.parametrize("takeover", sorted(CONTEXT_TAKEOVER))
+    def test_deflate(self, node_peers: NodePeers, takeover: str) -> None:
+        require_deflate()
+        with our_server() as server:
+            run = node_peers.run_client(server.url, DEFLATE_SCRIPT, "--deflate",
+                                        *CONTEXT_TAKEOVER[takeover])
+        assert run.returncode == 0, run.output
+        accepted = run.of("upgrade")[0]["extensions"]
+        assert accepted.startswith("permessage-deflate"), accepted
+        if takeover == "no_context_takeover":
+            assert "server_no_context_takeover" in accepted, accepted
+        run.assert_echoed()
+        assert run.close["code"] == 1000
+
+    def test_deflate_fragmented_and_ping(self, node_peers: NodePeers) -> None:
+        require_deflate()
+        with our_server() as server:
+            run = node_peers.run_client(server.url, None, "--deflate")
+        assert run.of("upgrade")[0]["extensions"].startswith("permessage-deflate")
+        assert_default_script(run)
+
+
+# --------------------------------------------------------------------------- our client
+
+
+def node_info(ws: Any) -> dict[str, Any]:
+    ws.send("info")
+    info = json.loads(ws.recv(timeout=RECV_TIMEOUT))
+    assert isinstance(info, dict)
+    return info
+
+
+class TestOurClientNodeServer:
+    def test_echo_text_binary_and_1mib(self, node_peers: NodePeers) -> None:
+        with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:
+            for message in basic_messages():
+                ws.send(message)
+                echo = ws.recv(timeout=RECV_TIMEOUT)
+                assert type(echo) is type(message)
+                assert echo == message
+
+    @pytest.mark.parametrize("kind", ["text", "binary"])
+    def test_receives_fragmented_messages(self, node_peers: NodePeers, kind: str) -> None:
+        payload = "fragmented \u2603 " * 1000
+        with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:
+            ws.send(f"frag:{kind}:7:{payload}")
+            echo = ws.recv(timeout=RECV_TIMEOUT)
+        assert echo == (payload if kind == "text" else payload.encode())
+
+    def test_answers_server_ping(self, node_peers: NodePeers) -> None:
+        with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:
+            ws.send("ping:hello")
+            assert ws.recv(timeout=RECV_TIMEOUT) == "pong:hello"
+
+    def test_own_ping_gets_pong(self, node_peers: NodePeers) -> None:
+        with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:
+            our_client_ping(ws, b"are you there", RECV_TIMEOUT)
+            ws.send("after ping")
+            assert ws.recv(timeout=RECV_TIMEOUT) == "after ping"
+            pings = [e for e in peer.events() if e["event"] == "ping"]
+            assert pings and pings[0]["data"] == "are you there"
+
+    @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "bye")])
+    def test_client_close_code_reaches_server(self, node_peers: NodePeers, code: int,
+                                              reason: str) -> None:
+        with node_peers.echo_server() as peer:
+            ws = our_client_connect(peer.url)
+            ws.send("x")
+            assert ws.recv(timeout=RECV_TIMEOUT) == "x"
+            ws.close(code, reason)
+            peer.process.wait_for_line(re.compile(r"\"event\":\s*\"close\""))
+            closes = [e for e in peer.events() if e["event"] == "close"]
+        assert [(e["code"], e["reason"]) for e in closes] == [(code, reason)]
+
+    def test_server_close_4001_is_reported(self, node_peers: NodePeers) -> None:
+        with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:
+            ws.send("close:4001:bye")
+            assert our_client_close_info(ws, RECV_TIMEOUT) == (4001, "bye")
+
+    @pytest.mark.parametrize("takeover", sorted(CONTEXT_TAKEOVER))
+    def test_deflate(self, node_peers: NodePeers, takeover: str) -> None:
+        require_deflate()
+        with node_peers.echo_server("--deflate", *CONTEXT_TAKEOVER[takeover]) as peer, \
+                our_client_connect(peer.url) as ws:
+            accepted = node_info(ws)["accepted_extensions"]
+            assert accepted.startswith("permessage-deflate"), accepted
+            assert ("no_context_takeover" in accepted) == (takeover == "no_context_takeover")
+            for message in deflate_messages():
+                ws.send(message)
+                echo = ws.recv(timeout=RECV_TIMEOUT)
+                assert type(echo) is type(message)
+                assert echo == message
+
+    def test_deflate_small_server_window(self, node_peers: NodePeers) -> None:
+        require_deflate()
+        with node_peers.echo_server("--deflate", "--server-max-window-bits", "9") as peer, \
+                our_client_connect(peer.url) as ws:
+            accepted = node_info(ws)["accepted_extensions"]
+            assert "server_max_window_bits=9" in accepted, accepted
+            message = bytes(range(256)) * (MIB // 256)
+            ws.send(message)
+            assert ws.recv(timeout=RECV_TIMEOUT) == message
