@@ -346,6 +346,8 @@ class ServerHandshake:
         if size > self._max_header_size:
             raise HandshakeError("request header fields too large", 431)
         version = request.http_version.decode("ascii")
+        if not version.startswith("1."):  # h11 parses any x.y, e.g. the HTTP/2 preface
+            raise HandshakeError(f"HTTP/{version} is not supported", 505)
         upgrade = _lower_tokens(_values(headers, "upgrade"))
         if "websocket" in upgrade or any(n.startswith("sec-websocket-") for n, _ in headers):
             self._pending = self._validate(method, target, headers, version, upgrade)
@@ -461,7 +463,11 @@ class ServerHandshake:
             HandshakeError: an extension factory refused the request outright;
                 answer with :meth:`reject_bytes`.
         """
-        if self._state is not _State.DELIVERED or request is not self.request:
+        if (
+            self._state is not _State.DELIVERED
+            or not isinstance(request, UpgradeRequest)
+            or request is not self.request
+        ):
             raise LocalProtocolError("accept() needs the UpgradeRequest from next_event()")
         if subprotocol is None:
             if self._select_subprotocol is not None:
