@@ -1,0 +1,74 @@
+"""Echo / broadcast server for the benchmark harness (``python -m rfc6455.bench_server``).
+
+Follows the contract of the shared bench harness: listen on 127.0.0.1:PORT,
+any path, no extensions, no keepalive pings; ``echo`` sends every data message
+back with its opcode; ``broadcast`` frames each message once and writes the
+same bytes to every other open connection; exit on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ._frames import frame_header
+from .server import Config, EchoHandler, Handler, Message, Server, WebSocket
+
+__all__ = ["BroadcastHandler", "main"]
+
+
+class BroadcastHandler(Handler):
+    """Relays every data message to every other open connection, framed once."""
+
+    __slots__ = ("peers",)
+
+    def __init__(self) -> None:
+        self.peers: dict[WebSocket, None] = {}
+
+    def on_open(self, ws: WebSocket) -> None:
+        self.peers[ws] = None
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        self.peers.pop(ws, None)
+
+    def on_message(self, ws: WebSocket, message: Message) -> None:
+        if isinstance(message, str):
+            payload = message.encode("utf-8")
+            first = 0x81
+        else:
+            payload = bytes(message)
+            first = 0x82
+        frame = frame_header(first, len(payload)) + payload
+        for peer in self.peers:
+            if peer is not ws and peer.open:
+                peer.send_frame(frame)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments and serve until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--mode", choices=["echo", "broadcast"], default="echo")
+    parser.add_argument("--ping-interval", type=float, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    config = Config(
+        host=args.host,
+        port=args.port,
+        backlog=4096,
+        max_connections=None,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_interval,
+        compression=False,
+        keep_request=False,
+        write_buffer_limit=None,
+        shutdown_timeout=2.0,
+    )
+    handler = EchoHandler() if args.mode == "echo" else BroadcastHandler()
+    server = Server(config, handler=handler)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
