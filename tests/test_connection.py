@@ -1,0 +1,1012 @@
+"""Tests for rfc6455._connection: the sans-I/O connection, both roles, from RFC 6455.
+
+Test classes are named after the RFC sections they check. Incoming frames are
+built by hand (tests/helpers.py) and outgoing bytes parsed by hand, so the
+serializer and decoder under test never check themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RFC_KEY,
+    ConnectionPair,
+    chunks,
+    close_payload,
+    feed,
+    feed_bytewise,
+    frame,
+    parse_close,
+    parse_frames,
+)
+
+from rfc6455 import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    NEED_DATA,
+    BinaryChunk,
+    BinaryMessage,
+    ClientConnection,
+    Close,
+    Connection,
+    ConnectionClosedError,
+    ConnectionFailed,
+    ConnectionLost,
+    ConnectionState,
+    Event,
+    InvalidUTF8,
+    LocalProtocolError,
+    MessageTooBig,
+    Ping,
+    Pong,
+    ProtocolError,
+    ServerConnection,
+    TextChunk,
+    TextMessage,
+)
+
+ROLES = ["server", "client"]
+
+
+def make(role: str, **kwargs: object) -> Connection:
+    cls = ServerConnection if role == "server" else ClientConnection
+    return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def f(role: str, opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:
+    """A frame as the peer of ``role`` sends it: masked towards a server (§5.3)."""
+    key = os.urandom(4) if role == "server" else None
+    return frame(opcode, payload, mask=key, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_failed(
+    conn: Connection, events: list[Event], code: int, *, before: list[Event] | None = None
+) -> None:
+    """The connection failed with ``code``: event, close frame queued, state CLOSED."""
+    assert events[:-1] == (before or [])
+    last = events[-1]
+    assert isinstance(last, ConnectionFailed), events
+    assert last.code == code
+    assert len(last.reason.encode("utf-8")) <= 123
+    sent_code, reason = parse_close(conn.data_to_send(), masked=not conn.is_server)
+    assert sent_code == code
+    assert reason.decode("utf-8") == last.reason
+    assert conn.state is ConnectionState.CLOSED
+    assert conn.failure is not None and conn.failure.close_code == code
+    assert conn.should_close_transport
+    assert conn.close_sent == Close(code=code, reason=last.reason)
+
+
+# Rows: (name, bytes from the peer of ``role`` -- a function of role, close code).
+def _rows() -> list[tuple[str, object, int]]:
+    rows: list[tuple[str, object, int]] = []
+    for op in (3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF):
+        rows.append((f"reserved opcode {op:#x}", lambda r, op=op: f(r, op, b"x"), 1002))
+    for rsv in range(1, 8):
+        rows.append((f"rsv {rsv:03b} on text", lambda r, v=rsv: f(r, OP_TEXT, b"x", rsv=v), 1002))
+    rows += [
+        ("rsv1 on ping", lambda r: f(r, OP_PING, b"", rsv=4), 1002),
+        (
+            "rsv1 on continuation",
+            lambda r: f(r, OP_TEXT, b"a", fin=False) + f(r, OP_CONT, b"b", rsv=4),
+            1002,
+        ),
+        ("ping of 126 bytes", lambda r: f(r, OP_PING, b"p" * 126), 1002),
+        ("pong of 200 bytes", lambda r: f(r, OP_PONG, b"p" * 200), 1002),
+        ("close of 126 bytes", lambda r: f(r, OP_CLOSE, close_payload(1000, b"x" * 124)), 1002),
+        ("fragmented ping", lambda r: f(r, OP_PING, b"p", fin=False), 1002),
+        ("fragmented pong", lambda r: f(r, OP_PONG, b"p", fin=False), 1002),
+        ("fragmented close", lambda r: f(r, OP_CLOSE, close_payload(1000), fin=False), 1002),
+        (
+            "64-bit length with the MSB set",
+            lambda r: f(r, OP_BINARY, b"", length_form=64, declared_length=1 << 63),
+            1002,
+        ),
+        ("non-minimal 16-bit length", lambda r: f(r, OP_BINARY, b"abc", length_form=16), 1002),
+        ("non-minimal 64-bit length", lambda r: f(r, OP_BINARY, b"abc", length_form=64), 1002),
+        (
+            "non-minimal 64-bit length 65535",
+            lambda r: f(r, OP_BINARY, b"a" * 65535, length_form=64),
+            1002,
+        ),
+        ("continuation without a message", lambda r: f(r, OP_CONT, b"x"), 1002),
+        ("final continuation without a message", lambda r: f(r, OP_CONT, b"", fin=True), 1002),
+        (
+            "text inside a fragmented text message",
+            lambda r: f(r, OP_TEXT, b"a", fin=False) + f(r, OP_TEXT, b"b"),
+            1002,
+        ),
+        (
+            "binary inside a fragmented text message",
+            lambda r: f(r, OP_TEXT, b"a", fin=False) + f(r, OP_BINARY, b"b"),
+            1002,
+        ),
+        (
+            "text with invalid UTF-8 inside a fragmented text message",
+            lambda r: f(r, OP_TEXT, b"", fin=False) + f(r, OP_TEXT, b"\xff\xff", fin=False),
+            1002,
+        ),
+        (
+            "text with invalid UTF-8 inside a fragmented binary message",
+            lambda r: f(r, OP_BINARY, b"a", fin=False) + f(r, OP_TEXT, b"\xff\xff"),
+            1002,
+        ),
+        (
+            "binary inside a fragmented binary message",
+            lambda r: f(r, OP_BINARY, b"a", fin=False) + f(r, OP_BINARY, b"b", fin=False),
+            1002,
+        ),
+        (
+            "continuation after a finished message",
+            lambda r: f(r, OP_TEXT, b"a", fin=False) + f(r, OP_CONT, b"b") + f(r, OP_CONT, b"c"),
+            1002,
+        ),
+        ("invalid UTF-8 in a text frame", lambda r: f(r, OP_TEXT, b"ab\xffcd"), 1007),
+        ("lone continuation byte", lambda r: f(r, OP_TEXT, b"\x80"), 1007),
+        ("overlong encoding", lambda r: f(r, OP_TEXT, b"\xc0\xaf"), 1007),
+        ("UTF-16 surrogate", lambda r: f(r, OP_TEXT, b"\xed\xa0\x80"), 1007),
+        ("code point over U+10FFFF", lambda r: f(r, OP_TEXT, b"\xf4\x90\x80\x80"), 1007),
+        ("truncated sequence at message end", lambda r: f(r, OP_TEXT, b"a\xe2\x82"), 1007),
+        (
+            "truncated sequence at the end of a fragmented message",
+            lambda r: f(r, OP_TEXT, b"a\xe2", fin=False) + f(r, OP_CONT, b"\x82"),
+            1007,
+        ),
+        (
+            "invalid UTF-8 in the first fragment of an unfinished message",
+            lambda r: f(r, OP_TEXT, b"ok\xff", fin=False),
+            1007,
+        ),
+        (
+            "invalid UTF-8 in a middle fragment",
+            lambda r: f(r, OP_TEXT, b"ok", fin=False) + f(r, OP_CONT, b"\xc3(", fin=False),
+            1007,
+        ),
+        (
+            "invalid UTF-8 in a close reason",
+            lambda r: f(r, OP_CLOSE, close_payload(1000, b"\xff")),
+            1007,
+        ),
+        ("close payload of one byte", lambda r: f(r, OP_CLOSE, b"\x03"), 1002),
+    ]
+    for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535):
+        rows.append(
+            (f"close code {code}", lambda r, c=code: f(r, OP_CLOSE, close_payload(c, b"x")), 1002)
+        )
+    return rows
+
+
+REJECTIONS = _rows()
+REJECTION_IDS = [row[0] for row in REJECTIONS]
+#: Rows whose bytes hold a complete message before the error.
+DELIVERED_FIRST: dict[str, list[Event]] = {
+    "continuation after a finished message": [TextMessage(data="ab")],
+}
+
+
+def _good(role: str) -> bytes:
+    return f(role, OP_TEXT, b"first") + f(role, OP_PONG, b"pp")
+
+
+GOOD_EVENTS: list[Event] = [TextMessage(data="first"), Pong(payload=b"pp")]
+
+
+class TestRejections:
+    """Every rejection, with the close code of RFC 6455 §7.4.1 and DESIGN.md."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "code"), REJECTIONS, ids=REJECTION_IDS)
+    def test_whole(self, role: str, name: str, wire: object, code: int) -> None:
+        conn = make(role)
+        events = conn.receive(wire(role))  # type: ignore[operator]
+        assert_failed(conn, events, code, before=DELIVERED_FIRST.get(name))
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "code"), REJECTIONS, ids=REJECTION_IDS)
+    def test_byte_by_byte(self, role: str, name: str, wire: object, code: int) -> None:
+        conn = make(role)
+        data: bytes = wire(role)  # type: ignore[operator]
+        if len(data) > 1000:
+            events = feed(conn, chunks(data, 101))
+        else:
+            events = feed_bytewise(conn, data)
+        assert_failed(conn, events, code, before=DELIVERED_FIRST.get(name))
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "code"), REJECTIONS, ids=REJECTION_IDS)
+    def test_good_frames_first_and_trailing_data(
+        self, role: str, name: str, wire: object, code: int
+    ) -> None:
+        # Wire order: what came before the error is delivered first; what
+        # comes after it (even in the same chunk) is never reported.
+        conn = make(role)
+        data = _good(role) + wire(role) + _good(role)  # type: ignore[operator]
+        events = conn.receive(data)
+        assert_failed(conn, events, code, before=GOOD_EVENTS + DELIVERED_FIRST.get(name, []))
+        assert conn.receive(_good(role)) == []
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_unmasked_frame_to_a_server_masked_to_a_client(self, role: str) -> None:
+        # §5.1: a server MUST close on an unmasked frame; a client on a masked one.
+        conn = make(role)
+        wrong = frame(OP_TEXT, b"hi", mask=None if role == "server" else RFC_KEY)
+        assert_failed(conn, conn.receive(wrong), 1002)
+        assert isinstance(conn.failure, ProtocolError)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_failure_while_closing_queues_no_second_close(self, role: str) -> None:
+        conn = make(role)
+        conn.close(1000)
+        events = conn.receive(f(role, OP_TEXT, b"\xff"))
+        assert len(events) == 1
+        assert isinstance(events[0], ConnectionFailed) and events[0].code == 1007
+        assert conn.data_to_send() == b""
+        assert conn.state is ConnectionState.CLOSED
+        assert conn.close_sent == Close(code=1000, reason="")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_eof_after_failure_reports_nothing(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, 3))
+        assert conn.receive(b"") == []
+
+
+class TestSection5_7Examples:
+    def test_client_receives_unmasked_hello(self) -> None:
+        conn = ClientConnection()
+        assert conn.receive(bytes.fromhex("810548656c6c6f")) == [TextMessage(data="Hello")]
+
+    def test_server_receives_masked_hello(self) -> None:
+        conn = ServerConnection()
+        wire = bytes.fromhex("818537fa213d7f9f4d5158")
+        assert conn.receive(wire) == [TextMessage(data="Hello")]
+        conn = ServerConnection()
+        assert feed_bytewise(conn, wire) == [TextMessage(data="Hello")]
+
+    def test_client_receives_fragmented_hello(self) -> None:
+        wire = bytes.fromhex("010348656c") + bytes.fromhex("80026c6f")
+        assert ClientConnection().receive(wire) == [TextMessage(data="Hello")]
+        assert feed_bytewise(ClientConnection(), wire) == [TextMessage(data="Hello")]
+        assert feed_bytewise(ClientConnection(stream_messages=True), wire) == [
+            TextChunk(data="Hel", final=False),
+            TextChunk(data="lo", final=True),
+        ]
+
+    def test_client_receives_unmasked_ping_and_answers(self) -> None:
+        conn = ClientConnection()
+        assert conn.receive(bytes.fromhex("890548656c6c6f")) == [Ping(payload=b"Hello")]
+        [pong] = parse_frames(conn.data_to_send(), masked=True)
+        assert (pong.fin, pong.opcode, pong.payload) == (True, OP_PONG, b"Hello")
+
+    def test_server_receives_masked_pong(self) -> None:
+        conn = ServerConnection()
+        assert conn.receive(bytes.fromhex("8a8537fa213d7f9f4d5158")) == [Pong(payload=b"Hello")]
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize(
+        ("header", "size"),
+        [("827e0100", 256), ("827f0000000000010000", 65536)],
+    )
+    def test_client_receives_large_binary(self, header: str, size: int) -> None:
+        payload = bytes(i % 251 for i in range(size))
+        conn = ClientConnection()
+        assert conn.receive(bytes.fromhex(header) + payload) == [BinaryMessage(data=payload)]
+
+    def test_server_sends_rfc_bytes(self) -> None:
+        conn = ServerConnection()
+        assert conn.send_text("Hello") == bytes.fromhex("810548656c6c6f")
+        assert conn.send_fragment("Hel", final=False) == bytes.fromhex("010348656c")
+        assert conn.send_fragment("lo", final=True) == bytes.fromhex("80026c6f")
+        assert conn.send_ping(b"Hello") == bytes.fromhex("890548656c6c6f")
+        assert conn.send_pong(b"Hello") == bytes.fromhex("8a0548656c6c6f")
+        assert conn.send_binary(bytes(256))[:4] == bytes.fromhex("827e0100")
+        big = conn.send_binary(bytes(65536))
+        assert big[:10] == bytes.fromhex("827f0000000000010000")
+        assert len(big) == 10 + 65536
+
+    def test_client_sends_rfc_bytes_with_fixed_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(os, "urandom", lambda n: RFC_KEY[:n])
+        conn = ClientConnection()
+        assert conn.send_text("Hello") == bytes.fromhex("818537fa213d7f9f4d5158")
+        assert conn.send_pong(b"Hello") == bytes.fromhex("8a8537fa213d7f9f4d5158")
+
+    def test_client_frames_round_trip_with_random_keys(self) -> None:
+        conn = ClientConnection()
+        wire = (
+            conn.send_text("Hello")
+            + conn.send_binary(b"\x00\x01" * 200)
+            + conn.send_fragment(b"ab", final=False)
+            + conn.send_fragment(b"cd", final=True)
+            + conn.send_ping(b"p")
+            + conn.close(1001, "bye")
+        )
+        frames = parse_frames(wire, masked=True)
+        assert [(fr.fin, fr.opcode, fr.payload) for fr in frames] == [
+            (True, OP_TEXT, b"Hello"),
+            (True, OP_BINARY, b"\x00\x01" * 200),
+            (False, OP_BINARY, b"ab"),
+            (True, OP_CONT, b"cd"),
+            (True, OP_PING, b"p"),
+            (True, OP_CLOSE, close_payload(1001, "bye")),
+        ]
+        assert len({fr.key for fr in frames}) == len(frames)
+        server = ServerConnection()
+        assert server.receive(wire) == [
+            TextMessage(data="Hello"),
+            BinaryMessage(data=b"\x00\x01" * 200),
+            BinaryMessage(data=b"abcd"),
+            Ping(payload=b"p"),
+            Close(code=1001, reason="bye"),
+        ]
+
+
+class TestSection5_4Fragmentation:
+    @pytest.mark.parametrize("role", ROLES)
+    def test_control_frames_between_fragments_in_order(self, role: str) -> None:
+        conn = make(role)
+        wire = (
+            f(role, OP_TEXT, b"Hel", fin=False)
+            + f(role, OP_PING, b"1")
+            + f(role, OP_CONT, b"l", fin=False)
+            + f(role, OP_PONG, b"2")
+            + f(role, OP_CONT, b"o")
+            + f(role, OP_BINARY, b"next")
+        )
+        expected = [
+            Ping(payload=b"1"),
+            Pong(payload=b"2"),
+            TextMessage(data="Hello"),
+            BinaryMessage(data=b"next"),
+        ]
+        assert conn.receive(wire) == expected
+        [pong] = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"1")
+        assert feed_bytewise(make(role), wire) == expected
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_close_between_fragments(self, role: str) -> None:
+        conn = make(role)
+        wire = f(role, OP_TEXT, b"Hel", fin=False) + f(role, OP_CLOSE, close_payload(1000))
+        assert conn.receive(wire) == [Close(code=1000, reason="")]
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_empty_fragments(self, role: str) -> None:
+        conn = make(role)
+        wire = (
+            f(role, OP_BINARY, b"", fin=False)
+            + f(role, OP_CONT, b"", fin=False)
+            + f(role, OP_CONT, b"x", fin=False)
+            + f(role, OP_CONT, b"")
+            + f(role, OP_TEXT, b"")
+        )
+        assert conn.receive(wire) == [BinaryMessage(data=b"x"), TextMessage(data="")]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_utf8_split_across_fragments(self, role: str) -> None:
+        text = "a€😀b"
+        raw = text.encode("utf-8")
+        # Cut inside both multi-byte sequences.
+        wire = (
+            f(role, OP_TEXT, raw[:2], fin=False)
+            + f(role, OP_CONT, raw[2:6], fin=False)
+            + f(role, OP_CONT, raw[6:])
+        )
+        assert make(role).receive(wire) == [TextMessage(data=text)]
+        assert feed_bytewise(make(role), wire) == [TextMessage(data=text)]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_stream_messages_text(self, role: str) -> None:
+        text = "a€😀b"
+        raw = text.encode("utf-8")
+        wire = (
+            f(role, OP_TEXT, raw[:2], fin=False)
+            + f(role, OP_CONT, raw[2:3], fin=False)
+            + f(role, OP_CONT, raw[3:6], fin=False)
+            + f(role, OP_CONT, raw[6:])
+        )
+        conn = make(role, stream_messages=True)
+        events = conn.receive(wire)
+        assert all(isinstance(e, TextChunk) for e in events)
+        chunks_ = [e for e in events if isinstance(e, TextChunk)]
+        assert [c.final for c in chunks_] == [False, False, False, True]
+        assert "".join(c.data for c in chunks_) == text
+        # Whole code points only: the first chunk holds "a", not half a euro sign.
+        assert chunks_[0].data == "a"
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_stream_messages_binary_and_single_frame(self, role: str) -> None:
+        conn = make(role, stream_messages=True)
+        wire = (
+            f(role, OP_BINARY, b"ab", fin=False)
+            + f(role, OP_PING, b"")
+            + f(role, OP_CONT, b"cd")
+            + f(role, OP_TEXT, b"hi")
+        )
+        assert conn.receive(wire) == [
+            BinaryChunk(data=b"ab", final=False),
+            Ping(payload=b""),
+            BinaryChunk(data=b"cd", final=True),
+            TextChunk(data="hi", final=True),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_stream_messages_rejects_invalid_utf8_at_once(self, role: str) -> None:
+        conn = make(role, stream_messages=True)
+        events = conn.receive(
+            f(role, OP_TEXT, b"ok", fin=False) + f(role, OP_CONT, b"\xff", fin=False)
+        )
+        assert_failed(conn, events, 1007, before=[TextChunk(data="ok", final=False)])
+
+    def test_reassembly_of_4_mib_in_64_byte_fragments(self) -> None:
+        # Linear reassembly: 65,536 fragments must complete (a quadratic join
+        # would copy ~128 GiB); no timing assertion, only that it works.
+        size = 4 << 20
+        payload = os.urandom(size)
+        parts = [
+            frame(OP_BINARY if i == 0 else OP_CONT, payload[i : i + 64], fin=i + 64 >= size)
+            for i in range(0, size, 64)
+        ]
+        wire = b"".join(parts)
+        conn = ClientConnection(max_message_size=size)
+        events = feed(conn, chunks(wire, 65536))
+        assert len(events) == 1
+        assert isinstance(events[0], BinaryMessage)
+        assert events[0].data == payload
+
+    def test_reassembly_of_text_in_small_fragments(self) -> None:
+        text = ("ünïcödé €😀 " * 20000)[: 1 << 18]
+        raw = text.encode("utf-8")
+        parts = [
+            frame(
+                OP_TEXT if i == 0 else OP_CONT,
+                raw[i : i + 61],
+                fin=i + 61 >= len(raw),
+                mask=RFC_KEY,
+            )
+            for i in range(0, len(raw), 61)
+        ]
+        conn = ServerConnection(max_message_size=len(raw))
+        assert feed(conn, chunks(b"".join(parts), 4096)) == [TextMessage(data=text)]
+
+
+class TestSection5_5_1Close:
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(
+        "code",
+        [
+            1000,
+            1001,
+            1002,
+            1003,
+            1007,
+            1008,
+            1009,
+            1010,
+            1011,
+            1012,
+            1013,
+            1014,
+            3000,
+            3999,
+            4000,
+            4999,
+        ],
+    )
+    def test_valid_codes_accepted_and_echoed(self, role: str, code: int) -> None:
+        conn = make(role)
+        assert conn.receive(f(role, OP_CLOSE, close_payload(code, "bye"))) == [
+            Close(code=code, reason="bye")
+        ]
+        sent_code, _ = parse_close(conn.data_to_send(), masked=role == "client")
+        assert sent_code == code
+        assert conn.state is ConnectionState.CLOSED
+        assert conn.close_received == Close(code=code, reason="bye")
+        assert conn.close_sent is not None and conn.close_sent.code == code
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_empty_close_reported_as_1005_answered_empty(self, role: str) -> None:
+        conn = make(role)
+        assert conn.receive(f(role, OP_CLOSE, b"")) == [Close(code=1005, reason="")]
+        assert parse_close(conn.data_to_send(), masked=role == "client") == (None, b"")
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_longest_close_reason(self, role: str) -> None:
+        reason = "é" * 61 + "x"  # 123 bytes of UTF-8: a 125-byte payload
+        conn = make(role)
+        assert conn.receive(f(role, OP_CLOSE, close_payload(1000, reason))) == [
+            Close(code=1000, reason=reason)
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_data_after_close_ignored(self, role: str) -> None:
+        conn = make(role)
+        wire = f(role, OP_CLOSE, close_payload(1000)) + f(role, OP_TEXT, b"late") + f(role, 3)
+        assert conn.receive(wire) == [Close(code=1000, reason="")]
+        assert conn.receive(f(role, OP_PING, b"x")) == []
+        assert conn.receive(b"garbage") == []
+        parse_close(conn.data_to_send(), masked=role == "client")
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_our_close_then_theirs(self, role: str) -> None:
+        conn = make(role)
+        out = conn.close(1000, "done")
+        assert parse_close(out, masked=role == "client") == (1000, b"done")
+        assert conn.state is ConnectionState.CLOSING
+        assert conn.close_sent == Close(code=1000, reason="done")
+        assert not conn.should_close_transport
+        # The peer may still send data before it sees our close.
+        assert conn.receive(f(role, OP_TEXT, b"in flight")) == [TextMessage(data="in flight")]
+        assert conn.receive(f(role, OP_CLOSE, close_payload(1000))) == [Close(code=1000, reason="")]
+        assert conn.state is ConnectionState.CLOSED
+        assert conn.data_to_send() == b""  # no second close frame
+        # §7.1.1: the server closes TCP first; the client waits for it.
+        assert conn.should_close_transport is (role == "server")
+        assert conn.receive(b"") == []
+        assert conn.should_close_transport
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_their_close_then_ours_is_harmless(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_CLOSE, close_payload(1001)))
+        reply = conn.close(1000)
+        assert parse_close(reply, masked=role == "client") == (1001, b"")
+        assert conn.close() == b""
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_close_twice_is_harmless(self, role: str) -> None:
+        conn = make(role)
+        assert parse_close(conn.close(1001, "a"), masked=role == "client") == (1001, b"a")
+        assert conn.close(1000, "b") == b""
+        assert conn.close(4000) == b""
+        assert conn.state is ConnectionState.CLOSING
+        assert conn.close_sent == Close(code=1001, reason="a")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_close_without_code(self, role: str) -> None:
+        conn = make(role)
+        assert parse_close(conn.close(None), masked=role == "client") == (None, b"")
+        assert conn.close_sent is not None and conn.close_sent.code == 1005
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(
+        ("code", "reason"),
+        [
+            (0, ""),
+            (999, ""),
+            (1004, ""),
+            (1006, ""),
+            (1015, ""),
+            (1016, ""),
+            (2999, ""),
+            (5000, ""),
+            (65535, ""),
+            (70000, ""),
+            (1000, "x" * 124),
+            (1000, "é" * 62),
+            (None, "a reason needs a code"),
+        ],
+    )
+    def test_invalid_local_close_raises(self, role: str, code: int | None, reason: str) -> None:
+        conn = make(role)
+        with pytest.raises(LocalProtocolError):
+            conn.close(code, reason)
+        assert conn.state is ConnectionState.OPEN
+        assert conn.close_sent is None
+        assert conn.data_to_send() == b""
+        assert conn.send_text("still open")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_close_returns_queued_replies_first(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_PING, b"q"))
+        frames = parse_frames(conn.close(1000), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_PONG, b"q"),
+            (OP_CLOSE, close_payload(1000)),
+        ]
+
+
+class TestSection5_5_2Ping:
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("payload", [b"", b"x", bytes(range(125))])
+    def test_ping_answered_with_same_payload(self, role: str, payload: bytes) -> None:
+        conn = make(role)
+        assert conn.receive(f(role, OP_PING, payload)) == [Ping(payload=payload)]
+        [pong] = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert (pong.fin, pong.rsv, pong.opcode, pong.payload) == (True, 0, OP_PONG, payload)
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_pongs_in_ping_order(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(b"".join(f(role, OP_PING, bytes([i])) for i in range(5)))
+        frames = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert [fr.payload for fr in frames] == [bytes([i]) for i in range(5)]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_send_returns_queued_pong_first(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_PING, b"q"))
+        frames = parse_frames(conn.send_text("after"), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [(OP_PONG, b"q"), (OP_TEXT, b"after")]
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_unsolicited_pong_not_answered(self, role: str) -> None:
+        conn = make(role)
+        assert conn.receive(f(role, OP_PONG, b"hb")) == [Pong(payload=b"hb")]
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_control_payload_limit_on_send(self, role: str) -> None:
+        conn = make(role)
+        assert conn.send_ping(b"x" * 125)
+        with pytest.raises(LocalProtocolError):
+            conn.send_ping(b"x" * 126)
+        with pytest.raises(LocalProtocolError):
+            conn.send_pong(b"x" * 126)
+
+
+class TestSection7_1_5Eof:
+    @pytest.mark.parametrize("role", ROLES)
+    def test_eof_without_close_is_1006(self, role: str) -> None:
+        conn = make(role)
+        assert conn.receive(f(role, OP_TEXT, b"hi") + f(role, OP_TEXT, b"partial")[:4]) == [
+            TextMessage(data="hi")
+        ]
+        assert conn.receive(b"") == [ConnectionLost(code=1006, reason="")]
+        assert conn.state is ConnectionState.CLOSED
+        assert conn.should_close_transport
+        assert conn.receive(b"") == []
+        assert conn.receive(f(role, OP_TEXT, b"late")) == []
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_eof_while_closing_is_1006(self, role: str) -> None:
+        conn = make(role)
+        conn.close(1000)
+        assert conn.receive(b"") == [ConnectionLost(code=1006, reason="")]
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_eof_after_close_handshake_reports_nothing(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        assert conn.receive(b"") == []
+        conn = make(role)
+        conn.close(1000)
+        conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        assert conn.receive(b"") == []
+
+
+class TestSection7_4_1MessageTooBig:
+    """1009 before buffering the excess (DESIGN.md: "before buffering")."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+    def test_single_frame_over_limit_fails_on_header(self, role: str, opcode: int) -> None:
+        conn = make(role, max_message_size=100)
+        wire = f(role, opcode, b"a" * 101)
+        header = wire[:2]
+        assert_failed(conn, conn.receive(header), 1009)
+        assert isinstance(conn.failure, MessageTooBig)
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_exactly_at_limit_accepted(self, role: str, stream: bool) -> None:
+        conn = make(role, max_message_size=100, stream_messages=stream)
+        single = conn.receive(f(role, OP_TEXT, b"a" * 100))
+        fragmented = conn.receive(
+            f(role, OP_BINARY, b"b" * 60, fin=False) + f(role, OP_CONT, b"b" * 40)
+        )
+        if stream:
+            assert single == [TextChunk(data="a" * 100, final=True)]
+            assert fragmented == [
+                BinaryChunk(data=b"b" * 60, final=False),
+                BinaryChunk(data=b"b" * 40, final=True),
+            ]
+        else:
+            assert single == [TextMessage(data="a" * 100)]
+            assert fragmented == [BinaryMessage(data=b"b" * 100)]
+        assert conn.state is ConnectionState.OPEN
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_fragments_over_limit_fail_on_fragment_header(self, role: str, stream: bool) -> None:
+        conn = make(role, max_message_size=100, stream_messages=stream)
+        first = conn.receive(f(role, OP_BINARY, b"b" * 60, fin=False))
+        second = f(role, OP_CONT, b"b" * 41)
+        header = second[: 6 if role == "server" else 2]
+        events = conn.receive(header)
+        assert_failed(conn, first + events, 1009, before=first)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_fragments_over_limit_in_one_chunk(self, role: str) -> None:
+        conn = make(role, max_message_size=100)
+        wire = (
+            f(role, OP_TEXT, b"a" * 50, fin=False)
+            + f(role, OP_CONT, b"a" * 50, fin=False)
+            + f(role, OP_CONT, b"a")
+        )
+        assert_failed(conn, conn.receive(wire), 1009)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_many_small_fragments_counted_in_bytes(self, role: str) -> None:
+        conn = make(role, max_message_size=1000)
+        wire = f(role, OP_BINARY, b"x", fin=False) + b"".join(
+            f(role, OP_CONT, b"x", fin=False) for _ in range(998)
+        )
+        assert conn.receive(wire + f(role, OP_CONT, b"x")) == [BinaryMessage(data=b"x" * 1000)]
+        conn = make(role, max_message_size=1000)
+        events = conn.receive(wire + f(role, OP_CONT, b"xx"))
+        assert_failed(conn, events, 1009)
+
+    def test_default_limit_is_1_mib(self) -> None:
+        assert DEFAULT_MAX_MESSAGE_SIZE == 1 << 20
+        conn = ClientConnection()
+        data = bytes(1 << 20)
+        assert conn.receive(frame(OP_BINARY, data)) == [BinaryMessage(data=data)]
+        conn = ClientConnection()
+        assert_failed(conn, conn.receive(frame(OP_BINARY, data + b"!")[:10]), 1009)
+
+    def test_no_limit(self) -> None:
+        conn = ClientConnection(max_message_size=None)
+        data = bytes((1 << 20) + 1)
+        assert conn.receive(frame(OP_BINARY, data)) == [BinaryMessage(data=data)]
+
+
+class TestSection8_1Utf8FailFast:
+    """§8.1: fail as soon as an invalid sequence is seen, not at message end."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(
+        "bad", [b"\xff", b"\xf4\x90", b"\xc0", b"\xe0\x80", b"\xf0\x80", b"a\x80"]
+    )
+    def test_partial_frame_still_arriving(self, role: str, bad: bytes) -> None:
+        conn = make(role)
+        wire = f(role, OP_TEXT, b"ok" + bad + b"z" * 200)
+        head = wire[: len(wire) - 200]
+        assert_failed(conn, conn.receive(head), 1007)
+        assert isinstance(conn.failure, InvalidUTF8)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_frame_surrogate_prefix(self, role: str) -> None:
+        # ED A0..BF starts a UTF-16 surrogate (U+D800..): invalid whatever follows.
+        conn = make(role)
+        wire = f(role, OP_TEXT, b"ok\xed\xa0" + b"\x80" * 200)
+        assert_failed(conn, conn.receive(wire[: len(wire) - 200]), 1007)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_frame_invalid_sequence_across_feeds(self, role: str) -> None:
+        conn = make(role)
+        wire = f(role, OP_TEXT, b"ok\xf4\x90" + b"z" * 200)
+        cut = len(wire) - 201
+        assert conn.receive(wire[:cut]) == []
+        assert_failed(conn, conn.receive(wire[cut : cut + 1]), 1007)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_continuation_uses_message_state(self, role: str) -> None:
+        conn = make(role)
+        first = f(role, OP_TEXT, b"ok\xe2", fin=False)
+        # \xe2 \x82 then 'X' cannot continue the euro sign.
+        second = f(role, OP_CONT, b"\x82X" + b"z" * 100)
+        assert conn.receive(first) == []
+        assert_failed(conn, conn.receive(second[: len(second) - 100]), 1007)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_continuation_valid_is_accepted(self, role: str) -> None:
+        conn = make(role)
+        first = f(role, OP_TEXT, b"ok\xe2", fin=False)
+        second = f(role, OP_CONT, b"\x82\xac" + b"z" * 100)
+        assert conn.receive(first) == []
+        assert conn.receive(second[: len(second) - 100]) == []
+        assert conn.receive(second[len(second) - 100 :]) == [TextMessage(data="ok€" + "z" * 100)]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_check_does_not_leak_into_next_frame(self, role: str) -> None:
+        # Frame A arrives in pieces (checked while partial, ending inside a
+        # sequence), completes exactly, then frame B arrives in pieces: B must
+        # be checked on its own, from its first byte.
+        text = "ab€" + "x" * 20
+        raw = text.encode("utf-8")
+        a = f(role, OP_TEXT, raw[:5], fin=False)  # ends inside the euro sign
+        b = f(role, OP_CONT, raw[5:])
+        hs = 6 if role == "server" else 2
+        conn = make(role)
+        events = conn.receive(a[: hs + 3])  # "ab\xe2"
+        events += conn.receive(a[hs + 3 :])  # completes A exactly
+        events += conn.receive(b[: hs + 10])  # B header and 10 of its bytes
+        events += conn.receive(b[hs + 10 :])
+        assert events == [TextMessage(data=text)]
+        assert conn.state is ConnectionState.OPEN
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_check_next_frame_header_split(self, role: str) -> None:
+        # Same, with B's first header byte arriving with the end of A.
+        raw = ("ab€" + "y" * 30).encode("utf-8")
+        a = f(role, OP_TEXT, raw[:4], fin=False)  # "ab\xe2\x82"
+        b = f(role, OP_CONT, raw[4:])
+        hs = 6 if role == "server" else 2
+        conn = make(role)
+        events = conn.receive(a[: hs + 3])
+        events += conn.receive(a[hs + 3 :] + b[:1])
+        events += conn.receive(b[1 : hs + 12])
+        events += conn.receive(b[hs + 12 :])
+        assert events == [TextMessage(data=raw.decode("utf-8"))]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_partial_valid_text_every_split(self, role: str) -> None:
+        raw = "héllo wörld €😀!".encode()
+        wire = f(role, OP_TEXT, raw[:9], fin=False) + f(role, OP_CONT, raw[9:])
+        for i in range(len(wire) + 1):
+            for j in range(i, len(wire) + 1):
+                conn = make(role)
+                pieces = [p for p in (wire[:i], wire[i:j], wire[j:]) if p]  # b"" is EOF
+                events = feed(conn, pieces)
+                assert events == [TextMessage(data=raw.decode("utf-8"))], (i, j)
+
+
+class TestSending:
+    @pytest.mark.parametrize("role", ROLES)
+    def test_send_types(self, role: str) -> None:
+        conn = make(role)
+        out = conn.send_binary(bytearray(b"ba")) + conn.send_binary(memoryview(b"mv"))
+        frames = parse_frames(out, masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_BINARY, b"ba"),
+            (OP_BINARY, b"mv"),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_send_events(self, role: str) -> None:
+        conn = make(role)
+        out = (
+            conn.send(TextMessage(data="t"))
+            + conn.send(BinaryMessage(data=b"b"))
+            + conn.send(TextChunk(data="c1", final=False))
+            + conn.send(TextChunk(data="c2", final=True))
+            + conn.send(BinaryChunk(data=b"d", final=True))
+            + conn.send(Ping(payload=b"pi"))
+            + conn.send(Pong(payload=b"po"))
+            + conn.send(Close(code=1001, reason="r"))
+        )
+        frames = parse_frames(out, masked=role == "client")
+        assert [(fr.fin, fr.opcode, fr.payload) for fr in frames] == [
+            (True, OP_TEXT, b"t"),
+            (True, OP_BINARY, b"b"),
+            (False, OP_TEXT, b"c1"),
+            (True, OP_CONT, b"c2"),
+            (True, OP_BINARY, b"d"),
+            (True, OP_PING, b"pi"),
+            (True, OP_PONG, b"po"),
+            (True, OP_CLOSE, close_payload(1001, "r")),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("event", [ConnectionLost(), ConnectionFailed(code=1002), Event()])
+    def test_send_unsendable_event(self, role: str, event: Event) -> None:
+        with pytest.raises(LocalProtocolError):
+            make(role).send(event)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_fragment_rules(self, role: str) -> None:
+        conn = make(role)
+        conn.send_fragment("a", final=False)
+        with pytest.raises(LocalProtocolError):
+            conn.send_fragment(b"b", final=True)
+        with pytest.raises(LocalProtocolError):
+            conn.send_text("interleaved")
+        with pytest.raises(LocalProtocolError):
+            conn.send_binary(b"interleaved")
+        # Control frames may be sent in the middle of a fragmented message (§5.4).
+        assert conn.send_ping(b"")
+        conn.send_fragment("b", final=True)
+        assert conn.send_text("after")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_round_trip_through_pair(self, role: str) -> None:
+        pair = ConnectionPair()
+        sender = pair.client if role == "client" else pair.server
+        data = (
+            sender.send_text("hi")
+            + sender.send_fragment("é", final=False)
+            + sender.send_ping(b"1")
+            + sender.send_fragment("!", final=True)
+        )
+        assert pair.deliver(sender, data) == [
+            TextMessage(data="hi"),
+            Ping(payload=b"1"),
+            TextMessage(data="é!"),
+        ]
+        client_events, server_events = pair.pump()
+        got = client_events if role == "client" else server_events
+        assert got == [Pong(payload=b"1")]
+
+
+class TestSendAfterClose:
+    def _closed(self, role: str, how: str) -> Connection:
+        conn = make(role)
+        if how == "sent close":
+            conn.close(1000)
+        elif how == "received close":
+            conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        elif how == "failed":
+            conn.receive(f(role, 3))
+        else:
+            conn.receive(b"")
+        return conn
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("how", ["sent close", "received close", "failed", "eof"])
+    def test_send_raises(self, role: str, how: str) -> None:
+        conn = self._closed(role, how)
+        for call in (
+            lambda: conn.send_text("x"),
+            lambda: conn.send_binary(b"x"),
+            lambda: conn.send_fragment("x", final=True),
+            lambda: conn.send_ping(b""),
+            lambda: conn.send_pong(b""),
+            lambda: conn.send(TextMessage(data="x")),
+        ):
+            with pytest.raises(ConnectionClosedError):
+                call()
+        assert issubclass(ConnectionClosedError, LocalProtocolError)
+        conn.data_to_send()
+        assert conn.close(1000) == b""
+
+
+class TestEventApi:
+    def test_next_event_and_need_data(self) -> None:
+        conn = ClientConnection()
+        assert conn.next_event() is NEED_DATA
+        conn.receive_data(frame(OP_TEXT, b"a") + frame(OP_BINARY, b"b"))
+        assert conn.next_event() == TextMessage(data="a")
+        conn.receive_data(frame(OP_PING, b"c"))
+        assert conn.next_event() == BinaryMessage(data=b"b")
+        assert conn.next_event() == Ping(payload=b"c")
+        assert conn.next_event() is NEED_DATA
+        assert conn.next_event() is NEED_DATA
+
+    def test_events_iterator_and_receive(self) -> None:
+        conn = ClientConnection()
+        conn.receive_data(frame(OP_TEXT, b"a") + frame(OP_TEXT, b"b"))
+        assert next(conn.events()) == TextMessage(data="a")
+        conn.receive_data(frame(OP_TEXT, b"c"))
+        assert conn.receive(frame(OP_TEXT, b"d")) == [
+            TextMessage(data="b"),
+            TextMessage(data="c"),
+            TextMessage(data="d"),
+        ]
+        assert list(conn.events()) == []
+        conn.receive_data(frame(OP_TEXT, b"e"))
+        assert list(conn.events()) == [TextMessage(data="e")]
+
+    def test_trailing_data_fed_first(self) -> None:
+        conn = ClientConnection(trailing_data=frame(OP_TEXT, b"early") + frame(OP_TEXT, b"pa")[:3])
+        assert conn.receive(frame(OP_TEXT, b"pa")[3:]) == [
+            TextMessage(data="early"),
+            TextMessage(data="pa"),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_should_close_transport(self, role: str) -> None:
+        conn = make(role)
+        assert not conn.should_close_transport
+        conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        assert conn.should_close_transport is (role == "server")
+
+    def test_exceptions_carry_close_codes(self) -> None:
+        assert ProtocolError("x").close_code == 1002
+        assert InvalidUTF8("x").close_code == 1007
+        assert MessageTooBig("x").close_code == 1009
