@@ -391,7 +391,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted sequence (NaN when empty)."""
     if not sorted_values:
         return float("nan")
-    rank = round(p / 100.0 * len(sorted_values) + 0.5) - 1
+    rank = math.ceil(p / 100.0 * len(sorted_values)) - 1
     return float(sorted_values[max(0, min(len(sorted_values) - 1, rank))])
 
 
@@ -732,24 +732,22 @@ def _raise_nofile(need: int = 0) -> None:
 def builtin_command(name: str, mode: str, conns: int) -> str | None:
     """The command template of a built-in server name, or None if ``name`` is not one."""
     py = shlex.quote(sys.executable)
-    if name == "rfc6455":
-        if mode == "connections":
-            return (
-                f"{py} -m rfc6455 serve --port {{port}} --app echo --no-compression"
-                f" --ping-interval 20 --max-connections {conns + 1000} --log-level WARNING"
-            )
-        if importlib.util.find_spec("rfc6455.bench_server") is not None:
-            return f"{py} -m rfc6455.bench_server --port {{port}} --mode {{mode}}"
+    ping = " --ping-interval 20" if mode == "connections" else ""
+    if name == "rfc6455-serve" or (
+        name == "rfc6455" and importlib.util.find_spec("rfc6455.bench_server") is None
+    ):
         if mode == "broadcast":
-            raise BenchError("rfc6455 broadcast needs rfc6455.bench_server")
+            raise BenchError("the broadcast benchmark needs rfc6455.bench_server")
         return (
             f"{py} -m rfc6455 serve --port {{port}} --app echo --no-compression"
-            " --ping-interval 0 --max-connections 100000 --log-level WARNING"
+            f" --ping-interval {20 if ping else 0} --max-connections {max(conns, 1000) * 2}"
+            " --log-level WARNING"
         )
+    if name == "rfc6455":
+        return f"{py} -m rfc6455.bench_server --port {{port}} --mode {{mode}}{ping}"
     if name == "websockets":
         if not _PEER_SCRIPT.exists():
             raise BenchError(f"peer script not found: {_PEER_SCRIPT}; use --server NAME=CMD")
-        ping = " --ping-interval 20" if mode == "connections" else ""
         return f"{py} {shlex.quote(str(_PEER_SCRIPT))} --port {{port}} --mode {{mode}}{ping}"
     return None
 
@@ -761,7 +759,9 @@ def parse_server_spec(spec: str, mode: str, conns: int) -> tuple[str, str]:
     if not sep:
         builtin = builtin_command(name, mode, conns)
         if builtin is None:
-            raise BenchError(f"unknown server {name!r}: built-ins are rfc6455, websockets")
+            raise BenchError(
+                f"unknown server {name!r}: built-ins are rfc6455, rfc6455-serve, websockets"
+            )
         return name, builtin
     return name, command.strip()
 
@@ -772,6 +772,8 @@ class ServerProcess:
     def __init__(self, name: str, template: str, mode: str, cpu: int | None, log_dir: str):
         self.name = name
         self.port = _free_port()
+        # Idle connections are held by an echo server: {mode} is echo for them.
+        mode = "echo" if mode == "connections" else mode
         command = template.format(port=self.port, mode=mode, py=sys.executable)
         self.log_path = os.path.join(log_dir, f"{name.replace('/', '_')}-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -1024,7 +1026,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="built-in NAME (rfc6455, websockets) or 'NAME=COMMAND' with {port}, {mode}, "
+        help="built-in NAME (rfc6455 = rfc6455.bench_server, rfc6455-serve = the "
+        "'rfc6455 serve' CLI, websockets = the peer script) or 'NAME=COMMAND' with {port}, {mode}, "
         "{py} placeholders; repeatable (default: rfc6455 and websockets)",
     )
     parser.add_argument(

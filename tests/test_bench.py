@@ -1,0 +1,149 @@
+"""Tests for ``rfc6455.bench``: the frame helpers, the slow path, and short smoke runs of the
+echo, broadcast and idle-connection benchmarks against real server subprocesses on 127.0.0.1.
+
+The smoke runs are bounded (a few connections, about a second each) and assert the shape and
+sanity of the result, never a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from rfc6455 import bench
+from tests.helpers import xor_mask
+
+
+def test_client_frame_is_masked_and_decodes_to_the_payload() -> None:
+    payload = bytes(range(200))
+    key = b"\x01\x02\x03\x04"
+    frame = bench.client_frame(payload, key=key)
+    assert frame[:4] == bytes((0x82, 0x80 | 126)) + struct.pack("!H", 200)
+    assert frame[4:8] == key
+    assert xor_mask(frame[8:], key) == payload
+
+
+@pytest.mark.parametrize(("size", "header_len"), [(0, 2), (125, 2), (126, 4), (65536, 10)])
+def test_server_frame_lengths(size: int, header_len: int) -> None:
+    frame = bench.server_frame(b"x" * size)
+    assert len(frame) == header_len + size
+    frames, consumed = bench.parse_server_frames(bytearray(frame))
+    assert frames == [(0x2, True, b"x" * size)]
+    assert consumed == len(frame)
+
+
+def test_parse_server_frames_keeps_an_incomplete_tail() -> None:
+    whole = bench.server_frame(b"abc") + bench.server_frame(b"d" * 300)
+    frames, consumed = bench.parse_server_frames(bytearray(whole[:-1]))
+    assert frames == [(0x2, True, b"abc")]
+    assert consumed == 5
+
+
+def test_parse_server_frames_rejects_a_masked_frame() -> None:
+    with pytest.raises(bench.BenchError, match="masked"):
+        bench.parse_server_frames(bytearray(bench.client_frame(b"hi")))
+
+
+def test_slow_path_answers_ping_joins_fragments_and_checks_payload() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        client = bench.Client(ours)
+        ping = bytes((0x89, 2)) + b"hb"
+        first = bytes((0x02, 3)) + b"abc"  # FIN clear: first fragment
+        last = bytes((0x80, 2)) + b"de"  # FIN set: continuation
+        data = ping + first + last
+        assert client.slow_path(data[:5], b"abcde") == 0
+        assert client.slow_path(data[5:], b"abcde") == 1
+        assert client.pending is None
+        pong = theirs.recv(64)
+        assert pong[0] == 0x8A and pong[1] == 0x82
+        assert xor_mask(pong[6:], pong[2:6]) == b"hb"
+        with pytest.raises(bench.BenchError, match="mismatch"):
+            client.slow_path(bench.server_frame(b"zzzzz"), b"abcde")
+        with pytest.raises(bench.BenchError, match="closed"):
+            client.slow_path(bytes((0x88, 2)) + struct.pack("!H", 1001), None)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert bench.percentile(values, 50) == 50
+    assert bench.percentile(values, 99) == 99
+    assert bench.percentile(values, 100) == 100
+    assert math.isnan(bench.percentile([], 50))
+
+
+def test_server_specs() -> None:
+    name, command = bench.parse_server_spec("mine=prog --port {port} --mode {mode}", "echo", 1)
+    assert (name, command) == ("mine", "prog --port {port} --mode {mode}")
+    name, command = bench.parse_server_spec("websockets", "connections", 10)
+    assert name == "websockets" and "--ping-interval 20" in command
+    with pytest.raises(bench.BenchError, match="unknown server"):
+        bench.parse_server_spec("nosuch", "echo", 1)
+
+
+def test_summary_ratios_against_the_reference() -> None:
+    runs = [
+        {"impl": "a", "size": 32, "msgs_per_s": 300.0, "server_us_per_msg": 5.0},
+        {"impl": "a", "size": 32, "msgs_per_s": 100.0, "server_us_per_msg": 7.0},
+        {"impl": "b", "size": 32, "msgs_per_s": 100.0, "server_us_per_msg": 12.0},
+        {"impl": "b", "size": 32, "error": "ignored"},
+    ]
+    rows = {r["impl"]: r for r in bench.summarize("echo", runs, "b")}
+    assert rows["a"]["msgs_per_s"] == 200.0 and rows["a"]["rounds"] == 2
+    assert rows["a"]["ratio_primary"] == 2.0
+    assert rows["a"]["ratio_cost"] == 0.5
+    assert rows["b"]["rounds"] == 1
+
+
+def _run(tmp_path: Path, *argv: str) -> dict[str, object]:
+    out = tmp_path / "result.json"
+    status = bench.main(
+        [*argv, "--no-pin", "--rounds", "1", "--quiet-wait", "0", "--json", str(out)]
+    )
+    report: dict[str, object] = json.loads(out.read_text())
+    assert status == 0, report["runs"]
+    return report
+
+
+@pytest.mark.parametrize("server", ["rfc6455", "websockets"])
+def test_echo_smoke(tmp_path: Path, server: str) -> None:
+    report = _run(
+        tmp_path, "echo", "--server", server, "--conns", "2", "--sizes", "32,3000",
+        "--duration", "1", "--warmup", "0.2",
+    )  # fmt: skip
+    runs = report["runs"]
+    assert isinstance(runs, list) and len(runs) == 2
+    for run, size in zip(runs, (32, 3000), strict=True):
+        assert run["impl"] == server and run["size"] == size and run["conns"] == 2
+        assert run["msgs"] > 0 and run["msgs_per_s"] > 0
+        assert 0 < run["rtt_us"]["p50"] <= run["rtt_us"]["p99"] <= run["rtt_us"]["max"]
+        assert run["server_cpu_s"] >= 0 and run["server_us_per_msg"] >= 0
+        for key in ("server_cpu_util", "client_cpu_util", "foreign_cpu_util", "duration_s"):
+            assert key in run
+    summary = report["summary"]
+    assert isinstance(summary, list) and {row["size"] for row in summary} == {32, 3000}
+
+
+def test_broadcast_smoke(tmp_path: Path) -> None:
+    report = _run(
+        tmp_path, "broadcast", "--server", "rfc6455", "--subs", "5", "--publishes", "5",
+        "--warmup-publishes", "1",
+    )  # fmt: skip
+    (run,) = report["runs"]  # type: ignore[misc]
+    assert run["publishes"] == 5 and run["timeouts"] == 0 and run["publisher_junk"] == 0
+    assert 0 < run["first_ms"]["p50"] <= run["last_ms"]["p50"]
+    assert run["server_us_per_delivery"] >= 0
+
+
+def test_connections_smoke(tmp_path: Path) -> None:
+    report = _run(tmp_path, "connections", "--server", "rfc6455", "--conns", "50", "--hold", "0.5")
+    (run,) = report["runs"]  # type: ignore[misc]
+    assert run["conns"] == 50
+    assert run["rss_before_kib"] > 0 and run["rss_after_kib"] > 0
+    assert not math.isnan(run["kib_per_conn"])
