@@ -20,7 +20,6 @@ on the request.
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import hashlib
 import http
@@ -198,7 +197,7 @@ def _is_valid_key(key: str) -> bool:
         return False
     try:
         return len(base64.b64decode(key, validate=True)) == 16
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII characters
         return False
 
 
@@ -364,7 +363,7 @@ class ServerHandshake:
         if version < "1.1":  # h11 only parses single-digit HTTP/x.y versions
             raise HandshakeError(f"WebSocket handshake needs HTTP/1.1, not HTTP/{version}")
         hosts = _values(headers, "host")
-        if len(hosts) != 1:
+        if len(hosts) != 1:  # pragma: no cover - h11 already enforces it for HTTP/1.1
             raise HandshakeError("WebSocket handshake needs exactly one Host header")
         if "websocket" not in upgrade:
             raise HandshakeError('missing "Upgrade: websocket" header')
@@ -758,9 +757,8 @@ class ClientHandshake:
                 if len(self._body) >= DEFAULT_MAX_BODY_SIZE:
                     raise self._rejected()
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                if self._rejection is not None:
-                    raise self._rejected()
-                raise HandshakeError("connection closed before the handshake response", 0)
+                # Only after a Response: h11 raises on EOF while the head is awaited.
+                raise self._rejected()
             else:
                 return NEED_DATA
 

@@ -9,6 +9,8 @@ import h11
 import pytest
 import wsproto
 import wsproto.events as wse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wsproto.extensions import PerMessageDeflate
 
 from rfc6455._connection import ClientConnection, ServerConnection
@@ -271,6 +273,7 @@ BAD_REQUESTS = [
         400,
         "Key",
     ),
+    ("key not ASCII", make_request(replace={"Sec-WebSocket-Key": "\x80" * 22 + "=="}), 400, "Key"),
     ("key unpadded", make_request(replace={"Sec-WebSocket-Key": KEY.rstrip("=")}), 400, "Key"),
     ("key duplicated", make_request(extra=[("Sec-WebSocket-Key", KEY)]), 400, "duplicated"),
     ("version 8", make_request(replace={"Sec-WebSocket-Version": "8"}), 426, "version"),
@@ -472,6 +475,11 @@ class TestPlainHTTP:
             server.respond(200, [("X", "a\r\nSet-Cookie: b")])
         with pytest.raises(LocalProtocolError):
             server.reject(400, "no", [("Bad Name", "x")])
+
+    def test_unknown_status_has_empty_phrase(self) -> None:
+        data = ServerHandshake().reject(499, "client went away")
+        assert data.startswith(b"HTTP/1.1 499 \r\n")
+        assert parse_response(data)[0].status_code == 499
 
     def test_reject_reason_is_one_line(self) -> None:
         server = ServerHandshake()
@@ -975,6 +983,7 @@ class TestClientBrokenResponse:
     def test_data_after_eof(self) -> None:
         client = started()
         client.receive_data(b"")
+        client.receive_data(b"")  # repeated EOF is harmless
         with pytest.raises(LocalProtocolError):
             client.receive_data(b"x")
 
@@ -1137,3 +1146,60 @@ class TestOurClientWsprotoServer:
         with pytest.raises(HandshakeRejected) as info:
             feed(client, data)
         assert (info.value.status_code, info.value.body) == (401, b"denied")
+
+
+# --- properties: parse or raise a documented error, whatever the split -------------
+
+
+def server_verdict(data: bytes, step: int) -> object:
+    """What the server makes of ``data`` then EOF: the event, or the error's status."""
+    server = ServerHandshake()
+    chunks = [data[i : i + step] for i in range(0, len(data), step)] if step else [data]
+    try:
+        for chunk in chunks:
+            if chunk:  # b"" would mean EOF
+                server.receive_data(chunk)
+            event = server.next_event()
+            if event is not NEED_DATA:
+                return event
+        server.receive_data(b"")
+        return server.next_event()
+    except HandshakeError as exc:
+        return ("error", exc.status_code)
+
+
+def mutated_requests() -> st.SearchStrategy[bytes]:
+    base = make_request(
+        extra=[("Sec-WebSocket-Protocol", "a, b"), ("Sec-WebSocket-Extensions", "x; y=1")]
+    )
+
+    @st.composite
+    def mutate(draw: st.DrawFn) -> bytes:
+        start = draw(st.integers(0, len(base)))
+        end = draw(st.integers(start, min(len(base), start + 8)))
+        insert = draw(
+            st.binary(max_size=8) | st.sampled_from([b"\r\n", b":", b",", b";", b'"', b" "])
+        )
+        return base[:start] + insert + base[end:]
+
+    return mutate()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | mutated_requests())
+def test_server_parses_or_raises_the_same_at_any_split(data: bytes) -> None:
+    whole = server_verdict(data, 0)
+    assert server_verdict(data, 1) == whole
+    assert server_verdict(data, 13) == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_client_parses_or_raises(data: bytes) -> None:
+    client = started()
+    try:
+        client.receive_data(data)
+        client.receive_data(b"")
+        client.next_event()
+    except HandshakeError:
+        pass
