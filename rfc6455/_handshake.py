@@ -158,8 +158,12 @@ def _decode_headers(raw: Any) -> Headers:
     return [(name.decode("ascii"), value.decode("latin-1")) for name, value in raw]
 
 
-def _values(headers: Headers, name: str) -> list[str]:
-    return [value for key, value in headers if key == name]
+def _group(headers: Headers) -> dict[str, list[str]]:
+    """Header values by (lower-case) name, in order."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        grouped.setdefault(name, []).append(value)
+    return grouped
 
 
 def _tokens(values: list[str]) -> list[str]:
@@ -299,7 +303,8 @@ class ServerHandshake:
         """The next request, or ``NEED_DATA``.
 
         Once a request was returned this returns ``NEED_DATA`` until the caller
-        answers (later bytes are kept as the connection's trailing data).
+        answers; bytes received meanwhile are kept, unbounded, as the
+        connection's trailing data, so stop reading until you answer.
 
         Raises:
             HandshakeError: the request is malformed or refused; answer with
@@ -347,14 +352,21 @@ class ServerHandshake:
         version = request.http_version.decode("ascii")
         if not version.startswith("1."):  # h11 parses any x.y, e.g. the HTTP/2 preface
             raise HandshakeError(f"HTTP/{version} is not supported", 505)
-        upgrade = _lower_tokens(_values(headers, "upgrade"))
-        if "websocket" in upgrade or any(n.startswith("sec-websocket-") for n, _ in headers):
-            self._pending = self._validate(method, target, headers, version, upgrade)
+        values = _group(headers)
+        upgrade = _lower_tokens(values.get("upgrade", []))
+        if "websocket" in upgrade or any(n.startswith("sec-websocket-") for n in values):
+            self._pending = self._validate(method, target, headers, values, version, upgrade)
         else:
             self._plain = (method, target, headers, version)
 
     def _validate(
-        self, method: str, target: str, headers: Headers, version: str, upgrade: list[str]
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        values: dict[str, list[str]],
+        version: str,
+        upgrade: list[str],
     ) -> UpgradeRequest:
         # §4.2.1 lists what a server must check; the order here decides which
         # reason a request with several faults gets.
@@ -362,15 +374,15 @@ class ServerHandshake:
             raise HandshakeError(f"WebSocket handshake method must be GET, not {method}")
         if version < "1.1":  # h11 only parses single-digit HTTP/x.y versions
             raise HandshakeError(f"WebSocket handshake needs HTTP/1.1, not HTTP/{version}")
-        hosts = _values(headers, "host")
+        hosts = values.get("host", [])
         if len(hosts) != 1:  # pragma: no cover - h11 already enforces it for HTTP/1.1
             raise HandshakeError("WebSocket handshake needs exactly one Host header")
         if "websocket" not in upgrade:
             raise HandshakeError('missing "Upgrade: websocket" header')
-        if "upgrade" not in _lower_tokens(_values(headers, "connection")):
+        if "upgrade" not in _lower_tokens(values.get("connection", [])):
             raise HandshakeError('missing "Connection: Upgrade" header')
-        if _values(headers, "transfer-encoding") or any(
-            value.strip() != "0" for value in _values(headers, "content-length")
+        if values.get("transfer-encoding", []) or any(
+            value.strip() != "0" for value in values.get("content-length", [])
         ):
             raise HandshakeError("WebSocket handshake request must not have a body")
         # §4.2.2: "If this version does not match a version understood by the
@@ -378,23 +390,23 @@ class ServerHandshake:
         # send an appropriate HTTP error code (such as 426 Upgrade Required) and a
         # |Sec-WebSocket-Version| header field indicating the version(s) the
         # server is capable of understanding."
-        if _tokens(_values(headers, "sec-websocket-version")) != [_VERSION]:
+        if _tokens(values.get("sec-websocket-version", [])) != [_VERSION]:
             raise HandshakeError(
                 "unsupported WebSocket version: only 13 is supported",
                 426,
                 [("Sec-WebSocket-Version", _VERSION)],
             )
-        keys = _values(headers, "sec-websocket-key")
+        keys = values.get("sec-websocket-key", [])
         if len(keys) != 1:
             what = "missing" if not keys else "duplicated"
             raise HandshakeError(f"{what} Sec-WebSocket-Key header")
         key = keys[0].strip()
         if not _is_valid_key(key):
             raise HandshakeError("Sec-WebSocket-Key is not 16 bytes in base64")
-        origins = _values(headers, "origin")
+        origins = values.get("origin", [])
         if len(origins) > 1:
             raise HandshakeError("duplicated Origin header")
-        subprotocols = _tokens(_values(headers, "sec-websocket-protocol"))
+        subprotocols = _tokens(values.get("sec-websocket-protocol", []))
         for subprotocol in subprotocols:
             if not is_token(subprotocol):
                 raise HandshakeError(f"invalid subprotocol {subprotocol!r}")
@@ -406,7 +418,7 @@ class ServerHandshake:
             origin=origins[0] if origins else None,
             key=key,
             subprotocols=subprotocols,
-            extensions=parse_extensions(_values(headers, "sec-websocket-extensions")),
+            extensions=parse_extensions(values.get("sec-websocket-extensions", [])),
             http_version=version,
         )
 
@@ -776,12 +788,13 @@ class ClientHandshake:
         def fail(reason: str) -> HandshakeError:
             return HandshakeError(f"invalid 101 response: {reason}", 101, headers)
 
+        values = _group(headers)
         # §4.1, the client's checks of the server's response, in the RFC's order.
-        if _lower_tokens(_values(headers, "upgrade")) != ["websocket"]:
+        if _lower_tokens(values.get("upgrade", [])) != ["websocket"]:
             raise fail('missing "Upgrade: websocket" header')
-        if "upgrade" not in _lower_tokens(_values(headers, "connection")):
+        if "upgrade" not in _lower_tokens(values.get("connection", [])):
             raise fail('missing "Connection: Upgrade" header')
-        accepts = _values(headers, "sec-websocket-accept")
+        accepts = values.get("sec-websocket-accept", [])
         if len(accepts) != 1 or accepts[0].strip() != accept_key(self.key):
             raise fail("wrong or missing Sec-WebSocket-Accept")
 
@@ -790,7 +803,7 @@ class ClientHandshake:
         # not present in the client's handshake ... the client MUST _Fail the
         # WebSocket Connection_."
         try:
-            elements = parse_extensions(_values(headers, "sec-websocket-extensions"))
+            elements = parse_extensions(values.get("sec-websocket-extensions", []))
         except HandshakeError as exc:
             raise fail(exc.reason) from None
         factories = {factory.name: factory for factory in self._factories}
@@ -815,7 +828,7 @@ class ClientHandshake:
 
         # §4.1: a subprotocol "that was not present in the client's handshake"
         # MUST fail the connection.
-        protocols = _tokens(_values(headers, "sec-websocket-protocol"))
+        protocols = _tokens(values.get("sec-websocket-protocol", []))
         if len(protocols) > 1:
             raise fail("more than one subprotocol selected")
         subprotocol = protocols[0] if protocols else None

@@ -674,6 +674,19 @@ class TestServerExtensions:
         assert header(response, "sec-websocket-extensions") == []
         assert server.extensions == []
 
+    def test_factory_refuses_outright(self) -> None:
+        class Refusing(FakeServerFactory):
+            def accept(self, params: ExtensionParams) -> tuple[str, Extension] | None:
+                raise HandshakeError("bad permessage-deflate offer")
+
+        server = ServerHandshake(extensions=[Refusing()])
+        request = feed(server, make_request(extra=[("Sec-WebSocket-Extensions", "x-fake")]))
+        assert isinstance(request, UpgradeRequest)
+        with pytest.raises(HandshakeError) as info:
+            server.accept(request)
+        response, body = parse_response(server.reject_bytes(info.value))
+        assert (response.status_code, body) == (400, b"bad permessage-deflate offer\n")
+
     def test_extensions_reach_the_connection(self) -> None:
         _, server = negotiate(ServerHandshake(extensions=[FakeServerFactory()]), offers=["x-fake"])
         assert isinstance(server.connection, ServerConnection)
