@@ -1,0 +1,324 @@
+"""Write the seed corpus of both harnesses: ``python fuzz/make_corpus.py``.
+
+Seeds are named ``seed-*``; the file contents are the harness's configuration
+header followed by the peer's bytes (see the harness docstrings). Masking keys
+come from a fixed-seed RNG, so running this again writes the same bytes; the
+test suite checks that the files on disk match. Files named ``found-*`` are
+inputs the fuzzers found, kept as regression tests, and are never touched.
+
+This script builds frames by hand (and compresses with zlib directly): seeds
+should not depend on the code they test.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FRAMES_DIR = HERE / "corpus" / "frames"
+HANDSHAKE_DIR = HERE / "corpus" / "handshake"
+
+# Frame-harness flags (fuzz_frames.py, byte 0) and table indexes.
+CLIENT, STREAM, DEFLATE, LOCAL_CLOSE = 0x01, 0x02, 0x04, 0x08
+MAX_NONE, MAX_1MIB, MAX_0, MAX_16, MAX_125, MAX_1000 = 0, 1, 2, 6, 7, 10
+WHOLE, ONE, TWO, THREE, SEVEN, ODD = 0, 1, 3, 4, 7, 10  # indexes into CHUNK_SIZES
+
+# Handshake-harness flags (fuzz_handshake.py, byte 0).
+H_CLIENT, H_SUBPROTOCOLS, H_DEFLATE, H_CHECK, H_EOF = 0x01, 0x02, 0x04, 0x08, 0x10
+
+_rng = random.Random(6455)
+
+
+def frames_header(
+    flags: int = 0,
+    max_index: int = MAX_1MIB,
+    chunks: tuple[int, int, int, int] = (WHOLE, WHOLE, WHOLE, WHOLE),
+    deflate_params: int = 0x1C,  # window 15, context takeover both ways
+    scan_byte: int = 0x05,
+) -> bytes:
+    """The 8-byte configuration header of fuzz_frames.py."""
+    return bytes((flags, max_index, *chunks, deflate_params, scan_byte))
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length: int | None = None,
+    encoding: int | None = None,
+) -> bytes:
+    """One frame; ``length`` / ``encoding`` (7, 16 or 64 bits) forge bad headers."""
+    n = len(payload) if length is None else length
+    bits = encoding or (7 if n < 126 else 16 if n < 65536 else 64)
+    first = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if masked else 0
+    if bits == 7:
+        header = bytes((first, mask_bit | n))
+    elif bits == 16:
+        header = struct.pack("!BBH", first, mask_bit | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, n)
+    if not masked:
+        return header + payload
+    key = bytes(_rng.randrange(256) for _ in range(4))
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return header + key + body
+
+
+def deflate(message: bytes, wbits: int = 15) -> bytes:
+    """A permessage-deflate payload (RFC 7692 §7.2.1: sync flush, tail removed)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -wbits)
+    data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def deflate_fragments(message: bytes, parts: int) -> list[bytes]:
+    """One compressed message cut into ``parts`` flushed fragments."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    step = max(1, len(message) // parts)
+    pieces = [message[i : i + step] for i in range(0, len(message), step)]
+    out = [compressor.compress(p) + compressor.flush(zlib.Z_SYNC_FLUSH) for p in pieces]
+    out[-1] = out[-1][:-4]
+    return out
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return struct.pack("!H", code) + reason
+
+
+def frame_seeds() -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of every frame-harness seed."""
+    _rng.seed(6455)
+    h = frames_header
+    text, binary, ping, pong, close, cont = 0x1, 0x2, 0x9, 0xA, 0x8, 0x0
+
+    # RFC 6455 §5.7 examples, in both roles.
+    yield "rfc-hello-unmasked", h(CLIENT) + bytes.fromhex("810548656c6c6f")
+    yield "rfc-hello-masked", h() + bytes.fromhex("818537fa213d7f9f4d5158")
+    yield "rfc-hello-fragmented", h(CLIENT) + bytes.fromhex("010348656c80026c6f")
+    yield "rfc-ping-unmasked", h(CLIENT) + bytes.fromhex("890548656c6c6f")
+    yield "rfc-pong-masked", h() + bytes.fromhex("8a8537fa213d7f9f4d5158")
+    yield "rfc-256-binary-header", h(CLIENT) + bytes.fromhex("827e0100") + bytes(256)
+    yield "rfc-64k-binary-header-only", h(CLIENT) + bytes.fromhex("827f0000000000010000") + b"x"
+
+    # Every kind of frame, masked (server) and unmasked (client).
+    for role, masked, tag in ((0, True, "server"), (CLIENT, False, "client")):
+        def f(*args: object, masked: bool = masked, **kw: object) -> bytes:
+            return frame(*args, masked=masked, **kw)  # type: ignore[arg-type]
+
+        yield f"{tag}-text", h(role) + f(text, "héllo wörld ✓".encode())
+        yield f"{tag}-binary-empty", h(role) + f(binary)
+        yield f"{tag}-binary-125", h(role) + f(binary, bytes(range(125)))
+        yield f"{tag}-binary-126", h(role, chunks=(SEVEN, ONE, TWO, WHOLE)) + f(binary, b"b" * 126)
+        yield f"{tag}-binary-300-16bit", h(role, chunks=(ODD,) * 4) + f(binary, b"\x00\xff" * 150)
+        yield f"{tag}-ping-pong", h(role) + f(ping, b"p1") + f(pong, b"p2") + f(ping)
+        yield f"{tag}-ping-125", h(role) + f(ping, b"P" * 125)
+        yield f"{tag}-fragmented-text-ping-inside", h(role, chunks=(THREE,) * 4) + (
+            f(text, b"fr", fin=False) + f(ping, b"!") + f(cont, b"ag", fin=False)
+            + f(cont, b"ment")
+        )
+        yield f"{tag}-fragmented-binary", h(role) + (
+            f(binary, b"\x01" * 10, fin=False) + f(cont, b"\x02" * 200, fin=False) + f(cont, b"")
+        )
+        yield f"{tag}-utf8-split-across-fragments", h(role, chunks=(ONE,) * 4) + (
+            f(text, b"A\xc3", fin=False) + f(cont, b"\xa9\xe2\x9c", fin=False) + f(cont, b"\x93")
+        )
+        yield f"{tag}-close-empty", h(role) + f(close)
+        yield f"{tag}-close-1000-reason", h(role) + f(close, close_payload(1000, b"bye"))
+        yield f"{tag}-close-4999", h(role) + f(close, close_payload(4999))
+        yield f"{tag}-close-3000-data-after", h(role) + f(close, close_payload(3000)) + f(text, b"x")
+        yield f"{tag}-many-small", h(role) + b"".join(f(binary, bytes([i]) * i) for i in range(40))
+        yield f"{tag}-stream-text", h(role | STREAM, chunks=(TWO,) * 4) + (
+            f(text, b"ab", fin=False) + f(cont, "\xe9".encode(), fin=False) + f(cont, b"")
+        )
+        yield f"{tag}-local-close-then-ping", h(role | LOCAL_CLOSE) + f(ping, b"x") + f(
+            close, close_payload(1000)
+        )
+        yield f"{tag}-incomplete-at-eof", h(role) + f(text, b"incomplete")[:-3]
+
+    # Known-bad inputs (server role unless the rule is about the client).
+    bad = {
+        "bad-unmasked-to-server": h() + frame(binary, b"x", masked=False),
+        "bad-masked-to-client": h(CLIENT) + frame(binary, b"x", masked=True),
+        "bad-rsv1-no-extension": h() + frame(text, b"x", rsv=0x40),
+        "bad-rsv3": h() + frame(binary, b"x", rsv=0x10),
+        "bad-opcode-3": h() + frame(0x3, b"x"),
+        "bad-opcode-b": h() + frame(0xB),
+        "bad-ping-126": h() + frame(ping, b"p" * 126),
+        "bad-ping-fragmented": h() + frame(ping, b"p", fin=False),
+        "bad-close-one-byte": h() + frame(close, b"\x03"),
+        "bad-close-1005": h() + frame(close, close_payload(1005)),
+        "bad-close-999": h() + frame(close, close_payload(999)),
+        "bad-close-2999": h() + frame(close, close_payload(2999)),
+        "bad-close-reason-utf8": h() + frame(close, close_payload(1000, b"\xff")),
+        "bad-length-16bit-non-minimal": h() + frame(binary, b"abc", encoding=16),
+        "bad-length-64bit-non-minimal": h() + frame(binary, b"a" * 200, encoding=64),
+        "bad-length-64bit-msb": h(CLIENT) + bytes.fromhex("827f8000000000000000"),
+        "bad-continuation-without-message": h() + frame(cont, b"x"),
+        "bad-new-message-inside-fragmented": h() + frame(text, b"a", fin=False) + frame(
+            binary, b"b"
+        ),
+        "bad-utf8-single-frame": h() + frame(text, b"ok\xff"),
+        "bad-utf8-first-fragment-unfinished": h(chunks=(SEVEN,) * 4) + frame(
+            text, b"ab\xc0\xafcdefgh", fin=False
+        ),
+        "bad-utf8-surrogate": h() + frame(text, b"\xed\xa0\x80"),
+        "bad-utf8-truncated-at-end": h() + frame(text, b"\xe2\x82"),
+        "bad-message-over-limit": h(max_index=MAX_16) + frame(binary, b"x" * 17),
+        "bad-fragmented-over-limit": h(max_index=MAX_16, chunks=(ONE,) * 4) + (
+            frame(binary, b"x" * 10, fin=False) + frame(cont, b"y" * 10)
+        ),
+        "bad-stream-over-limit": h(STREAM, max_index=MAX_16) + (
+            frame(text, b"x" * 10, fin=False) + frame(cont, b"y" * 10)
+        ),
+        "bad-limit-zero": h(max_index=MAX_0) + frame(binary, b"x"),
+        "bad-after-good": h() + frame(text, b"first") + frame(ping, b"p") + frame(0x7),
+        "bad-garbage": h() + bytes(range(256)),
+    }
+    yield from bad.items()
+
+    # permessage-deflate (RSV1 is claimed once the extension is negotiated).
+    d = DEFLATE
+    yield "deflate-text", h(d) + frame(text, deflate(b"Hello, Hello, Hello!"), rsv=0x40)
+    yield "deflate-empty-message", h(d) + frame(binary, b"\x00", rsv=0x40)
+    yield "deflate-uncompressed-message", h(d) + frame(text, b"plain")
+    parts = deflate_fragments(b"abcdefgh" * 64, 3)
+    yield "deflate-fragmented", h(d, chunks=(ODD, ONE, SEVEN, WHOLE)) + (
+        frame(binary, parts[0], fin=False, rsv=0x40)
+        + frame(ping, b"mid")
+        + frame(cont, parts[1], fin=False)
+        + frame(cont, parts[2])
+    )
+    yield "deflate-two-messages-context", h(d) + (
+        frame(text, deflate(b"repeat repeat"), rsv=0x40) + frame(text, deflate(b"repeat"), rsv=0x40)
+    )
+    yield "deflate-no-context-takeover-window-9", h(d, deflate_params=0x07) + (
+        frame(text, deflate(b"small window", wbits=9), rsv=0x40)
+    )
+    yield "deflate-client", h(d | CLIENT) + frame(text, deflate(b"to the client"), masked=False,
+                                                  rsv=0x40)
+    yield "deflate-stream", h(d | STREAM) + frame(binary, deflate(bytes(500)), rsv=0x40)
+    yield "bad-deflate-bomb", h(d, max_index=MAX_1000) + frame(
+        binary, deflate(bytes(100_000)), rsv=0x40
+    )
+    yield "bad-deflate-garbage", h(d) + frame(binary, b"\xff\xff\xff\xff", rsv=0x40)
+    yield "bad-deflate-rsv1-on-continuation", h(d) + (
+        frame(binary, deflate(b"ab"), fin=False, rsv=0x40) + frame(cont, b"x", rsv=0x40)
+    )
+    yield "bad-deflate-rsv1-on-ping", h(d) + frame(ping, b"x", rsv=0x40)
+    yield "bad-deflate-rsv2", h(d) + frame(binary, b"x", rsv=0x20)
+    yield "bad-deflate-utf8", h(d) + frame(text, deflate(b"\xff\xfe"), rsv=0x40)
+
+
+def handshake_seeds() -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of every handshake-harness seed."""
+    _rng.seed(6456)
+
+    def request(*headers: str, target: str = "/chat", method: str = "GET",
+                version: str = "1.1") -> bytes:
+        lines = [f"{method} {target} HTTP/{version}", *headers, "", ""]
+        return "\r\n".join(lines).encode("latin-1")
+
+    key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    base = ("Host: example.com", "Upgrade: websocket", "Connection: Upgrade", key,
+            "Sec-WebSocket-Version: 13")
+
+    def without(name: str) -> tuple[str, ...]:
+        return tuple(line for line in base if not line.lower().startswith(name.lower()))
+
+    def hh(flags: int = 0, limit: int = 0, chunks: tuple[int, int] = (WHOLE, WHOLE)) -> bytes:
+        return bytes((flags, limit, *chunks))
+
+    hello = frame(0x1, b"Hello")
+    yield "server-valid", hh() + request(*base)
+    yield "server-valid-bytewise", hh(H_EOF, chunks=(ONE, ONE)) + request(*base)
+    yield "server-valid-with-frames", hh(H_EOF, chunks=(SEVEN, ODD)) + request(*base) + hello
+    yield "server-valid-subprotocol", hh(H_SUBPROTOCOLS) + request(
+        *base, "Sec-WebSocket-Protocol: superchat, chat"
+    )
+    yield "server-valid-deflate", hh(H_DEFLATE) + request(
+        *base, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=10, "
+        "permessage-deflate"
+    ) + frame(0x1, deflate(b"compressed hello"), rsv=0x40)
+    yield "server-valid-mixed-case-lists", hh() + request(
+        "host: example.com", "UPGRADE: WebSocket", "connection: keep-alive, Upgrade", key,
+        "sec-websocket-version: 13", "Origin: https://example.com",
+    )
+    yield "server-plain-http", hh() + request("Host: example.com", target="/healthz")
+    yield "server-plain-http-post", hh() + b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+    yield "server-refused-by-hook", hh(H_CHECK) + request(*base, target="/private/room")
+    yield "server-bad-method", hh() + request(*base, method="POST")
+    yield "server-bad-http10", hh() + request(*base, version="1.0")
+    yield "server-bad-no-host", hh() + request(*without("host"))
+    yield "server-bad-two-hosts", hh() + request(*base, "Host: other")
+    yield "server-bad-no-upgrade", hh() + request(*without("upgrade"))
+    yield "server-bad-no-connection", hh() + request(*without("connection"))
+    yield "server-bad-version-8", hh() + request(*without("sec-websocket-version"),
+                                                 "Sec-WebSocket-Version: 8")
+    yield "server-bad-no-key", hh() + request(*without("sec-websocket-key"))
+    yield "server-bad-key-15-bytes", hh() + request(*without("sec-websocket-key"),
+                                                    "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA")
+    yield "server-bad-body", hh() + request(*base, "Content-Length: 2") + b"hi"
+    yield "server-bad-extension-header", hh(H_DEFLATE) + request(
+        *base, 'Sec-WebSocket-Extensions: permessage-deflate; x="a b"'
+    )
+    yield "server-bad-subprotocol", hh(H_SUBPROTOCOLS) + request(
+        *base, "Sec-WebSocket-Protocol: chat, a@b"
+    )
+    yield "server-bad-header-too-large", hh(limit=2) + request(*base, "X-Pad: " + "p" * 200)
+    yield "server-bad-http-garbage", hh(H_EOF) + b"\x00\x01GET / HTTP/1.1\r\n\r\n"
+    yield "server-eof-mid-request", hh(H_EOF) + request(*base)[:40]
+
+    accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+    def response(*headers: str, status: str = "101 Switching Protocols") -> bytes:
+        return "\r\n".join([f"HTTP/1.1 {status}", *headers, "", ""]).encode("latin-1")
+
+    ok = ("Upgrade: websocket", "Connection: Upgrade", accept)
+    c = H_CLIENT
+    yield "client-valid", hh(c) + response(*ok)
+    yield "client-valid-with-frames", hh(c | H_EOF, chunks=(ODD, ONE)) + response(*ok) + frame(
+        0x1, b"Hello", masked=False
+    ) + frame(0x8, close_payload(1000), masked=False)
+    yield "client-valid-subprotocol", hh(c | H_SUBPROTOCOLS) + response(
+        *ok, "Sec-WebSocket-Protocol: chat"
+    )
+    yield "client-valid-deflate", hh(c | H_DEFLATE) + response(
+        *ok, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"
+    )
+    yield "client-continue-then-101", hh(c) + response(status="100 Continue") + response(*ok)
+    yield "client-rejected-404", hh(c | H_EOF) + response(
+        "Content-Length: 10", status="404 Not Found"
+    ) + b"not found\n"
+    yield "client-rejected-eof-in-body", hh(c | H_EOF) + response(
+        "Content-Length: 100", status="503 Service Unavailable"
+    ) + b"busy"
+    yield "client-bad-accept", hh(c) + response("Upgrade: websocket", "Connection: Upgrade",
+                                               "Sec-WebSocket-Accept: AAAA")
+    yield "client-bad-unoffered-subprotocol", hh(c) + response(*ok, "Sec-WebSocket-Protocol: x")
+    yield "client-bad-unoffered-extension", hh(c) + response(
+        *ok, "Sec-WebSocket-Extensions: permessage-deflate"
+    )
+    yield "client-bad-garbage", hh(c | H_EOF) + b"HTTP/9 what\r\n\r\n"
+
+
+def main() -> None:
+    """Rewrite every seed-* file (found-* files are left alone)."""
+    for directory, seeds in ((FRAMES_DIR, frame_seeds()), (HANDSHAKE_DIR, handshake_seeds())):
+        directory.mkdir(parents=True, exist_ok=True)
+        for old in directory.glob("seed-*"):
+            old.unlink()
+        for name, data in seeds:
+            (directory / f"seed-{name}").write_bytes(data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The fuzz harnesses' targets over their seed corpus (fuzz/corpus/).
+
+Every seed must satisfy the harness contract ("parse or raise a documented
+error", split invariance, native == Python, sane answers). Inputs the fuzzers
+found (``found-bugN-*``) are regression tests: while core bug N is open they
+are expected to fail (strict xfail: fixing the bug makes them pass, and then
+N must leave OPEN_BUGS here and KNOWN_BUGS in fuzz/fuzz_frames.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
+
+#: Core bugs found by fuzzing and not fixed yet (fuzz/README.md, "Findings").
+OPEN_BUGS = {1, 2, 3}
+
+
+def _harness(name: str) -> ModuleType:
+    if str(FUZZ_DIR) not in sys.path:
+        sys.path.insert(0, str(FUZZ_DIR))
+    return importlib.import_module(name)
+
+
+fuzz_frames = _harness("fuzz_frames")
+fuzz_handshake = _harness("fuzz_handshake")
+make_corpus = _harness("make_corpus")
+
+
+def _cases(directory: str) -> list[Any]:
+    cases = []
+    for path in sorted((FUZZ_DIR / "corpus" / directory).iterdir()):
+        match = re.match(r"found-bug(\d+)-", path.name)
+        marks = []
+        if match and int(match.group(1)) in OPEN_BUGS:
+            marks.append(
+                pytest.mark.xfail(
+                    strict=True,
+                    raises=fuzz_frames.HarnessFailure,
+                    reason=f"core bug {match.group(1)} is open (fuzz/README.md)",
+                )
+            )
+        cases.append(pytest.param(path, id=path.name, marks=marks))
+    return cases
+
+
+@pytest.fixture
+def strict_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Report known bugs too: the corpus runs without the fuzzing-time tolerance."""
+    monkeypatch.setattr(fuzz_frames, "tolerate_known_bugs", False)
+
+
+@pytest.mark.usefixtures("strict_frames")
+@pytest.mark.parametrize("path", _cases("frames"))
+def test_frames_corpus(path: Path) -> None:
+    fuzz_frames.TestOneInput(path.read_bytes())
+
+
+@pytest.mark.usefixtures("strict_frames")
+@pytest.mark.parametrize("path", _cases("handshake"))
+def test_handshake_corpus(path: Path) -> None:
+    fuzz_handshake.TestOneInput(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("directory", "generate"),
+    [("frames", make_corpus.frame_seeds), ("handshake", make_corpus.handshake_seeds)],
+)
+def test_seed_files_match_make_corpus(directory: str, generate: Any) -> None:
+    on_disk = {
+        path.name: path.read_bytes()
+        for path in (FUZZ_DIR / "corpus" / directory).glob("seed-*")
+    }
+    assert on_disk == {f"seed-{name}": data for name, data in generate()}
+
+
+def test_empty_and_header_only_inputs() -> None:
+    for data in (b"", b"\x01", bytes(8), b"\xff" * 8):
+        fuzz_frames.TestOneInput(data)
+    for data in (b"", b"\x10", bytes(4), b"\xff" * 4):
+        fuzz_handshake.TestOneInput(data)
+
+
+def test_frames_header_decoding() -> None:
+    data = make_corpus.frames_header(
+        make_corpus.CLIENT | make_corpus.STREAM, make_corpus.MAX_16, (1, 0, 3, 4)
+    ) + b"\x81\x00"
+    config, wire = fuzz_frames.parse_input(data)
+    assert (config.client, config.stream, config.deflate, config.local_close) == (
+        True, True, False, False,
+    )
+    assert config.max_size == 16
+    assert config.chunk_sizes == (1, 0, 2, 3)
+    assert wire == b"\x81\x00"
+    assert fuzz_frames.split(b"abcdefgh", (1, 0)) == [b"a", b"bcdefgh"]
+    assert fuzz_frames.split(b"abcdefgh", (3,)) == [b"abc", b"def", b"gh"]
+
+
+# The harnesses must catch bugs, not just run: break the core on purpose.
+
+
+def test_frames_harness_reports_an_escaping_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import _connection
+
+    def broken(self: Any, opcode: int, payload: bytes) -> bool:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(_connection.Connection, "_control_frame", broken)
+    seed = (FUZZ_DIR / "corpus" / "frames" / "seed-server-ping-pong").read_bytes()
+    with pytest.raises(ValueError, match="boom"):
+        fuzz_frames.TestOneInput(seed)
+
+
+def test_frames_harness_reports_a_missing_pong(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import _connection
+
+    original = _connection.Connection._control_frame
+
+    def no_pong(self: Any, opcode: int, payload: bytes) -> bool:
+        result = original(self, opcode, payload)
+        if opcode == 0x9:
+            self._out.pop()
+        return result
+
+    monkeypatch.setattr(_connection.Connection, "_control_frame", no_pong)
+    seed = (FUZZ_DIR / "corpus" / "frames" / "seed-server-ping-pong").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="pongs"):
+        fuzz_frames.TestOneInput(seed)
+
+
+def test_frames_harness_reports_split_dependence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import _connection
+
+    original = _connection.Connection.receive_data
+
+    def drops_single_bytes(self: Any, data: bytes) -> None:
+        if len(data) != 1:
+            original(self, data)
+
+    monkeypatch.setattr(_connection.Connection, "receive_data", drops_single_bytes)
+    seed = (FUZZ_DIR / "corpus" / "frames" / "seed-server-text").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="bytewise"):
+        fuzz_frames.TestOneInput(seed)
+
+
+def test_handshake_harness_reports_an_escaping_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rfc6455 import _handshake
+
+    def broken(*args: Any, **kwargs: Any) -> bool:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(_handshake, "_is_valid_key", broken)
+    seed = (FUZZ_DIR / "corpus" / "handshake" / "seed-server-valid").read_bytes()
+    with pytest.raises(KeyError):
+        fuzz_handshake.TestOneInput(seed)
