@@ -146,9 +146,10 @@ class _Scanner:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def error(self, what: str) -> HandshakeError:
+        # The reason goes back to the peer in a 400 body: keep it one short line.
+        text = self.text if len(self.text) <= 80 else self.text[:77] + "..."
         return HandshakeError(
-            f"invalid Sec-WebSocket-Extensions header: {what} at position {self.pos} "
-            f"in {self.text!r}"
+            f"invalid Sec-WebSocket-Extensions header: {what} at position {self.pos} in {text!r}"
         )
 
     def token(self, what: str) -> str:

@@ -82,6 +82,12 @@ def test_parse_invalid(value: str) -> None:
     assert "Sec-WebSocket-Extensions" in info.value.reason
 
 
+def test_error_reason_is_bounded() -> None:
+    with pytest.raises(HandshakeError) as info:
+        parse_extensions(["a" * 10000 + ";"])
+    assert len(info.value.reason) < 200
+
+
 def test_parse_invalid_second_value() -> None:
     with pytest.raises(HandshakeError):
         parse_extensions(["foo", "bar;"])
