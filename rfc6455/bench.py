@@ -314,15 +314,20 @@ def close_connections(clients: Sequence[Client], linger: float = 0.05) -> None:
 
 
 # ------------------------------------------------------------------------- measurements
-def proc_cpu_seconds(pid: int) -> float:
-    """``utime + stime`` of a process (all its threads), from ``/proc/PID/stat``."""
+def proc_cpu_times(pid: int) -> tuple[float, float]:
+    """``(utime, stime)`` of a process (all its threads) in seconds, from ``/proc/PID/stat``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return float("nan")
+        return float("nan"), float("nan")
     fields = stat[stat.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """``utime + stime`` of a process (all its threads), from ``/proc/PID/stat``."""
+    return sum(proc_cpu_times(pid))
 
 
 def _children(pid: int) -> list[int]:
@@ -366,20 +371,24 @@ class Window:
     def __init__(self, server_pid: int | None) -> None:
         self.pid = server_pid
         self.t0 = time.perf_counter()
-        self.server0 = proc_cpu_seconds(server_pid) if server_pid else float("nan")
+        self.server0 = proc_cpu_times(server_pid) if server_pid else (math.nan, math.nan)
         self.self0 = _self_cpu()
         self.busy0 = machine_busy_seconds()
 
     def close(self) -> dict[str, float]:
         """Wall time and CPU split since construction."""
         wall = time.perf_counter() - self.t0
-        server = (proc_cpu_seconds(self.pid) if self.pid else float("nan")) - self.server0
+        user1, system1 = proc_cpu_times(self.pid) if self.pid else (math.nan, math.nan)
+        user, system = user1 - self.server0[0], system1 - self.server0[1]
+        server = user + system
         client = _self_cpu() - self.self0
         busy = machine_busy_seconds() - self.busy0
         foreign = busy - client - (0.0 if math.isnan(server) else server)
         return {
             "wall_s": wall,
             "server_cpu_s": server,
+            # Kernel share of the server's CPU: syscalls and loopback TCP, out of Python's reach.
+            "server_sys_share": system / server if server > 0 else math.nan,
             "client_cpu_s": client,
             "server_cpu_util": server / wall,
             "client_cpu_util": client / wall,
@@ -539,7 +548,7 @@ def run_echo(
         "client_us_per_msg": cpu.get("client_cpu_s", float("nan")) / measured * 1e6
         if measured
         else float("nan"),
-        **{k: v for k, v in cpu.items() if k.endswith(("_util", "cpu_s"))},
+        **{k: v for k, v in cpu.items() if k.endswith(("_util", "cpu_s", "_share"))},
         "slow_path_hits": slow_hits,
     }
 
@@ -586,6 +595,7 @@ def run_broadcast(
         plan.append((client_frame(payload), server_frame(payload), payload))
     first_ms: list[float] = []
     last_ms: list[float] = []
+    busy_ms: list[float] = []
     timeouts = publisher_junk = 0
     clock = time.perf_counter_ns
     hard_deadline = time.monotonic() + (publishes + warmup_publishes) * (gap + 1.0) + 60
@@ -597,7 +607,7 @@ def run_broadcast(
             if i == warmup_publishes:
                 window = Window(server_pid)
             remaining = subscribers
-            t_first = t_last = 0
+            t_first = t_last = busy = 0
             t0 = clock()
             _send_all(publisher.sock, frame)
             limit = t0 + int(publish_timeout * 1e9)
@@ -605,7 +615,9 @@ def run_broadcast(
                 if clock() > limit:
                     timeouts += 1
                     break
-                for fd, _ in ep.poll(0.5, 4096):
+                events = ep.poll(0.5, 4096)
+                t_events = clock()
+                for fd, _ in events:
                     sub = by_fd.get(fd)
                     if sub is None:
                         data = publisher.sock.recv(65536)
@@ -625,9 +637,11 @@ def run_broadcast(
                         t_last = clock()
                         if not t_first:
                             t_first = t_last
+                busy += clock() - t_events
             if not remaining and i >= warmup_publishes:
                 first_ms.append((t_first - t0) / 1e6)
                 last_ms.append((t_last - t0) / 1e6)
+                busy_ms.append(busy / 1e6)
             elif remaining:
                 time.sleep(0.2)  # drain the stragglers so the next publish starts clean
                 for fd, _ in ep.poll(0, 4096):
@@ -655,10 +669,13 @@ def run_broadcast(
             "max": last[-1] if last else float("nan"),
         },
         "first_ms": {"p50": percentile(first, 50), "p99": percentile(first, 99)},
+        # The generator's own time spent reading one publish's deliveries: when it is close
+        # to last_ms, the generator, not the server, is the bottleneck.
+        "client_busy_ms": {"p50": percentile(sorted(busy_ms), 50)},
         "server_us_per_delivery": cpu.get("server_cpu_s", float("nan")) / delivered * 1e6
         if delivered
         else float("nan"),
-        **{k: v for k, v in cpu.items() if k.endswith(("_util", "cpu_s"))},
+        **{k: v for k, v in cpu.items() if k.endswith(("_util", "cpu_s", "_share"))},
     }
 
 
@@ -783,8 +800,13 @@ class ServerProcess:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
 
+        # The built-in commands run ``-m rfc6455...``: make this copy importable from anywhere.
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             shlex.split(command),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -871,6 +893,7 @@ _SUMMARY_KEYS: Final = {
         "rtt_us.p99",
         "server_us_per_msg",
         "server_cpu_util",
+        "server_sys_share",
         "client_cpu_util",
         "foreign_cpu_util",
     ],
@@ -880,6 +903,7 @@ _SUMMARY_KEYS: Final = {
         "first_ms.p50",
         "first_ms.p99",
         "server_us_per_delivery",
+        "client_busy_ms.p50",
         "server_cpu_util",
         "foreign_cpu_util",
     ],
@@ -932,6 +956,7 @@ def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str
             "p99 µs",
             "server µs/msg",
             "server CPU",
+            "server sys share",
             "foreign CPU",
             f"msgs/s × {reference}",
             f"µs/msg × {reference}",
@@ -945,6 +970,7 @@ def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str
                 _fmt(r["rtt_us.p99"]),
                 _fmt(r["server_us_per_msg"], 2),
                 _fmt(r["server_cpu_util"], 2),
+                _fmt(r["server_sys_share"], 2),
                 _fmt(r["foreign_cpu_util"], 2),
                 _fmt(r.get("ratio_primary", float("nan")), 2),
                 _fmt(r.get("ratio_cost", float("nan")), 2),
@@ -958,6 +984,7 @@ def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str
             "last p50 ms",
             "last p99 ms",
             "first p50 ms",
+            "client busy ms",
             "server µs/delivery",
             "foreign CPU",
             f"last p99 × {reference}",
@@ -970,6 +997,7 @@ def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str
                 _fmt(r["last_ms.p50"], 2),
                 _fmt(r["last_ms.p99"], 2),
                 _fmt(r["first_ms.p50"], 3),
+                _fmt(r["client_busy_ms.p50"], 2),
                 _fmt(r["server_us_per_delivery"], 2),
                 _fmt(r["foreign_cpu_util"], 2),
                 _fmt(r.get("ratio_primary", float("nan")), 2),
