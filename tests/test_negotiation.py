@@ -17,7 +17,7 @@ import pytest
 
 from rfc6455 import BinaryMessage, HandshakeError
 from rfc6455._extensions import ExtensionParams, parse_extensions
-from rfc6455._handshake import ClientHandshake, HandshakeAccepted, ServerHandshake
+from rfc6455._handshake import ClientHandshake, HandshakeAccepted, ServerHandshake, accept_key
 from rfc6455.permessage_deflate import (
     ClientPerMessageDeflate,
     PerMessageDeflate,
@@ -68,14 +68,14 @@ OFFERS = [
 ]
 
 CONFIGS = [
-    dict(
-        server_no_context_takeover=snct,
-        client_no_context_takeover=cnct,
-        server_max_window_bits=smwb,
-        client_max_window_bits=cmwb,
-        require_client_max_window_bits=require,
-        refuse=refuse,
-    )
+    {
+        "server_no_context_takeover": snct,
+        "client_no_context_takeover": cnct,
+        "server_max_window_bits": smwb,
+        "client_max_window_bits": cmwb,
+        "require_client_max_window_bits": require,
+        "refuse": refuse,
+    }
     for snct, cnct, smwb, cmwb, require, refuse in itertools.product(
         [False, True],
         [False, True],
@@ -221,8 +221,8 @@ def test_every_offer_against_every_configuration(config: dict[str, object]) -> N
          [("client_max_window_bits", "9")], "permessage-deflate; client_max_window_bits=9"),
         # Imposed by the server, unasked.
         ({"server_no_context_takeover": True, "client_no_context_takeover": True},
-         [], "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-             "server_max_window_bits=12"),
+         [], ("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+              "server_max_window_bits=12")),
         # 8 bits asked: accepted (our compressor uses zlib's 9 within 256 bytes).
         ({}, [("server_max_window_bits", "8")], "permessage-deflate; server_max_window_bits=8"),
     ],
@@ -294,8 +294,10 @@ def test_server_extension_gets_settings() -> None:
         (
             {"server_no_context_takeover": True, "client_no_context_takeover": True,
              "server_max_window_bits": 9, "client_max_window_bits": 11},
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-            "server_max_window_bits=9; client_max_window_bits=11",
+            (
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+                "server_max_window_bits=9; client_max_window_bits=11"
+            ),
         ),
     ],
 )
@@ -445,16 +447,12 @@ def test_full_handshake_then_compressed_messages() -> None:
 def client_against_response(factory: ClientPerMessageDeflate, element: str) -> None:
     client = ClientHandshake("example.com", extensions=[factory])
     client.request_bytes()
-    server = ServerHandshake()
     # A hand-made 101 carrying ``element``; the accept key must match.
-    from rfc6455._handshake import accept_key
-
     response = (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Accept: {accept_key(client.key)}\r\n"
         f"Sec-WebSocket-Extensions: {element}\r\n\r\n"
     )
-    del server
     client.receive_data(response.encode())
     client.next_event()
 
