@@ -178,12 +178,16 @@ class Connection:
             return
         try:
             records, error = self._decoder.feed(data)
-            if records and not self._process(records):
-                return
+            if records:
+                # A frame completed, so any frame still arriving is a new one.
+                self._partial_checked = 0
+                self._partial_utf8 = None
+                if not self._process(records):
+                    return
             if error:
                 self._fail(scan_error(error))
             elif self._decoder.needed:
-                self._check_incomplete_frame(bool(records))
+                self._check_incomplete_frame()
         except RemoteProtocolError as exc:
             self._fail(exc)
 
@@ -282,15 +286,10 @@ class Connection:
             if rsv:
                 raise ProtocolError("reserved bits set on a control frame")
             return self._control_frame(opcode, payload.tobytes())
+        self._check_sequence(opcode, rsv)
         if opcode == _OP_CONT:
-            if not self._msg_opcode:
-                raise ProtocolError("continuation frame without a message to continue")
-            if rsv:
-                raise ProtocolError("reserved bits set on a continuation frame")
             rsv = self._msg_rsv
         else:
-            if self._msg_opcode:
-                raise ProtocolError("new data frame inside a fragmented message")
             self._msg_opcode = opcode
             self._msg_rsv = rsv
             self._msg_size = 0
@@ -308,10 +307,7 @@ class Connection:
         if self._msg_opcode == _OP_TEXT:
             decoder = self._msg_utf8
             assert decoder is not None
-            try:
-                text = decoder.decode(data, fin)
-            except UnicodeDecodeError:
-                raise InvalidUTF8("invalid UTF-8 in text message") from None
+            text = _decode_utf8(decoder, data, fin)
             if self._stream:
                 self._events.append(make_text_chunk(text, fin))
             else:
@@ -331,6 +327,17 @@ class Connection:
             self._msg_parts = []
             self._msg_utf8 = None
         return True
+
+    def _check_sequence(self, opcode: int, rsv: int) -> None:
+        """Fragmentation rules for a data frame (§5.4)."""
+        if opcode == _OP_CONT:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame without a message to continue")
+            if rsv:
+                # RFC 7692 §6.1: RSV1 marks a message on its first frame only.
+                raise ProtocolError("reserved bits set on a continuation frame")
+        elif self._msg_opcode:
+            raise ProtocolError("new data frame inside a fragmented message")
 
     def _control_frame(self, opcode: int, payload: bytes) -> bool:
         if opcode == _OP_PING:
@@ -354,17 +361,16 @@ class Connection:
         self.state = next_state(self.state, Trigger.RECEIVE_CLOSE)
         return False
 
-    def _check_incomplete_frame(self, new_frame: bool) -> None:
+    def _check_incomplete_frame(self) -> None:
         """Checks on a frame whose header arrived but whose payload has not.
 
-        Two things should not wait for the whole payload: a fragment whose
-        declared length passes the message size limit (so the excess is never
+        Nothing that can be decided from the header waits for the payload: a
+        frame out of sequence (1002), an uncompressed frame whose declared
+        length passes the message size limit (1009, so the excess is never
         buffered), and invalid UTF-8 in a text frame still arriving (§8.1
-        fail fast: 1007 as soon as the invalid sequence is seen).
+        fail fast: 1007 as soon as the invalid sequence is seen), in the same
+        order as for a complete frame.
         """
-        if new_frame:
-            self._partial_checked = 0
-            self._partial_utf8 = None
         header = _parse_header(self._decoder.pending_view())
         if header is None:
             return
@@ -372,36 +378,31 @@ class Connection:
         opcode = first & 0x0F
         if opcode >= 0x8:
             return
-        compressed = bool((first | (self._msg_rsv if opcode == _OP_CONT else 0)) & 0x70)
-        if (
-            opcode == _OP_CONT
-            and not compressed
-            and self._msg_opcode
-            and self._msg_size + length > self._max_size
-        ):
+        self._check_sequence(opcode, first & 0x70)
+        continuing = opcode == _OP_CONT
+        compressed = bool((self._msg_rsv if continuing else first) & 0x70)
+        if compressed:
+            return
+        if (self._msg_size if continuing else 0) + length > self._max_size:
             raise MessageTooBig("message over the size limit")
-        is_text = opcode == _OP_TEXT or (opcode == _OP_CONT and self._msg_opcode == _OP_TEXT)
-        if not is_text or compressed:
+        if not (opcode == _OP_TEXT or (continuing and self._msg_opcode == _OP_TEXT)):
             return
         available = self._decoder.pending - header_size
         if available <= self._partial_checked:
             return
-        if self._partial_utf8 is None:
-            self._partial_utf8 = _Utf8Decoder()
-            if opcode == _OP_CONT and self._msg_utf8 is not None:
-                self._partial_utf8.setstate(self._msg_utf8.getstate())
-        view = self._decoder.pending_view()
-        chunk = view[header_size + self._partial_checked : header_size + available]
-        if key is not None:
-            chunk_bytes = apply_mask(chunk, key, self._partial_checked)
-        else:
-            chunk_bytes = chunk.tobytes()
-        chunk.release()
-        view.release()
-        try:
-            self._partial_utf8.decode(chunk_bytes, False)
-        except UnicodeDecodeError:
-            raise InvalidUTF8("invalid UTF-8 in text message") from None
+        decoder = self._partial_utf8
+        if decoder is None:
+            decoder = self._partial_utf8 = _Utf8Decoder()
+            if continuing and self._msg_utf8 is not None:
+                decoder.setstate(self._msg_utf8.getstate())
+        with self._decoder.pending_view() as view:
+            chunk = view[header_size + self._partial_checked : header_size + available]
+            if key is not None:
+                chunk_bytes = apply_mask(chunk, key, self._partial_checked)
+            else:
+                chunk_bytes = chunk.tobytes()
+            chunk.release()
+        _decode_utf8(decoder, chunk_bytes, False)
         self._partial_checked = available
 
     def _receive_eof(self) -> None:
@@ -587,6 +588,21 @@ def _parse_header(view: memoryview) -> tuple[int, int, int, bytes | None] | None
         key = view[size : size + 4].tobytes()
         size += 4
     return first, length, size, key
+
+
+def _decode_utf8(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> str:
+    """Decode with ``decoder``, failing as soon as the bytes can never be valid UTF-8."""
+    try:
+        text: str = decoder.decode(data, final)
+    except UnicodeDecodeError:
+        raise InvalidUTF8("invalid UTF-8 in text message") from None
+    if not final:
+        pending = decoder.getstate()[0]
+        # CPython waits for a third byte before refusing ED A0..BF, the start of a
+        # UTF-16 surrogate (U+D800..U+DFFF), which no continuation can make valid.
+        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+            raise InvalidUTF8("invalid UTF-8 in text message")
+    return text
 
 
 def _truncate_reason(reason: str) -> str:
