@@ -1,0 +1,242 @@
+"""What the ``rfc6455`` subcommands do (argument parsing lives in :mod:`rfc6455.cli`).
+
+Strategy: every command maps its flags onto the public API (``Server`` and
+``Config``, ``connect``) and nothing else, so the CLI is an example of using
+the library as much as a tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+from urllib.parse import quote
+
+from .client import ConnectionClosed, SyncWebSocket
+from .client import connect as ws_connect
+from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
+from .server import Config, EchoHandler, HandlerFactory, Server
+
+__all__ = ["autobahn_client", "autobahn_server", "connect", "serve"]
+
+logger = logging.getLogger("rfc6455.cli")
+
+#: The Autobahn Testsuite sends messages of up to 16 MiB (cases 9.x); 64 MiB
+#: leaves room while still bounding what one peer can make us hold.
+AUTOBAHN_MAX_MESSAGE_SIZE = 64 << 20
+
+
+def _seconds(value: float) -> float | None:
+    """Flags use 0 for "off"; the API uses None."""
+    return value if value > 0 else None
+
+
+def load_app(spec: str) -> HandlerFactory:
+    """The handler factory named by ``--app``: ``echo`` or ``MODULE:ATTR``."""
+    if spec == "echo":
+        return EchoHandler
+    if spec == "pubsub":
+        raise SystemExit("rfc6455: the pubsub app is not available in this version")
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"rfc6455: --app must be echo, pubsub or MODULE:ATTR, not {spec!r}")
+    factory: HandlerFactory = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def server_config(args: argparse.Namespace) -> Config:
+    """A server :class:`Config` from ``serve``'s flags."""
+    compression = not args.no_compression
+    return Config(
+        host=args.host,
+        port=args.port,
+        max_message_size=args.max_message_size if args.max_message_size > 0 else None,
+        max_connections=args.max_connections if args.max_connections > 0 else None,
+        max_connections_per_ip=args.max_connections_per_ip or None,
+        ping_interval=_seconds(args.ping_interval),
+        ping_timeout=_seconds(args.ping_timeout),
+        handshake_timeout=_seconds(args.handshake_timeout),
+        close_timeout=_seconds(args.close_timeout),
+        idle_timeout=_seconds(args.idle_timeout),
+        shutdown_timeout=args.shutdown_timeout,
+        rate_limit=_seconds(args.rate_limit),
+        write_buffer_limit=args.write_buffer_limit if args.write_buffer_limit > 0 else None,
+        compression=compression,
+        extensions=(ServerPerMessageDeflate(),) if compression else (),
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        reuse_port=args.workers > 1,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0."""
+    app = load_app(args.app)
+    config = server_config(args)
+    if args.workers <= 1:
+        Server(config, handler=app).serve_forever()
+        return 0
+    return _serve_workers(config, app, args.workers)
+
+
+def _serve_workers(config: Config, app: HandlerFactory, workers: int) -> int:
+    """Fork ``workers`` processes sharing the port through SO_REUSEPORT."""
+    if config.port == 0:
+        # Every worker must bind the same port: pick one now.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((config.host, 0))
+            config.port = probe.getsockname()[1]
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                Server(config, handler=app).serve_forever()
+            except BaseException:
+                logger.exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, child_status = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(child_status) != 0:
+            status = 1
+    return status
+
+
+def autobahn_server(args: argparse.Namespace) -> int:
+    """``rfc6455 autobahn-server``: the echo testee for the fuzzingclient."""
+    config = Config(
+        host=args.host,
+        port=args.port,
+        max_message_size=AUTOBAHN_MAX_MESSAGE_SIZE,
+        ping_interval=None,
+        ping_timeout=None,
+        idle_timeout=None,
+        write_buffer_limit=None,
+        compression=True,
+        extensions=(ServerPerMessageDeflate(),),
+    )
+    Server(config, handler=EchoHandler).serve_forever()
+    return 0
+
+
+def autobahn_client(args: argparse.Namespace) -> int:
+    """``rfc6455 autobahn-client``: run every case of a fuzzingserver, then update reports."""
+    base = args.url.rstrip("/")
+    agent = quote(args.agent)
+    with ws_connect(f"{base}/getCaseCount") as ws:
+        count = int(ws.recv(timeout=30))
+    print(f"{count} cases", flush=True)
+    for case in range(1, count + 1):
+        if args.cases != "*":
+            with ws_connect(f"{base}/getCaseInfo?case={case}") as ws:
+                info = json.loads(ws.recv(timeout=30))
+            if not fnmatch.fnmatch(str(info.get("id", "")), args.cases):
+                continue
+        _run_case(f"{base}/runCase?case={case}&agent={agent}")
+    with ws_connect(f"{base}/updateReports?agent={agent}") as ws:
+        try:
+            ws.recv(timeout=60)
+        except ConnectionClosed:
+            pass
+    return 0
+
+
+def _run_case(url: str) -> None:
+    """Echo everything the fuzzingserver sends until it closes."""
+    try:
+        ws = ws_connect(
+            url,
+            extensions=(ClientPerMessageDeflate(),),
+            max_message_size=AUTOBAHN_MAX_MESSAGE_SIZE,
+        )
+    except Exception as exc:  # noqa: BLE001 (a case may refuse the handshake on purpose)
+        logger.info("case %s: handshake failed: %s", url, exc)
+        return
+    with ws:
+        try:
+            while True:
+                ws.send(ws.recv(timeout=120))
+        except (ConnectionClosed, TimeoutError):
+            pass
+
+
+def connect(args: argparse.Namespace) -> int:
+    """``rfc6455 connect``: stdin lines become text messages; messages go to stdout."""
+    headers = []
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise SystemExit(f"rfc6455: --header needs K:V, not {header!r}")
+        headers.append((name.strip(), value.strip()))
+    extensions = () if args.no_compression else (ClientPerMessageDeflate(),)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    with ws_connect(
+        args.url, extra_headers=headers, subprotocols=args.subprotocol, extensions=extensions
+    ) as ws:
+        threading.Thread(target=read_stdin, daemon=True).start()
+        stdin_open = True
+        try:
+            while True:
+                while stdin_open:
+                    try:
+                        line = lines.get_nowait()
+                    except queue.Empty:
+                        break
+                    if line is None:
+                        stdin_open = False
+                        _drain(ws)
+                        ws.close()
+                    else:
+                        ws.send(line)
+                try:
+                    message = ws.recv(timeout=0.05)
+                except TimeoutError:
+                    continue
+                _print_message(message)
+        except ConnectionClosed as exc:
+            print(f"closed: {exc.code} {exc.reason}".rstrip(), file=sys.stderr)
+            return 0 if exc.ok else 1
+
+
+def _print_message(message: str | bytes) -> None:
+    if isinstance(message, bytes):
+        message = f"<binary {len(message)} bytes: {message[:32].hex()}>"
+    print(message, flush=True)
+
+
+def _drain(ws: SyncWebSocket, quiet: float = 0.5) -> None:
+    """Print what still arrives until the peer is quiet for ``quiet`` seconds."""
+    while True:
+        try:
+            _print_message(ws.recv(timeout=quiet))
+        except TimeoutError:
+            return
