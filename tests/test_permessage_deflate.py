@@ -634,3 +634,50 @@ def test_ours_decodes_websockets(nct: bool, bits: int) -> None:
             assert encoded.rsv1 == (j == 0)
             received += ours.decode(bytes(encoded.data), rsv=0x40, fin=fin, max_size=1 << 20)
         assert received == message, i
+
+
+# ------------------------------------------------------- arbitrary input
+
+
+@given(
+    payloads=st.lists(st.binary(max_size=300), min_size=1, max_size=4),
+    prefix=st.booleans(),
+    remote_nct=st.booleans(),
+    bits=st.integers(8, 15),
+    limit=st.integers(0, 5000),
+)
+def test_property_arbitrary_compressed_frames_parse_or_fail(
+    payloads: list[bytes], prefix: bool, remote_nct: bool, bits: int, limit: int
+) -> None:
+    # "Parse or raise a documented error": any bytes in RSV1 frames give
+    # messages or one ConnectionFailed (1002, 1007 or 1009), never an exception,
+    # and never a message over the limit.
+    client = client_with(
+        PerMessageDeflate(remote_no_context_takeover=remote_nct, remote_max_window_bits=bits),
+        max_message_size=limit,
+    )
+    if prefix:
+        payloads = [raw_deflate(b"Hello" * 20, wbits=max(bits, 9))] + payloads
+    data = b""
+    for i, piece in enumerate(payloads):
+        data += frame(OP_BINARY if i == 0 else OP_CONT, piece, fin=i == len(payloads) - 1,
+                      rsv=RSV1 if i == 0 else 0)
+    events = client.receive(data)
+    for event in events:
+        if isinstance(event, ConnectionFailed):
+            assert event.code in (1002, 1007, 1009)
+            assert event is events[-1]
+        else:
+            assert isinstance(event, BinaryMessage) and len(event.data) <= limit
+
+
+@given(messages=st.lists(st.binary(max_size=2000), min_size=1, max_size=5), limit=st.integers(0, 3000))
+def test_property_limit_is_exact(messages: list[bytes], limit: int) -> None:
+    client, server = pair(max_message_size=limit)
+    for message in messages:
+        events = server.receive(client.send_binary(message))
+        if len(message) <= limit:
+            assert events == [BinaryMessage(data=message)]
+        else:
+            assert failure(events).code == 1009
+            return
