@@ -302,19 +302,11 @@ def _comparable(events: Sequence[Event]) -> list[Any]:
 
 #: Open core bugs the fuzzer found (fuzz/README.md, "Findings"): pairs of
 #: ConnectionFailed (code, reason) that two feedings of the same bytes may
-#: end with until the bug is fixed. Tolerated so a fuzzing run can go on
-#: finding other bugs; the test suite turns this off for the corpus files
-#: named found-bugN-* and expects them to fail while bug N is open.
-#:  1: a new text frame inside a fragmented message whose payload arrives in
-#:     pieces and is not UTF-8 fails 1007 (partial UTF-8 check) instead of 1002.
-#:  3: with an extension negotiated, an uncompressed text frame over the size
-#:     limit fails 1007 (partial UTF-8 check) instead of 1009.
-KNOWN_BUGS: dict[int, frozenset[tuple[int, str]]] = {
-    1: frozenset(
-        {(1007, "invalid UTF-8 in text message"), (1002, "new data frame inside a fragmented message")}
-    ),
-    3: frozenset({(1007, "invalid UTF-8 in text message"), (1009, "message over the size limit")}),
-}
+#: end with until the bug is fixed, so a fuzzing run can go on finding other
+#: bugs. The test suite turns this off for the corpus files named
+#: found-bugN-* and expects them to fail while bug N is open. Empty: bugs 1
+#: and 3 (1007 instead of 1002 / 1009 for a partial frame) are fixed.
+KNOWN_BUGS: dict[int, frozenset[tuple[int, str]]] = {}
 
 #: Set to False to report every difference, known bugs included.
 tolerate_known_bugs = True
@@ -390,27 +382,8 @@ def _check(config: Config, wire: bytes) -> None:
         _check_scanner(config, wire)
 
 
-def _patch_core_bug_2() -> None:
-    """Reset the partial-frame UTF-8 state whenever a frame completes (core bug 2).
-
-    Only with ``FUZZ_ASSUME_FIXED=1`` in the environment, only in the fuzzing
-    process: it lets a run look for *other* bugs while bug 2 is open. Delete
-    once ``Connection.receive_data`` does this itself.
-    """
-    original = _connection.Connection._process
-
-    def _process(self: Any, records: list[int]) -> bool:
-        self._partial_checked = 0
-        self._partial_utf8 = None
-        return original(self, records)  # type: ignore[no-any-return]
-
-    _connection.Connection._process = _process  # type: ignore[method-assign]
-
-
 def main() -> None:
     """Fuzz until libFuzzer's limits say stop."""
-    if os.environ.get("FUZZ_ASSUME_FIXED"):
-        _patch_core_bug_2()
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

@@ -32,13 +32,15 @@ Contract checked, for every input:
    reach the WebSocket connection, which follows fuzz_frames' event rules.
 4. Split invariance: fed whole and in the fuzzer's chunks (and byte by byte
    for short inputs), the outcome (event, or error type and status) and the
-   connection's events are the same.
+   connection's events are the same. 400 and 431 count as one status: which
+   one an oversized *and* malformed head gets depends on how it arrives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +88,14 @@ FIXED_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 FIXED_ACCEPT = accept_key(FIXED_KEY)
 
 BYTEWISE_LIMIT = 1024
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+#: Open core bug 4 (fuzz/README.md, "Findings"): max_header_size is not applied
+#: to a head that arrives whole (client), or only approximately (server). While
+#: True, only the incremental feeding must refuse an oversized head; the test
+#: suite sets it to False for the corpus, where found-bug4-* must then fail.
+tolerate_known_bugs = True
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,14 @@ class Outcome:
 
 def _summary(result: Any) -> Any:
     if isinstance(result, HandshakeError):
-        return (type(result).__name__, result.status_code)
+        status: Any = result.status_code
+        if not isinstance(result, HandshakeRejected) and status in (400, 431):
+            # A head over max_header_size is refused with 431 while it arrives
+            # (h11 bounds the incomplete head), but a head that arrives whole is
+            # parsed first, and a malformed one is a 400: either is the
+            # documented answer ("a huge header is a 431/400").
+            status = "400|431"
+        return ("error", type(result).__name__, status)
     if isinstance(result, HandshakeAccepted):  # extension objects compare by identity
         return ("accepted", result.subprotocol, list(map(repr, result.extensions)), result.headers)
     return result
@@ -249,17 +266,48 @@ def TestOneInput(data: bytes) -> None:
         return
 
 
+def _head_sizes(wire: bytes) -> list[int]:
+    """Sizes of the heads in ``wire`` (h11 ends a head at a blank line, CRLF or LF).
+
+    Bodies are cut at blank lines too, which only over-counts: the caller uses
+    the list to relax checks, and only the first size to assert.
+    """
+    sizes = []
+    start = 0
+    for match in _BLANK_LINE.finditer(wire):
+        sizes.append(match.end() - start)
+        start = match.end()
+    if start < len(wire):
+        sizes.append(len(wire) - start + 1)  # unfinished: at least one byte more
+    return sizes
+
+
 def _check(config: Config, wire: bytes) -> None:
     chunked = _feed(config, split(wire, config.chunk_sizes))
     if isinstance(chunked.result, HandshakeRejected) and not config.client:
         raise HarnessFailure("the server raised HandshakeRejected")
     whole = _feed(config, [wire] if wire else [])
+    bytewise = _feed(config, split(wire, (1,))) if len(wire) <= BYTEWISE_LIMIT else None
+    sizes = _head_sizes(wire)
+    limit = config.max_header_size
+    if sizes and sizes[0] > limit + 1:
+        # Fed incrementally, an unfinished head over the limit is refused.
+        for run in (bytewise, whole, chunked):
+            if run is None:
+                continue
+            strict = run is bytewise or not tolerate_known_bugs
+            refused = isinstance(run.result, tuple) and run.result[0] == "error"
+            if strict and not refused:
+                raise HarnessFailure(f"head of {sizes[0]} B over the limit {limit}: {run!r}")
+    if any(size > limit for size in sizes):
+        # Whether a head over the limit is refused as too large (431, or 0 on
+        # the client) or as malformed, or (bug 4) accepted, depends on how it
+        # arrives: only the refusal above is asserted.
+        return
     if _comparable(whole) != _comparable(chunked):
         raise HarnessFailure(f"whole vs chunked:\n{whole!r}\n{chunked!r}")
-    if len(wire) <= BYTEWISE_LIMIT:
-        bytewise = _feed(config, split(wire, (1,)))
-        if _comparable(bytewise) != _comparable(chunked):
-            raise HarnessFailure(f"bytewise vs chunked:\n{bytewise!r}\n{chunked!r}")
+    if bytewise is not None and _comparable(bytewise) != _comparable(chunked):
+        raise HarnessFailure(f"bytewise vs chunked:\n{bytewise!r}\n{chunked!r}")
 
 
 def main() -> None:
