@@ -535,25 +535,69 @@ def require_deflate() -> None:
 # The one place that knows our blocking client's API; tests go through these.
 
 
-def our_client_connect(url: str, **kwargs: Any) -> Any:
-    """``rfc6455.client.connect(url)``: a context manager with send/recv/ping/close."""
+def our_client_connect(url: str, *, deflate: dict[str, Any] | None = None,
+                       **kwargs: Any) -> Any:
+    """``rfc6455.client.connect(url)``; ``deflate``: offer permessage-deflate with these
+    ``ClientPerMessageDeflate`` arguments (None: offer no extension)."""
     require(importlib.util.find_spec("rfc6455.client") is not None,
             "rfc6455's client (rfc6455/client.py)")
     from rfc6455.client import connect
 
+    if deflate is not None:
+        require_deflate()
+        from rfc6455.permessage_deflate import ClientPerMessageDeflate
+
+        kwargs["extensions"] = [ClientPerMessageDeflate(**deflate)]
+    kwargs.setdefault("max_message_size", 64 * MIB)
+    kwargs.setdefault("timeout", START_TIMEOUT)
+    kwargs.setdefault("close_timeout", START_TIMEOUT)
     return connect(url, **kwargs)
 
 
 def our_client_ping(ws: Any, payload: bytes, timeout: float) -> None:
-    """Send a ping from our client and wait for the matching pong."""
-    waiter = ws.ping(payload)
-    if hasattr(waiter, "wait"):
-        assert waiter.wait(timeout), "no pong for our ping"
+    """Ping from our client; the peer answers before it echoes a message sent after it."""
+    ws.ping(payload)
+    ws.send("after-ping-marker")
+    assert ws.recv(timeout=timeout) == "after-ping-marker"
+    assert payload in ws.pongs, f"no pong for our ping: {ws.pongs!r}"
 
 
 def our_client_close_info(ws: Any, timeout: float) -> tuple[int | None, str | None]:
     """Wait for the peer's close and return (code, reason) as our client reports them."""
-    with contextlib.suppress(Exception):
+    from rfc6455.client import ConnectionClosed
+
+    try:
         while True:
             ws.recv(timeout=timeout)
+    except ConnectionClosed as exc:
+        assert (exc.code, exc.reason) == (ws.close_code, ws.close_reason)
     return ws.close_code, ws.close_reason
+
+
+@dataclass
+class InProcessServer:
+    """Our server with a custom :class:`rfc6455.server.Config`, on a thread of this process."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+@contextlib.contextmanager
+def our_inprocess_server(**config: Any) -> Iterator[InProcessServer]:
+    """Our echo server in this process, for settings the CLI does not expose."""
+    from rfc6455.server import Config, EchoHandler, Server
+
+    config.setdefault("max_message_size", 64 * MIB)
+    server = Server(Config(host="127.0.0.1", port=0, **config), handler=EchoHandler)
+    server.start()
+    thread = threading.Thread(target=server.serve_forever, name="rfc6455-server", daemon=True)
+    thread.start()
+    try:
+        yield InProcessServer(server.port)
+    finally:
+        server.shutdown()
+        thread.join(STOP_TIMEOUT)
+        assert not thread.is_alive(), "server thread did not stop"

@@ -16,6 +16,7 @@ from interop_support import (
     MIB,
     Chromium,
     deflate_specs,
+    our_inprocess_server,
     our_server,
     require_deflate,
     websockets_echo_server,
@@ -70,3 +71,19 @@ def test_echo_with_compression(chromium: Chromium) -> None:
     assert report["extensions"].startswith("permessage-deflate"), report["extensions"]
     assert_report_ok(report)
     assert len(report["results"]) == len(messages)
+
+
+def test_echo_with_compression_no_context_takeover(chromium: Chromium) -> None:
+    """A server that imposes no context takeover both ways (the CLI has no flag for it)."""
+    require_deflate()
+    from rfc6455.permessage_deflate import ServerPerMessageDeflate
+
+    factory = ServerPerMessageDeflate(server_no_context_takeover=True,
+                                      client_no_context_takeover=True)
+    with our_inprocess_server(extensions=(factory,)) as server:
+        report = chromium.run_page(server.url, DEFLATE_MESSAGES)
+    extensions = report["extensions"]
+    assert extensions.startswith("permessage-deflate"), extensions
+    assert "server_no_context_takeover" in extensions
+    assert "client_no_context_takeover" in extensions
+    assert_report_ok(report)

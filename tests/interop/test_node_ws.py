@@ -32,6 +32,7 @@ from interop_support import (
 pytestmark = pytest.mark.interop
 
 RECV_TIMEOUT = 30.0
+CLOSE_LINE = re.compile(r'"event":\s*"close"')
 
 DEFLATE_SCRIPT = [{"op": kind, "size": size, "fill": fill} for kind, size, fill in deflate_specs()]
 CONTEXT_TAKEOVER = {
@@ -198,7 +199,7 @@ class TestOurClientNodeServer:
             ws.send("x")
             assert ws.recv(timeout=RECV_TIMEOUT) == "x"
             ws.close(code, reason)
-            peer.process.wait_for_line(re.compile(r"\"event\":\s*\"close\""))
+            peer.process.wait_for_line(CLOSE_LINE)
             closes = [e for e in peer.events() if e["event"] == "close"]
         assert [(e["code"], e["reason"]) for e in closes] == [(code, reason)]
 
@@ -207,14 +208,19 @@ class TestOurClientNodeServer:
             ws.send("close:4001:bye")
             assert our_client_close_info(ws, RECV_TIMEOUT) == (4001, "bye")
 
-    @pytest.mark.parametrize("takeover", sorted(CONTEXT_TAKEOVER))
+    @pytest.mark.parametrize("takeover", ["takeover", "server_imposed", "client_requested"])
     def test_deflate(self, node_peers: NodePeers, takeover: str) -> None:
+        """Context takeover kept, or dropped because the server says so or we ask."""
         require_deflate()
-        with node_peers.echo_server("--deflate", *CONTEXT_TAKEOVER[takeover]) as peer, \
-                our_client_connect(peer.url) as ws:
+        server_options = CONTEXT_TAKEOVER["no_context_takeover" if takeover == "server_imposed"
+                                          else "takeover"]
+        requested = takeover == "client_requested"
+        offer = {"server_no_context_takeover": requested, "client_no_context_takeover": requested}
+        with node_peers.echo_server("--deflate", *server_options) as peer, \
+                our_client_connect(peer.url, deflate=offer) as ws:
             accepted = node_info(ws)["accepted_extensions"]
             assert accepted.startswith("permessage-deflate"), accepted
-            assert ("no_context_takeover" in accepted) == (takeover == "no_context_takeover")
+            assert ("server_no_context_takeover" in accepted) == (takeover != "takeover")
             for message in deflate_messages():
                 ws.send(message)
                 echo = ws.recv(timeout=RECV_TIMEOUT)
@@ -224,7 +230,7 @@ class TestOurClientNodeServer:
     def test_deflate_small_server_window(self, node_peers: NodePeers) -> None:
         require_deflate()
         with node_peers.echo_server("--deflate", "--server-max-window-bits", "9") as peer, \
-                our_client_connect(peer.url) as ws:
+                our_client_connect(peer.url, deflate={}) as ws:
             accepted = node_info(ws)["accepted_extensions"]
             assert "server_max_window_bits=9" in accepted, accepted
             message = bytes(range(256)) * (MIB // 256)

@@ -16,6 +16,9 @@ from interop_support import (
     OurServer,
     basic_messages,
     deflate_messages,
+    our_client_close_info,
+    our_client_connect,
+    our_client_ping,
     our_server,
     require_deflate,
     websockets_echo_server,
@@ -76,13 +79,13 @@ class TestOurServerWebsocketsClient:
 
     @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (1000, "done"), (4001, "bye")])
     def test_client_close_is_echoed(self, server: OurServer, code: int, reason: str) -> None:
-        ws = ws_connect(server.url, compression=None)
-        ws.send("x")
-        assert ws.recv(timeout=RECV_TIMEOUT) == "x"
-        ws.close(code, reason)
-        # RFC 6455 §5.5.1: the answer echoes the status code.
-        assert ws.protocol.close_rcvd is not None, "server sent no close frame"
-        assert ws.protocol.close_rcvd.code == code
+        with ws_connect(server.url, compression=None) as ws:
+            ws.send("x")
+            assert ws.recv(timeout=RECV_TIMEOUT) == "x"
+            ws.close(code, reason)
+            # RFC 6455 §5.5.1: the answer echoes the status code.
+            assert ws.protocol.close_rcvd is not None, "server sent no close frame"
+            assert ws.protocol.close_rcvd.code == code
 
     def test_deflate_with_context_takeover(self, server: OurServer) -> None:
         require_deflate()
@@ -130,8 +133,6 @@ class TestOurServerWebsocketsClient:
 
 
 def our_connect(url: str, **kwargs: Any) -> Any:
-    from interop_support import our_client_connect
-
     return our_client_connect(url, **kwargs)
 
 
@@ -159,8 +160,6 @@ class TestOurClientWebsocketsServer:
             assert ws.recv(timeout=RECV_TIMEOUT) == "pong:hello"
 
     def test_own_ping_gets_pong(self, websockets_lib: Any) -> None:
-        from interop_support import our_client_ping
-
         with websockets_echo_server(compression=None) as peer, our_connect(peer.url) as ws:
             our_client_ping(ws, b"are you there", RECV_TIMEOUT)
             ws.send("after ping")
@@ -178,27 +177,29 @@ class TestOurClientWebsocketsServer:
         assert peer.closes == [(code, reason)]
 
     def test_server_close_4001_is_reported(self, websockets_lib: Any) -> None:
-        from interop_support import our_client_close_info
-
         with websockets_echo_server(compression=None) as peer, our_connect(peer.url) as ws:
             ws.send("close:4001:bye")
             assert our_client_close_info(ws, RECV_TIMEOUT) == (4001, "bye")
 
-    @pytest.mark.parametrize("takeover", ["takeover", "no_context_takeover"])
+    @pytest.mark.parametrize("takeover", ["takeover", "server_imposed", "client_requested"])
     def test_deflate(self, websockets_lib: Any, takeover: str) -> None:
+        """Context takeover kept, or dropped because the server says so or we ask."""
         require_deflate()
         from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
-        off = takeover == "no_context_takeover"
+        imposed = takeover == "server_imposed"
         factory = ServerPerMessageDeflateFactory(
-            server_no_context_takeover=off, client_no_context_takeover=off,
+            server_no_context_takeover=imposed, client_no_context_takeover=imposed,
         )
+        requested = takeover == "client_requested"
+        offer = {"server_no_context_takeover": requested, "client_no_context_takeover": requested}
         with websockets_echo_server(extensions=[factory], compression=None) as peer, \
-                our_connect(peer.url) as ws:
+                our_connect(peer.url, deflate=offer) as ws:
             ws.send("info")
             info = json.loads(ws.recv(timeout=RECV_TIMEOUT))
-            assert info["accepted_extensions"].startswith("permessage-deflate"), info
-            assert ("no_context_takeover" in info["accepted_extensions"]) == off
+            accepted = info["accepted_extensions"]
+            assert accepted.startswith("permessage-deflate"), info
+            assert ("server_no_context_takeover" in accepted) == (takeover != "takeover")
             for message in deflate_messages():
                 ws.send(message)
                 echo = ws.recv(timeout=RECV_TIMEOUT)
@@ -208,10 +209,11 @@ class TestOurClientWebsocketsServer:
     def test_deflate_default_websockets_server(self, websockets_lib: Any) -> None:
         """websockets' default offer answer: both window sizes cut to 12 bits."""
         require_deflate()
-        with websockets_echo_server() as peer, our_connect(peer.url) as ws:
+        with websockets_echo_server() as peer, our_connect(peer.url, deflate={}) as ws:
             ws.send("info")
             info = json.loads(ws.recv(timeout=RECV_TIMEOUT))
             assert "permessage-deflate" in info["accepted_extensions"], info
+            assert "server_max_window_bits=12" in info["accepted_extensions"], info
             for message in deflate_messages():
                 ws.send(message)
                 assert ws.recv(timeout=RECV_TIMEOUT) == message

@@ -126,11 +126,10 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   let perMessageDeflate = false;
   if (opts.deflate) {
-    perMessageDeflate = {
-      threshold: opts.threshold,
-      serverNoContextTakeover: opts.serverNoContextTakeover,
-      clientNoContextTakeover: opts.clientNoContextTakeover,
-    };
+    // Only set what was asked for: ws reads `false` as "refuse", unset as "either".
+    perMessageDeflate = { threshold: opts.threshold };
+    if (opts.serverNoContextTakeover) perMessageDeflate.serverNoContextTakeover = true;
+    if (opts.clientNoContextTakeover) perMessageDeflate.clientNoContextTakeover = true;
     if (opts.serverMaxWindowBits !== undefined) {
       perMessageDeflate.serverMaxWindowBits = opts.serverMaxWindowBits;
     }
