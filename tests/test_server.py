@@ -66,8 +66,8 @@ def raw_handshake(port: int, path: str = "/", timeout: float = 5.0) -> socket.so
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.sendall(handshake_request(port, path))
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
+    while not data.endswith(b"\r\n\r\n"):  # byte by byte: leave the frames after it
+        chunk = sock.recv(1)
         assert chunk, "server closed during the handshake"
         data += chunk
     assert data.startswith(b"HTTP/1.1 101"), data
