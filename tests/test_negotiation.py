@@ -14,6 +14,8 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rfc6455 import BinaryMessage, HandshakeError
 from rfc6455._extensions import ExtensionParams, parse_extensions
@@ -519,3 +521,54 @@ def test_our_client_against_websockets_server(kwargs: dict[str, object], ws_serv
     assert isinstance(our_ext, PerMessageDeflate)
     assert our_ext.local_max_window_bits <= their_ext.remote_max_window_bits
     assert their_ext.local_max_window_bits <= our_ext.remote_max_window_bits
+
+
+# ------------------------------------------------------------- any offer
+
+NAMES = [
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+    "unknown",
+]
+VALUES = [None, "", "7", "8", "9", "12", "15", "16", "08", "x"]
+
+
+@given(
+    params=st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max_size=5),
+    config=st.sampled_from(CONFIGS),
+)
+def test_property_any_offer_is_declined_or_answered_validly(
+    params: ExtensionParams, config: dict[str, object]
+) -> None:
+    result = ServerPerMessageDeflate(**config).accept(params)  # type: ignore[arg-type]
+    names = [name for name, _ in params]
+    valid = (
+        "unknown" not in names
+        and len(names) == len(set(names))
+        and all(
+            value is None if name.endswith("no_context_takeover")
+            else value in {str(b) for b in range(8, 16)}
+            or (name == "client_max_window_bits" and value is None)
+            for name, value in params
+        )
+    )
+    if not valid:
+        assert result is None
+        return
+    values = dict(params)
+    cmwb = values.get("client_max_window_bits", "absent")
+    offer = Offer(
+        snct="server_no_context_takeover" in values,
+        cnct="client_no_context_takeover" in values,
+        smwb=int(values["server_max_window_bits"] or 0) if "server_max_window_bits" in values else None,
+        cmwb=None if cmwb == "absent" else BARE if cmwb is None else int(cmwb),
+    )
+    assert (result is None) == (expected_response(offer, config) is None)
+    if result is not None:
+        response = element_params(result[0])
+        assert_valid_response(offer, response)
+        client_ext = offer.client_factory().accept_response(response)
+        assert isinstance(client_ext, PerMessageDeflate) and isinstance(result[1], PerMessageDeflate)
+        assert_mirror(result[1], client_ext)
