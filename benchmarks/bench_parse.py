@@ -88,14 +88,25 @@ def run_rfc6455(chunks: Sequence[bytes]) -> Result:
 
 @contextlib.contextmanager
 def python_kernels() -> Iterator[None]:
-    """The pure-Python twins of the native kernels, as ``RFC6455_NO_EXTENSIONS=1`` picks."""
-    saved = (_frames.scan_frames, _connection.apply_mask)
-    _frames.scan_frames = _mask_py.scan_frames
-    _connection.apply_mask = _mask_py.apply_mask
+    """Run the connection on the pure-Python twins of the native kernels.
+
+    The module globals the core calls through are swapped, then restored; a
+    name the core no longer uses is left alone.
+    """
+    swaps = [
+        (vars(module), name, twin)
+        for module in (_frames, _connection)
+        for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
+        if name in vars(module)
+    ]
+    saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
+    for namespace, name, twin in swaps:
+        namespace[name] = twin
     try:
         yield
     finally:
-        _frames.scan_frames, _connection.apply_mask = saved
+        for namespace, name, original in saved:
+            namespace[name] = original
 
 
 def run_rfc6455_python(chunks: Sequence[bytes]) -> Result:
@@ -126,8 +137,8 @@ def run_websockets(chunks: Sequence[bytes]) -> Result:
     for chunk in chunks:
         protocol.receive_data(chunk)
         for frame in protocol.events_received():
-            nbytes += len(frame.data)
-            frames += frame.fin
+            nbytes += len(frame.data)  # type: ignore[union-attr]
+            frames += frame.fin  # type: ignore[union-attr]
     return frames, nbytes
 
 

@@ -51,10 +51,20 @@ class MyParserPython(MyParser):
 
     def feed(self, chunk: bytes) -> int:
         """Feed one chunk with the Python twins of the kernels."""
-        saved = (_frames.scan_frames, _connection.apply_mask)
-        _frames.scan_frames = _mask_py.scan_frames
-        _connection.apply_mask = _mask_py.apply_mask
+        saved = [(namespace, name, namespace[name]) for namespace, name, _ in _SWAPS]
+        for namespace, name, twin in _SWAPS:
+            namespace[name] = twin
         try:
             return super().feed(chunk)
         finally:
-            _frames.scan_frames, _connection.apply_mask = saved
+            for namespace, name, original in saved:
+                namespace[name] = original
+
+
+#: (module globals, name, Python twin): what RFC6455_NO_EXTENSIONS=1 would pick.
+_SWAPS = [
+    (vars(module), name, twin)
+    for module in (_frames, _connection)
+    for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
+    if name in vars(module)
+]

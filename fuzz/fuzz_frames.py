@@ -252,7 +252,8 @@ def _check_events(config: Config, run: Run) -> None:
                 raise HarnessFailure("chunk event without stream_messages")
             if (in_text_stream and not text) or (in_binary_stream and text):
                 raise HarnessFailure("a streamed message changed type between chunks")
-            streamed += len(event.data.encode("utf-8")) if text else len(event.data)
+            data = event.data
+            streamed += len(data.encode("utf-8") if isinstance(data, str) else data)
             if limit is not None and streamed > limit:
                 raise HarnessFailure(f"streamed message of {streamed} B over the limit {limit}")
             if event.final:
@@ -292,6 +293,7 @@ def _check_output(config: Config, run: Run) -> None:
         if closes:
             raise HarnessFailure("a close frame was sent although none was received")
         return
+    assert isinstance(terminal, (Close, ConnectionFailed))
     if len(closes) != 1 or closes[0].code != terminal.code:
         raise HarnessFailure(f"close reply {closes!r} does not carry {terminal!r}'s code")
 
@@ -329,14 +331,25 @@ def _same(a: Sequence[Event], b: Sequence[Event]) -> bool:
 
 @contextlib.contextmanager
 def python_kernels() -> Iterator[None]:
-    """Run the connection on the pure-Python twins of the native kernels."""
-    saved = (_frames.scan_frames, _connection.apply_mask)
-    _frames.scan_frames = _mask_py.scan_frames
-    _connection.apply_mask = _mask_py.apply_mask
+    """Run the connection on the pure-Python twins of the native kernels.
+
+    The module globals the core calls through are swapped, then restored; a
+    name the core no longer uses is left alone.
+    """
+    swaps = [
+        (vars(module), name, twin)
+        for module in (_frames, _connection)
+        for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
+        if name in vars(module)
+    ]
+    saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
+    for namespace, name, twin in swaps:
+        namespace[name] = twin
     try:
         yield
     finally:
-        _frames.scan_frames, _connection.apply_mask = saved
+        for namespace, name, original in saved:
+            namespace[name] = original
 
 
 def _check_scanner(config: Config, wire: bytes) -> None:
