@@ -1,0 +1,286 @@
+"""Tests for rfc6455.client against the websockets server and our own, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from test_server import running_server, url
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+from websockets.sync.server import ServerConnection, serve
+
+from rfc6455 import HandshakeRejected
+from rfc6455._loop import Loop
+from rfc6455.client import (
+    ConnectionClosed,
+    ReconnectingClient,
+    loop_connect,
+    parse_url,
+)
+from rfc6455.client import (
+    connect as our_connect,
+)
+from rfc6455.server import Config, Handler, WebSocket
+
+
+def ws_handler(conn: ServerConnection) -> None:
+    for message in conn:
+        if message == "close me":
+            conn.close(4001, "done")
+            return
+        if message == "headers":
+            conn.send(conn.request.headers.get("X-Token", "none"))  # type: ignore[union-attr]
+            continue
+        conn.send(message)
+
+
+def process_request(conn: ServerConnection, request: Any) -> Response | None:
+    if request.path == "/forbidden":
+        return Response(403, "Forbidden", Headers([("Content-Length", "0")]), b"")
+    return None
+
+
+@contextmanager
+def websockets_server(subprotocols: list[str] | None = None) -> Iterator[int]:
+    with serve(
+        ws_handler,
+        "127.0.0.1",
+        0,
+        compression=None,
+        subprotocols=subprotocols,
+        process_request=process_request,
+        max_size=None,
+    ) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.socket.getsockname()[1]
+        finally:
+            server.shutdown()
+            thread.join(10)
+
+
+def test_parse_url() -> None:
+    u = parse_url("wss://example.com/chat?room=1")
+    assert (u.secure, u.host, u.port, u.target) == (True, "example.com", 443, "/chat?room=1")
+    assert u.host_header == "example.com"
+    u = parse_url("ws://[::1]:8080")
+    assert (u.host, u.port, u.target, u.host_header) == ("::1", 8080, "/", "[::1]:8080")
+    for bad in ("http://x/", "ws:///path", "ws://user:pw@host/"):
+        with pytest.raises(ValueError):
+            parse_url(bad)
+
+
+def test_blocking_client_with_websockets_server() -> None:
+    with websockets_server() as port, our_connect(f"ws://127.0.0.1:{port}/") as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        ws.send(b"\x01\x02")
+        assert ws.recv(timeout=5) == b"\x01\x02"
+        big = os.urandom(1 << 20)
+        ws.send(big)
+        assert ws.recv(timeout=10) == big
+        ws.send_fragments([b"ab", b"cd"])
+        assert ws.recv(timeout=5) == b"abcd"
+        ws.ping(b"x")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.2)  # the pong arrives, no message
+        assert ws.pongs == [b"x"]
+        ws.send("still usable after a timeout")
+        assert ws.recv(timeout=5) == "still usable after a timeout"
+    assert ws.close_code == 1000
+    assert ws.closed
+
+
+def test_subprotocol_and_extra_headers() -> None:
+    with (
+        websockets_server(["b", "a"]) as port,
+        our_connect(
+            f"ws://127.0.0.1:{port}/",
+            subprotocols=["a", "c"],
+            extra_headers=[("X-Token", "s3cret")],
+        ) as ws,
+    ):
+        assert ws.subprotocol == "a"
+        ws.send("headers")
+        assert ws.recv(timeout=5) == "s3cret"
+
+
+def test_server_close_code_is_reported() -> None:
+    with websockets_server() as port, our_connect(f"ws://127.0.0.1:{port}/") as ws:
+        ws.send("close me")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+        assert (info.value.code, info.value.reason) == (4001, "done")
+        assert not info.value.ok
+        with pytest.raises(ConnectionClosed):
+            ws.send("too late")
+
+
+def test_rejected_handshake() -> None:
+    with websockets_server() as port:
+        with pytest.raises(HandshakeRejected) as info:
+            our_connect(f"ws://127.0.0.1:{port}/forbidden")
+        assert info.value.status_code == 403
+
+
+def test_open_timeout_on_a_silent_server() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        with pytest.raises(TimeoutError):
+            our_connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.3)
+    finally:
+        listener.close()
+
+
+def test_iteration_ends_on_normal_close() -> None:
+    with running_server() as server, our_connect(url(server)) as ws:
+        ws.send("a")
+        ws.send("b")
+        got = []
+        for message in ws:
+            got.append(message)
+            if len(got) == 2:
+                break
+        assert got == ["a", "b"]
+
+
+# --- loop client ---------------------------------------------------------------------
+
+
+class Collect(Handler):
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def on_open(self, ws: WebSocket) -> None:
+        self.events.append("open")
+        ws.send("one")
+        ws.send(b"two")
+
+    def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+        self.events.append(message)
+        if message == b"two":
+            ws.send("close me")
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        self.events.append(("close", code, reason))
+
+
+def test_loop_client_with_websockets_server() -> None:
+    with websockets_server(["b", "a"]) as port, Loop() as loop:
+        handler = Collect()
+        ws = loop_connect(loop, f"ws://127.0.0.1:{port}/", handler, subprotocols=["b"])
+        assert loop.run_until(lambda: ws.state == "closed", timeout=10)
+        assert handler.events == ["open", "one", b"two", ("close", 4001, "done")]
+        assert ws.subprotocol == "b"
+        assert loop.timer_count == 0
+        assert loop.fd_count == 1  # only the loop's own wakeup socket
+
+
+def test_loop_client_connection_refused_and_open_timeout() -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    errors: list[BaseException] = []
+    try:
+        with Loop() as loop:
+            loop_connect(loop, f"ws://127.0.0.1:{port}/", Handler(), on_error=errors.append)
+            loop_connect(
+                loop,
+                f"ws://127.0.0.1:{silent.getsockname()[1]}/",
+                Handler(),
+                open_timeout=0.3,
+                on_error=errors.append,
+            )
+            assert loop.run_until(lambda: len(errors) == 2, timeout=10)
+            loop.run_until(lambda: False, timeout=0.05)
+            assert loop.timer_count == 0
+            assert loop.fd_count == 1
+    finally:
+        silent.close()
+    assert isinstance(errors[0], ConnectionRefusedError)
+    assert isinstance(errors[1], TimeoutError)
+
+
+class DropFirst(Handler):
+    """Server side: closes the first connection it sees with 1012."""
+
+    seen = 0
+
+    def on_open(self, ws: WebSocket) -> None:
+        DropFirst.seen += 1
+        if DropFirst.seen == 1:
+            ws.close(1012, "restarting")
+
+
+def test_reconnecting_client() -> None:
+    DropFirst.seen = 0
+    reconnected: list[WebSocket] = []
+    opened: list[int] = []
+
+    class Client(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            opened.append(ws.id)
+
+    with running_server(Config(), handler=DropFirst) as server, Loop() as loop:
+        client = ReconnectingClient(
+            loop,
+            url(server),
+            Client,
+            on_reconnect=reconnected.append,
+            initial_delay=0.05,
+            max_delay=0.2,
+        )
+        client.start()
+        assert loop.run_until(lambda: len(reconnected) == 1, timeout=10)
+        assert len(opened) == 2
+        assert client.connections == 2
+        client.stop()
+        assert loop.run_until(lambda: client.ws is not None and client.ws.state == "closed",
+                              timeout=10)
+        loop.run_until(lambda: False, timeout=0.1)
+        assert loop.timer_count == 0  # no reconnection scheduled after stop()
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    with Loop() as loop:
+        client = ReconnectingClient(
+            loop, "ws://127.0.0.1:1/", Handler, initial_delay=0.1, max_delay=2.0
+        )
+        client.failures = 1
+        first = [client.next_delay() for _ in range(200)]
+        assert max(first) <= 0.1
+        client.failures = 50
+        late = [client.next_delay() for _ in range(200)]
+        assert max(late) <= 2.0
+        assert max(late) > 1.0  # grew up to the cap
+        assert len(set(late)) > 100  # jittered, not in lockstep
+
+
+def test_reconnecting_client_gives_up_after_max_attempts() -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    with Loop() as loop:
+        client = ReconnectingClient(
+            loop, f"ws://127.0.0.1:{port}/", Handler, initial_delay=0.01, max_delay=0.02,
+            max_attempts=3,
+        )
+        client.start()
+        assert loop.run_until(lambda: client.failures == 4, timeout=10)
+        loop.run_until(lambda: False, timeout=0.1)
+        assert client.failures == 4
+        assert loop.timer_count == 0
