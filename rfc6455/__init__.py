@@ -2,8 +2,9 @@
 
 The sans-I/O core (connections, handshake, frames, extensions) contains no
 networking code: it turns bytes into events and events into bytes. The event
-loop, server and client build on it. This module re-exports the public API;
-``__all__`` is the single list of public names.
+loop, server and client (``rfc6455.server``, ``rfc6455.client``) build on it.
+This module re-exports the public API of every layer; ``__all__`` is the
+single list of public names.
 """
 
 from ._close import build_close_payload, parse_close_payload
@@ -36,7 +37,13 @@ from ._events import (
     TextChunk,
     TextMessage,
 )
-from ._extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
+from ._extensions import (
+    ClientExtensionFactory,
+    Extension,
+    ServerExtensionFactory,
+    parse_extensions,
+    serialize_extension,
+)
 from ._frames import encode_frame
 from ._handshake import (
     ClientHandshake,
@@ -46,8 +53,16 @@ from ._handshake import (
     UpgradeRequest,
     accept_key,
 )
+from ._loop import Loop
 from ._mask import apply_mask, apply_mask_inplace
 from ._state import ConnectionState
+from .client import ConnectionClosed, ReconnectingClient, SyncWebSocket, connect, loop_connect
+from .permessage_deflate import (
+    ClientPerMessageDeflate,
+    PerMessageDeflate,
+    ServerPerMessageDeflate,
+)
+from .server import Config, EchoHandler, Handler, Server, ServerWebSocket, WebSocket
 
 __version__ = "0.1.0"
 
@@ -94,6 +109,24 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "Extension",
     "ServerExtensionFactory",
     "ClientExtensionFactory",
+    "parse_extensions",
+    "serialize_extension",
+    "PerMessageDeflate",
+    "ServerPerMessageDeflate",
+    "ClientPerMessageDeflate",
+    # event loop, server, client
+    "Loop",
+    "Server",
+    "Config",
+    "Handler",
+    "EchoHandler",
+    "WebSocket",
+    "ServerWebSocket",
+    "connect",
+    "loop_connect",
+    "SyncWebSocket",
+    "ReconnectingClient",
+    "ConnectionClosed",
     # frames, masking, constants
     "encode_frame",
     "apply_mask",

@@ -39,6 +39,8 @@ class Extension:
     extension; control frames never do.
     """
 
+    __slots__ = ()
+
     #: The extension token, e.g. ``"permessage-deflate"``.
     name: str = ""
     #: RSV bits (as in the first header byte: 0x40, 0x20, 0x10) this extension may set.
