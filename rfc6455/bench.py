@@ -1111,6 +1111,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="foreign CPU (cores) above which a run is flagged noisy",
     )
+    parser.add_argument(
+        "--retry-noisy",
+        type=int,
+        default=1,
+        help="repeat a noisy run up to N times and keep the quietest attempt",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="write all runs as JSON")
     parser.add_argument("--log-dir", default=None, help="keep server output here")
     return parser
@@ -1159,18 +1165,31 @@ def main(argv: list[str]) -> int:
 
     def record(impl: str, round_no: int, size: int, work: Callable[[], dict[str, Any]]) -> None:
         nonlocal status
-        quiet = wait_quiet(args.noisy, args.quiet_wait) if args.quiet_wait > 0 else float("nan")
-        try:
-            result = work()
-        except (BenchError, OSError) as exc:
-            result = {"error": f"{type(exc).__name__}: {exc}"}
+        best: dict[str, Any] | None = None
+        for attempt in range(1 + max(0, args.retry_noisy)):
+            quiet = wait_quiet(args.noisy, args.quiet_wait) if args.quiet_wait > 0 else math.nan
+            try:
+                result = work()
+            except (BenchError, OSError) as exc:
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            result.update(
+                impl=impl,
+                round=round_no,
+                size=result.get("size", size),
+                attempt=attempt + 1,
+                foreign_load_before=quiet,
+            )
+            foreign = result.get("foreign_cpu_util", 0.0)
+            result["noisy"] = foreign > args.noisy
+            print(_progress_line(args.mode, result), file=sys.stderr, flush=True)
+            if best is None or "error" in best or foreign < best.get("foreign_cpu_util", 0.0):
+                best = result
+            if "error" in result or not result["noisy"]:
+                break
+        assert best is not None
+        if "error" in best:
             status = 1
-        result.update(
-            impl=impl, round=round_no, size=result.get("size", size), foreign_load_before=quiet
-        )
-        result["noisy"] = result.get("foreign_cpu_util", 0.0) > args.noisy
-        runs.append(result)
-        print(_progress_line(args.mode, result), file=sys.stderr, flush=True)
+        runs.append(best)
 
     try:
         with pinned(client_cpu):
@@ -1229,7 +1248,8 @@ def main(argv: list[str]) -> int:
 
 
 def _progress_line(mode: str, r: dict[str, Any]) -> str:
-    tag = f"[{r.get('impl')} round {r.get('round')}]"
+    noisy = " (noisy)" if r.get("noisy") else ""
+    tag = f"[{r.get('impl')} round {r.get('round')}.{r.get('attempt', 1)}{noisy}]"
     if "error" in r:
         return f"{tag} ERROR {r['error']}"
     if mode == "echo":

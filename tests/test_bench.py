@@ -104,7 +104,18 @@ def test_summary_ratios_against_the_reference() -> None:
 def _run(tmp_path: Path, *argv: str) -> dict[str, object]:
     out = tmp_path / "result.json"
     status = bench.main(
-        [*argv, "--no-pin", "--rounds", "1", "--quiet-wait", "0", "--json", str(out)]
+        [
+            *argv,
+            "--no-pin",
+            "--rounds",
+            "1",
+            "--quiet-wait",
+            "0",
+            "--retry-noisy",
+            "0",
+            "--json",
+            str(out),
+        ]
     )
     report: dict[str, object] = json.loads(out.read_text())
     assert status == 0, report["runs"]
