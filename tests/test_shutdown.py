@@ -1,0 +1,125 @@
+"""Graceful shutdown: SIGTERM with messages in flight, shutdown(), shutdown timeout."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from test_server import raw_handshake, read_until_closed, url
+
+from rfc6455.client import ConnectionClosed, connect
+from rfc6455.server import Config, EchoHandler, Server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SERVER_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from rfc6455.server import Config, Handler, Server
+
+class Burst(Handler):
+    def on_message(self, ws, message):
+        for i in range(int(message)):
+            ws.send(f"{i:06d}" + "x" * 1000)
+
+Server(Config(port=0, shutdown_timeout=30), handler=Burst).serve_forever()
+"""
+
+CLIENTS = 50
+MESSAGES = 1500
+
+
+def test_sigterm_with_messages_in_flight_to_50_clients() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        port = 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+                break
+        assert port, "the server did not report its port"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+
+        clients = [connect(f"ws://127.0.0.1:{port}/", timeout=10) for _ in range(CLIENTS)]
+        for ws in clients:
+            ws.send(str(MESSAGES))
+        for ws in clients:  # every burst was queued by the server before the signal
+            assert ws.recv(timeout=10).startswith("000000")
+        proc.send_signal(signal.SIGTERM)
+        for ws in clients:
+            got = 1
+            try:
+                while True:
+                    message = ws.recv(timeout=20)
+                    assert isinstance(message, str)
+                    assert message.startswith(f"{got:06d}")
+                    got += 1
+            except ConnectionClosed as exc:
+                assert exc.code == 1001
+            assert got == MESSAGES
+            ws.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_shutdown_from_another_thread_closes_with_1001() -> None:
+    server = Server(Config(port=0), handler=EchoHandler)
+    server.start()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        ws = connect(url(server))
+        ws.send("before")
+        assert ws.recv(timeout=5) == "before"
+        server.shutdown()
+        try:
+            ws.recv(timeout=5)
+            raise AssertionError("expected the connection to close")
+        except ConnectionClosed as exc:
+            assert (exc.code, exc.reason) == (1001, "server shutting down")
+        thread.join(10)
+        assert not thread.is_alive()
+        assert server.sockets == []  # the listener is closed
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_shutdown_timeout_drops_peers_that_never_answer() -> None:
+    server = Server(Config(port=0, shutdown_timeout=0.3), handler=EchoHandler)
+    server.start()
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    sock = raw_handshake(server.port)
+    try:
+        started = time.monotonic()
+        server.shutdown()
+        data = read_until_closed(sock)  # we never answer the close frame
+        assert data.startswith(b"\x88")
+        assert int.from_bytes(data[2:4], "big") == 1001
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 10  # bounded by the shutdown timeout, not hung
+    finally:
+        sock.close()
+        server.shutdown()
+        thread.join(10)
