@@ -294,7 +294,7 @@ class Connection:
             self._msg_rsv = rsv
             self._msg_size = 0
             self._msg_parts = []
-            self._msg_utf8 = _Utf8Decoder() if opcode == _OP_TEXT else None
+            self._msg_utf8 = None
         data = payload.tobytes()
         limit = self._max_size - self._msg_size
         if rsv:
@@ -305,8 +305,17 @@ class Connection:
             raise MessageTooBig("message over the size limit")
         self._msg_size += len(data)
         if self._msg_opcode == _OP_TEXT:
+            if fin and opcode != _OP_CONT and not self._stream:
+                # A whole message in one frame (compressed, usually): no incremental decoder.
+                try:
+                    self._events.append(make_text(str(data, "utf-8")))
+                except UnicodeDecodeError:
+                    raise InvalidUTF8("invalid UTF-8 in text message") from None
+                self._msg_opcode = 0
+                return True
             decoder = self._msg_utf8
-            assert decoder is not None
+            if decoder is None:
+                decoder = self._msg_utf8 = _Utf8Decoder()
             text = _decode_utf8(decoder, data, fin)
             if self._stream:
                 self._events.append(make_text_chunk(text, fin))
