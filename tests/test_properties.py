@@ -1,0 +1,378 @@
+"""Hypothesis properties of the sans-I/O core.
+
+- serialize -> parse round trip for random messages (text/binary, random
+  fragmentation, interleaved control frames), in both roles, with the bytes
+  delivered in random chunks;
+- any split of a byte stream gives the same events (and the same replies);
+- whatever bytes come in, only rfc6455's own exceptions escape, and nothing
+  is reported after the connection's last event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+
+from helpers import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    frame,
+    parse_frames,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rfc6455 import (
+    BinaryChunk,
+    BinaryMessage,
+    ClientConnection,
+    Close,
+    Connection,
+    ConnectionFailed,
+    ConnectionLost,
+    Event,
+    Ping,
+    Pong,
+    ServerConnection,
+    TextChunk,
+    TextMessage,
+    WebSocketError,
+)
+
+# max_examples comes from the profile in conftest.py (100 by default, more in CI).
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+roles = st.sampled_from(["server", "client"])
+VALID_CODES = [*range(1000, 1004), *range(1007, 1015), 3000, 3999, 4000, 4999]
+
+
+def make(role: str, **kwargs: object) -> Connection:
+    cls = ServerConnection if role == "server" else ClientConnection
+    return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at the given offsets, without empty pieces (b"" means EOF)."""
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+def receive_all(conn: Connection, pieces: list[bytes]) -> tuple[list[Event], list[bytes]]:
+    """Events and the per-piece output after feeding every piece."""
+    events: list[Event] = []
+    out: list[bytes] = []
+    for piece in pieces:
+        events += conn.receive(piece)
+        out.append(conn.data_to_send())
+    return events, out
+
+
+TERMINAL = (Close, ConnectionFailed, ConnectionLost)
+
+
+def assert_well_formed(events: list[Event]) -> None:
+    """Nothing follows a terminal event; payload types are right."""
+    for i, event in enumerate(events):
+        if isinstance(event, TERMINAL):
+            assert i == len(events) - 1, events[i:]
+        if isinstance(event, (TextMessage, TextChunk)):
+            assert isinstance(event.data, str)
+        if isinstance(event, (BinaryMessage, BinaryChunk)):
+            assert isinstance(event.data, bytes)
+
+
+# --------------------------------------------------------------- round trip
+
+# One message: ("text", [str pieces]) or ("binary", [bytes pieces]), each piece
+# optionally followed by a ping/pong sent between the fragments.
+control = st.none() | st.tuples(st.sampled_from([OP_PING, OP_PONG]), st.binary(max_size=125))
+text_message = st.tuples(
+    st.just("text"), st.lists(st.tuples(st.text(max_size=40), control), min_size=1, max_size=5)
+)
+binary_message = st.tuples(
+    st.just("binary"),
+    st.lists(st.tuples(st.binary(max_size=300), control), min_size=1, max_size=5),
+)
+messages = st.lists(text_message | binary_message, max_size=8)
+closing = st.none() | st.tuples(st.sampled_from(VALID_CODES), st.text(max_size=30))
+
+
+Message = tuple[str, list[tuple[object, "tuple[int, bytes] | None"]]]
+
+
+def expected_events(
+    msgs: list[Message], close: tuple[int, str] | None, stream: bool
+) -> list[Event]:
+    """What the receiver reports: a control frame sent between fragments
+    arrives before the message it interrupts (§5.4); chunks in stream mode."""
+    expected: list[Event] = []
+    for kind, pieces in msgs:
+        for index, (piece, ctrl) in enumerate(pieces):
+            final = index == len(pieces) - 1
+            if stream:
+                if kind == "text":
+                    expected.append(TextChunk(data=piece, final=final))  # type: ignore[arg-type]
+                else:
+                    expected.append(BinaryChunk(data=piece, final=final))  # type: ignore[arg-type]
+            elif final and kind == "text":
+                expected.append(TextMessage(data="".join(p for p, _ in pieces)))  # type: ignore[misc]
+            elif final:
+                expected.append(BinaryMessage(data=b"".join(p for p, _ in pieces)))  # type: ignore[misc]
+            if ctrl is not None:
+                opcode, payload = ctrl
+                expected.append(
+                    Ping(payload=payload) if opcode == OP_PING else Pong(payload=payload)
+                )
+    if close is not None:
+        expected.append(Close(code=close[0], reason=close[1]))
+    return expected
+
+
+def send_all(sender: Connection, msgs: list[Message], close: tuple[int, str] | None) -> bytes:
+    """Serialize with the connection under test."""
+    wire = b""
+    for kind, pieces in msgs:
+        for index, (piece, ctrl) in enumerate(pieces):
+            if len(pieces) == 1:
+                wire += sender.send_text(piece) if kind == "text" else sender.send_binary(piece)  # type: ignore[arg-type]
+            else:
+                wire += sender.send_fragment(piece, final=index == len(pieces) - 1)  # type: ignore[arg-type]
+            if ctrl is not None:
+                opcode, payload = ctrl
+                wire += (
+                    sender.send_ping(payload) if opcode == OP_PING else sender.send_pong(payload)
+                )
+    if close is not None:
+        wire += sender.close(*close)
+    return wire
+
+
+@SETTINGS
+@given(
+    role=roles,
+    msgs=messages,
+    close=closing,
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+    stream=st.booleans(),
+)
+def test_round_trip_our_serializer_our_parser(
+    role: str,
+    msgs: list[Message],
+    close: tuple[int, str] | None,
+    cuts: list[int],
+    stream: bool,
+) -> None:
+    sender = make(role)
+    receiver = make("client" if role == "server" else "server", stream_messages=stream)
+    wire = send_all(sender, msgs, close)
+    parse_frames(wire, masked=role == "client")  # the bytes are well formed, by hand
+    events, out = receive_all(receiver, split(wire, cuts))
+    assert events == expected_events(msgs, close, stream)
+    # Every ping is answered with a pong carrying the same payload, then the close.
+    replies = parse_frames(b"".join(out), masked=role == "server")
+    pings = [e.payload for e in events if isinstance(e, Ping)]
+    assert [fr.payload for fr in replies if fr.opcode == OP_PONG] == pings
+    if close is not None:
+        assert replies[-1].opcode == OP_CLOSE
+        assert replies[-1].payload == struct.pack("!H", close[0])
+
+
+@SETTINGS
+@given(
+    role=roles,
+    text=st.text(max_size=300),
+    frame_cuts=st.lists(st.integers(min_value=0), max_size=6),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+)
+def test_text_split_anywhere_in_utf8(
+    role: str, text: str, frame_cuts: list[int], cuts: list[int]
+) -> None:
+    # Fragments cut the UTF-8 bytes anywhere, even inside a code point (§5.6:
+    # only the whole message must be valid); frames built by hand.
+    raw = text.encode()
+    pieces = [raw[a:b] for a, b in _pairs(raw, frame_cuts)] or [b""]
+    wire = b"".join(
+        frame(
+            OP_TEXT if i == 0 else OP_CONT,
+            piece,
+            fin=i == len(pieces) - 1,
+            mask=os.urandom(4) if role == "server" else None,
+        )
+        for i, piece in enumerate(pieces)
+    )
+    conn = make(role)
+    events, _ = receive_all(conn, split(wire, cuts))
+    assert events == [TextMessage(data=text)]
+    streamed = make(role, stream_messages=True)
+    events, _ = receive_all(streamed, split(wire, cuts))
+    assert "".join(e.data for e in events if isinstance(e, TextChunk)) == text
+    assert [e.final for e in events if isinstance(e, TextChunk)][-1:] == [True]
+
+
+def _pairs(data: bytes, cuts: list[int]) -> list[tuple[int, int]]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return list(itertools.pairwise(points))
+
+
+# ------------------------------------------------- split invariance, garbage
+
+
+@st.composite
+def raw_frame(draw: st.DrawFn, role: str) -> bytes:
+    """A frame that is often valid and sometimes not, in every way §5.2 allows."""
+    opcode = draw(
+        st.sampled_from([OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG])
+        | st.integers(0, 15)
+    )
+    if opcode == OP_TEXT or opcode == OP_CONT:
+        payload = draw(
+            st.text(max_size=60).map(str.encode)
+            | st.binary(max_size=20)
+            | st.text(max_size=20).map(lambda t: t.encode()[:-1])
+        )
+    elif opcode == OP_CLOSE:
+        payload = draw(
+            st.tuples(
+                st.sampled_from([*VALID_CODES, 999, 1005, 2999, 5000]), st.text(max_size=10)
+            ).map(lambda cr: struct.pack("!H", cr[0]) + cr[1].encode())
+            | st.binary(max_size=4)
+        )
+    else:
+        payload = draw(st.binary(max_size=draw(st.sampled_from([10, 130, 300]))))
+    fin = (
+        draw(st.booleans())
+        if opcode in (OP_TEXT, OP_BINARY, OP_CONT)
+        else draw(st.sampled_from([True, True, True, False]))
+    )
+    rsv = draw(st.sampled_from([0, 0, 0, 0, 1, 2, 4]))
+    expect_mask = role == "server"
+    masked = draw(st.sampled_from([expect_mask] * 9 + [not expect_mask]))
+    form = draw(st.sampled_from([None] * 8 + [16, 64]))
+    return frame(
+        opcode,
+        payload,
+        fin=fin,
+        rsv=rsv,
+        mask=os.urandom(4) if masked else None,
+        length_form=form,
+    )
+
+
+@st.composite
+def fragmented_text(draw: st.DrawFn, role: str) -> list[bytes]:
+    """A text message whose UTF-8 bytes are cut into fragments anywhere."""
+    raw = draw(st.text(min_size=1, max_size=40)).encode()
+    cuts = draw(st.lists(st.integers(min_value=0), max_size=4))
+    if draw(st.booleans()):
+        raw = raw[:-1] + draw(st.sampled_from([b"\xff", b"\xc0", b"\xe2\x28"]))
+    pieces = [raw[a:b] for a, b in _pairs(raw, cuts)]
+    return [
+        frame(
+            OP_TEXT if i == 0 else OP_CONT,
+            piece,
+            fin=i == len(pieces) - 1,
+            mask=os.urandom(4) if role == "server" else None,
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+@st.composite
+def stream(draw: st.DrawFn) -> tuple[str, bytes, list[int]]:
+    """(role, bytes from the peer, offsets of the frame boundaries)."""
+    role = draw(roles)
+    groups = draw(
+        st.lists(raw_frame(role).map(lambda fr: [fr]) | fragmented_text(role), max_size=12)
+    )
+    frames = [fr for group in groups for fr in group] + [draw(st.binary(max_size=8))]
+    boundaries = list(itertools.accumulate(len(fr) for fr in frames))
+    return role, b"".join(frames), boundaries
+
+
+def cut_points(wire: bytes, boundaries: list[int]) -> st.SearchStrategy[list[int]]:
+    """Cuts anywhere, and often just around frame boundaries (where state changes)."""
+    near_boundary = st.tuples(st.sampled_from([0, *boundaries]), st.integers(-3, 12)).map(
+        lambda bd: max(0, sum(bd))
+    )
+    return st.lists(st.integers(0, len(wire)) | near_boundary, max_size=40)
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    peer=stream(),
+    max_size=st.none() | st.integers(0, 400),
+    streaming=st.booleans(),
+    eof=st.booleans(),
+)
+def test_any_split_gives_the_same_events(
+    data: st.DataObject,
+    peer: tuple[str, bytes, list[int]],
+    max_size: int | None,
+    streaming: bool,
+    eof: bool,
+) -> None:
+    role, wire, boundaries = peer
+    cuts = data.draw(cut_points(wire, boundaries))
+    whole = make(role, max_message_size=max_size, stream_messages=streaming)
+    pieces = [wire] if wire else []
+    events_whole, out_whole = receive_all(whole, pieces + ([b""] if eof else []))
+    chunked = make(role, max_message_size=max_size, stream_messages=streaming)
+    events_split, out_split = receive_all(chunked, split(wire, cuts) + ([b""] if eof else []))
+    assert events_split == events_whole
+    assert_well_formed(events_whole)
+    # Replies are the same frames (a client masks them with fresh keys).
+    masked = role == "client"
+    frames_whole = parse_frames(b"".join(out_whole), masked=masked)
+    frames_split = parse_frames(b"".join(out_split), masked=masked)
+    strip = [(fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames_whole]
+    assert [(fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames_split] == strip
+    assert whole.state is chunked.state
+
+
+@SETTINGS
+@given(peer=stream(), max_size=st.none() | st.integers(0, 400), streaming=st.booleans())
+def test_byte_by_byte_gives_the_same_events(
+    peer: tuple[str, bytes, list[int]], max_size: int | None, streaming: bool
+) -> None:
+    # The most adversarial split: every state the decoder can stop in is visited.
+    role, wire, _ = peer
+    whole = make(role, max_message_size=max_size, stream_messages=streaming)
+    events_whole, _ = receive_all(whole, [wire, b""] if wire else [b""])
+    bytewise = make(role, max_message_size=max_size, stream_messages=streaming)
+    pieces = [wire[i : i + 1] for i in range(len(wire))] + [b""]
+    events_bytewise, _ = receive_all(bytewise, pieces)
+    assert events_bytewise == events_whole
+
+
+@SETTINGS
+@given(
+    role=roles,
+    garbage=st.binary(max_size=300) | stream().map(lambda peer: peer[1]),
+    cuts=st.lists(st.integers(min_value=0), max_size=40),
+    max_size=st.none() | st.integers(0, 200),
+    streaming=st.booleans(),
+)
+def test_only_our_exceptions_escape(
+    role: str, garbage: bytes, cuts: list[int], max_size: int | None, streaming: bool
+) -> None:
+    conn = make(role, max_message_size=max_size, stream_messages=streaming)
+    events: list[Event] = []
+    try:
+        for piece in split(garbage, cuts) + [b""]:
+            conn.receive_data(piece)
+            events += conn.events()
+            conn.data_to_send()
+            if conn.state.value == "OPEN":
+                conn.send_text("still here")
+    except WebSocketError:
+        pass
+    assert_well_formed(events)
+    # Whatever came in, the connection ends up somewhere sensible: EOF was fed.
+    assert conn.state.value == "CLOSED"
+    assert isinstance(events[-1], TERMINAL)
