@@ -39,6 +39,17 @@ CONTEXT_TAKEOVER = {
     "takeover": [],
     "no_context_takeover": ["--server-no-context-takeover", "--client-no-context-takeover"],
 }
+# What the Node client offers our server, and what the answer must contain.
+NODE_OFFERS = {
+    "takeover": ([], []),
+    "no_context_takeover": (CONTEXT_TAKEOVER["no_context_takeover"],
+                            ["server_no_context_takeover"]),
+    # 8 bits: zlib cannot deflate raw streams with a 256-byte window; both sides must cope.
+    "window_bits_9": (["--server-max-window-bits", "9", "--client-max-window-bits", "9"],
+                      ["server_max_window_bits=9", "client_max_window_bits=9"]),
+    "window_bits_8": (["--server-max-window-bits", "8", "--client-max-window-bits", "8"],
+                      ["server_max_window_bits=8", "client_max_window_bits=8"]),
+}
 
 
 def assert_default_script(run: NodeRun) -> None:
@@ -129,17 +140,17 @@ class TestOurServerNodeClient:
         run.assert_echoed()
         assert run.close["code"] == 1000
 
-    @pytest.mark.parametrize("takeover", sorted(CONTEXT_TAKEOVER))
-    def test_deflate(self, node_peers: NodePeers, takeover: str) -> None:
+    @pytest.mark.parametrize("offer", sorted(NODE_OFFERS))
+    def test_deflate(self, node_peers: NodePeers, offer: str) -> None:
         require_deflate()
+        options, expected = NODE_OFFERS[offer]
         with our_server() as server:
-            run = node_peers.run_client(server.url, DEFLATE_SCRIPT, "--deflate",
-                                        *CONTEXT_TAKEOVER[takeover])
+            run = node_peers.run_client(server.url, DEFLATE_SCRIPT, "--deflate", *options)
         assert run.returncode == 0, run.output
         accepted = run.of("upgrade")[0]["extensions"]
         assert accepted.startswith("permessage-deflate"), accepted
-        if takeover == "no_context_takeover":
-            assert "server_no_context_takeover" in accepted, accepted
+        for parameter in expected:
+            assert parameter in accepted, accepted
         run.assert_echoed()
         assert run.close["code"] == 1000
 
@@ -226,6 +237,18 @@ class TestOurClientNodeServer:
                 echo = ws.recv(timeout=RECV_TIMEOUT)
                 assert type(echo) is type(message)
                 assert echo == message
+
+    @pytest.mark.parametrize("bits", [9, 8])
+    def test_deflate_small_windows_offered(self, node_peers: NodePeers, bits: int) -> None:
+        offer = {"server_max_window_bits": bits, "client_max_window_bits": bits}
+        with node_peers.echo_server("--deflate") as peer, \
+                our_client_connect(peer.url, deflate=offer) as ws:
+            accepted = node_info(ws)["accepted_extensions"]
+            assert f"server_max_window_bits={bits}" in accepted, accepted
+            assert f"client_max_window_bits={bits}" in accepted, accepted
+            for message in deflate_messages():
+                ws.send(message)
+                assert ws.recv(timeout=RECV_TIMEOUT) == message
 
     def test_deflate_small_server_window(self, node_peers: NodePeers) -> None:
         require_deflate()
