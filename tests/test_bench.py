@@ -7,10 +7,15 @@ sanity of the result, never a speed.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
 import math
 import socket
 import struct
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +163,106 @@ def test_connections_smoke(tmp_path: Path) -> None:
     assert run["conns"] == 50
     assert run["rss_before_kib"] > 0 and run["rss_after_kib"] > 0
     assert not math.isnan(run["kib_per_conn"])
+
+
+class _OddEchoServer:
+    """A deliberately awkward echo server on 127.0.0.1 (one thread per connection): it sends
+    a ping before every echo, splits each echo across two writes, or fragments it, or corrupts
+    it, so that the generator's slow path is what gets tested."""
+
+    def __init__(self, style: str) -> None:
+        self.style = style
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pongs = 0
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+                self.threads.append(thread)
+                thread.start()
+
+    def _recv_exact(self, conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError
+            data += chunk
+        return data
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError, ConnectionError):
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            while True:
+                b0, b1 = self._recv_exact(conn, 2)
+                length = b1 & 0x7F
+                if length == 126:
+                    (length,) = struct.unpack("!H", self._recv_exact(conn, 2))
+                mask = self._recv_exact(conn, 4)
+                payload = xor_mask(self._recv_exact(conn, length), mask)
+                opcode = b0 & 0x0F
+                if opcode == 0xA:
+                    self.pongs += 1
+                    continue
+                if opcode == 0x8:
+                    return
+                self._echo(conn, payload)
+
+    def _echo(self, conn: socket.socket, payload: bytes) -> None:
+        if self.style == "ping-split":
+            frame = bytes((0x89, 1)) + b"p" + bench.server_frame(payload)
+            conn.sendall(frame[:4])
+            time.sleep(0.001)
+            conn.sendall(frame[4:])
+        elif self.style == "fragmented":
+            half = len(payload) // 2
+            conn.sendall(
+                bytes((0x02, half)) + payload[:half] + bytes((0x80, len(payload) - half))
+                + payload[half:]
+            )  # fmt: skip
+        else:  # corrupt
+            conn.sendall(bench.server_frame(payload[::-1]))
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("style", ["ping-split", "fragmented"])
+def test_echo_slow_path_against_an_awkward_server(style: str) -> None:
+    server = _OddEchoServer(style)
+    try:
+        result = bench.run_echo(server.port, conns=2, size=40, warmup=0.1, duration=0.5)
+    finally:
+        server.close()
+    assert result["msgs"] > 0
+    assert result["slow_path_hits"] > 0
+    if style == "ping-split":
+        assert server.pongs > 0
+
+
+def test_echo_detects_a_corrupted_echo() -> None:
+    server = _OddEchoServer("corrupt")
+    try:
+        with pytest.raises(bench.BenchError, match="mismatch"):
+            bench.run_echo(server.port, conns=1, size=40, warmup=0.1, duration=0.5)
+    finally:
+        server.close()
