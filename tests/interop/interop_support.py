@@ -23,6 +23,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -601,3 +602,219 @@ def our_inprocess_server(**config: Any) -> Iterator[InProcessServer]:
         server.shutdown()
         thread.join(STOP_TIMEOUT)
         assert not thread.is_alive(), "server thread did not stop"
+
+
+# --------------------------------------------------------------------------- wsproto
+
+
+def get_wsproto() -> Any:
+    """The ``wsproto`` module, or skip/fail (see ``require``)."""
+    require(importlib.util.find_spec("wsproto") is not None, "the Python package `wsproto`")
+    import wsproto
+
+    return wsproto
+
+
+class WsprotoClient:
+    """A blocking client on wsproto's sans-I/O connection, for talking to our server."""
+
+    def __init__(self, port: int, *, deflate: dict[str, Any] | None = None,
+                 timeout: float = START_TIMEOUT) -> None:
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import AcceptConnection, RejectConnection, Request
+        from wsproto.extensions import PerMessageDeflate
+
+        self.timeout = timeout
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.conn = WSConnection(ConnectionType.CLIENT)
+        self.messages: collections.deque[str | bytes] = collections.deque()
+        self.pongs: list[bytes] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._parts: list[Any] = []
+        extensions = [PerMessageDeflate(**deflate)] if deflate is not None else []
+        self._write(self.conn.send(Request(host=f"127.0.0.1:{port}", target="/",
+                                           extensions=extensions)))
+        self.accepted: Any = None
+        while self.accepted is None:
+            for event in self._read_events():
+                if isinstance(event, AcceptConnection):
+                    self.accepted = event
+                elif isinstance(event, RejectConnection):
+                    pytest.fail(f"handshake rejected: {event.status_code}")
+                else:
+                    self._handle(event)
+
+    @property
+    def extensions(self) -> list[Any]:
+        return list(self.accepted.extensions)
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self.sock.sendall(data)
+
+    def _read_events(self) -> list[Any]:
+        data = self.sock.recv(65536)
+        self.conn.receive_data(data or None)
+        return list(self.conn.events())
+
+    def _handle(self, event: Any) -> None:
+        from wsproto.events import CloseConnection, Message, Ping, Pong
+
+        if isinstance(event, Message):
+            self._parts.append(event.data)
+            if event.message_finished:
+                first = self._parts[0]
+                joined = "".join(self._parts) if isinstance(first, str) else b"".join(self._parts)
+                self._parts = []
+                self.messages.append(joined)
+        elif isinstance(event, Ping):
+            self._write(self.conn.send(event.response()))
+        elif isinstance(event, Pong):
+            self.pongs.append(bytes(event.payload))
+        elif isinstance(event, CloseConnection):
+            self.close_code, self.close_reason = event.code, event.reason
+            from wsproto.connection import ConnectionState
+
+            if self.conn.state is ConnectionState.REMOTE_CLOSING:
+                self._write(self.conn.send(event.response()))
+
+    def send(self, message: str | bytes, *, final: bool = True) -> None:
+        from wsproto.events import BytesMessage, TextMessage
+
+        event = (TextMessage(data=message, message_finished=final) if isinstance(message, str)
+                 else BytesMessage(data=message, message_finished=final))
+        self._write(self.conn.send(event))
+
+    def recv(self) -> str | bytes:
+        while not self.messages:
+            if self.close_code is not None:
+                raise AssertionError(f"closed: {self.close_code} {self.close_reason}")
+            for event in self._read_events():
+                self._handle(event)
+        return self.messages.popleft()
+
+    def ping(self, payload: bytes) -> None:
+        """Ping and wait for the matching pong."""
+        from wsproto.events import Ping
+
+        self._write(self.conn.send(Ping(payload=payload)))
+        while payload not in self.pongs:
+            assert self.close_code is None, "closed while waiting for a pong"
+            for event in self._read_events():
+                self._handle(event)
+
+    def close(self, code: int, reason: str) -> tuple[int | None, str | None]:
+        """Close and return the code and reason of the answering close frame."""
+        from wsproto.events import CloseConnection
+
+        self._write(self.conn.send(CloseConnection(code=code, reason=reason)))
+        while self.close_code is None:
+            events = self._read_events()
+            if not events:
+                break
+            for event in events:
+                self._handle(event)
+        self.sock.close()
+        return self.close_code, self.close_reason
+
+
+@dataclass
+class WsprotoServer:
+    """A wsproto echo server on a thread (one connection at a time)."""
+
+    port: int
+    closes: list[tuple[int, str | None]] = field(default_factory=list)
+    accepted_extensions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+@contextlib.contextmanager
+def wsproto_echo_server(*, deflate: dict[str, Any] | None = None) -> Iterator[WsprotoServer]:
+    """Echo every message (text as text); text ``close:<code>:<reason>`` closes with it.
+
+    ``deflate``: accept permessage-deflate with these ``wsproto`` ``PerMessageDeflate``
+    arguments (None: accept no extension).
+    """
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.connection import ConnectionState
+    from wsproto.events import (
+        AcceptConnection,
+        BytesMessage,
+        CloseConnection,
+        Message,
+        Ping,
+        Request,
+        TextMessage,
+    )
+    from wsproto.extensions import PerMessageDeflate
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    state = WsprotoServer(listener.getsockname()[1])
+    stopping = threading.Event()
+
+    def serve_one(sock: socket.socket) -> None:
+        conn = WSConnection(ConnectionType.SERVER)
+        parts: list[Any] = []
+        sock.settimeout(START_TIMEOUT)
+        while conn.state is not ConnectionState.CLOSED:
+            data = sock.recv(1 << 20)
+            conn.receive_data(data or None)
+            out = b""
+            for event in conn.events():
+                if isinstance(event, Request):
+                    extensions = [PerMessageDeflate(**deflate)] if deflate is not None else []
+                    out += conn.send(AcceptConnection(extensions=extensions))
+                    state.accepted_extensions.append(
+                        ", ".join(str(e.name) for e in extensions if e.enabled()))
+                elif isinstance(event, Message):
+                    parts.append(event.data)
+                    if not event.message_finished:
+                        continue
+                    whole: Any = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
+                    parts = []
+                    if isinstance(whole, str) and whole.startswith("close:"):
+                        _, code, reason = whole.split(":", 2)
+                        out += conn.send(CloseConnection(code=int(code), reason=reason))
+                    elif isinstance(whole, str):
+                        out += conn.send(TextMessage(data=whole))
+                    else:
+                        out += conn.send(BytesMessage(data=whole))
+                elif isinstance(event, Ping):
+                    out += conn.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    state.closes.append((event.code, event.reason))
+                    if conn.state is ConnectionState.REMOTE_CLOSING:
+                        out += conn.send(event.response())
+            if out:
+                sock.sendall(out)
+            if not data:
+                break
+
+    def run() -> None:
+        while not stopping.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with sock:
+                try:
+                    serve_one(sock)
+                except Exception as exc:  # noqa: BLE001 - reported through state.errors
+                    state.errors.append(repr(exc))
+
+    thread = threading.Thread(target=run, name="wsproto-server", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stopping.set()
+        thread.join(STOP_TIMEOUT)
+        listener.close()
