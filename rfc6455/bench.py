@@ -322,14 +322,21 @@ def close_connections(clients: Sequence[Client], linger: float = 0.05) -> None:
 
 # ------------------------------------------------------------------------- measurements
 def proc_cpu_times(pid: int) -> tuple[float, float]:
-    """``(utime, stime)`` of a process (all its threads) in seconds, from ``/proc/PID/stat``."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return float("nan"), float("nan")
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+    """``(utime, stime)`` in seconds of a process (all its threads) and its live direct
+    children (``serve --workers N``), from ``/proc/PID/stat``."""
+    user = system = 0
+    for p in (pid, *_children(pid)):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            if p == pid:
+                return math.nan, math.nan
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / _CLK_TCK, system / _CLK_TCK
 
 
 def proc_cpu_seconds(pid: int) -> float:
