@@ -8,11 +8,9 @@ pure Python can do (a per-byte loop is ~100x slower).
 
 from __future__ import annotations
 
-from typing import Union
-
 __all__ = ["apply_mask", "apply_mask_inplace", "scan_frames"]
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 # Error codes returned by scan_frames; must match native/rfc6455_native.h.
 ERR_NONE = 0
