@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mode", choices=["echo", "broadcast"], default="echo")
     parser.add_argument("--ping-interval", type=float, default=None)
+    parser.add_argument("--keep-request", action="store_true",
+                        help="keep each handshake request (ws.request) for the connection's life")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     config = Config(
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_interval,
         compression=False,
-        keep_request=False,
+        keep_request=args.keep_request,
         write_buffer_limit=None,
         shutdown_timeout=2.0,
     )

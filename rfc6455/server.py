@@ -160,6 +160,7 @@ class _Options:
     __slots__ = (
         "burst",
         "close_timeout",
+        "debug",
         "handshake_timeout",
         "high_water",
         "idle_timeout",
@@ -189,6 +190,8 @@ class _Options:
         self.write_buffer_timeout = config.write_buffer_timeout
         self.high_water = config.high_water
         self.low_water = config.low_water
+        # Read once: per-message DEBUG records cost one attribute test when off.
+        self.debug = logger.isEnabledFor(logging.DEBUG)
 
     def sweep_interval(self) -> float:
         """How often deadlines are checked: a quarter of the shortest, in [0.05, 1]."""
@@ -359,6 +362,8 @@ class WebSocket(Protocol):
         else:
             frame = conn.send_binary(message)  # type: ignore[arg-type]
         self.messages_out += 1
+        if self._opts.debug:
+            self._log(logging.DEBUG, "sending a %d-byte frame", len(frame))
         self._write(frame)
 
     def send_frame(self, frame: bytes) -> None:
@@ -388,6 +393,7 @@ class WebSocket(Protocol):
         phase = self._phase
         if phase == _OPEN:
             assert self._conn is not None
+            self._log(logging.DEBUG, "open -> closing: sending close %d %r", code, reason)
             self._phase = _CLOSING
             self._t_close = self._loop.now
             self._write(self._conn.close(code, reason))
@@ -526,6 +532,13 @@ class WebSocket(Protocol):
                 if opts.rate is not None and not self._take_token():
                     break
                 self._t_msg = self._loop.now
+                if opts.debug:
+                    self._log(
+                        logging.DEBUG,
+                        "received %s message, %d bytes",
+                        "text" if cls is TextMessage else "binary",
+                        len(event.data),  # type: ignore[attr-defined]
+                    )
                 if handler is None or self._phase != _OPEN:
                     continue
                 try:
@@ -556,7 +569,10 @@ class WebSocket(Protocol):
             if self._phase == _OPEN:
                 self._phase = _CLOSING
                 self._t_close = self._loop.now
-            self._log(logging.DEBUG, "close frame received (%d %r)", event.code, event.reason)
+            self._log(
+                logging.DEBUG, "close frame received (%d %r); state %s",
+                event.code, event.reason, self.state,
+            )
         elif isinstance(event, ConnectionFailed):
             self.close_code = event.code
             self.close_reason = event.reason

@@ -284,3 +284,32 @@ def test_reconnecting_client_gives_up_after_max_attempts() -> None:
         loop.run_until(lambda: False, timeout=0.1)
         assert client.failures == 4
         assert loop.timer_count == 0
+
+
+def test_loop_client_over_tls(tmp_path: Any) -> None:
+    import ssl
+
+    from test_server import make_cert
+
+    cert, key = make_cert(tmp_path)
+    with running_server(Config(certfile=str(cert), keyfile=str(key))) as server, Loop() as loop:
+        got: list[Any] = []
+
+        class Once(Handler):
+            def on_open(self, ws: WebSocket) -> None:
+                ws.send("over tls")
+
+            def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+                got.append(message)
+                ws.close()
+
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ws = loop_connect(loop, f"wss://localhost:{server.port}/", Once(), ssl_context=ctx)
+        assert loop.run_until(lambda: ws.state == "closed", timeout=10)
+        assert got == ["over tls"]
+        assert ws.close_code == 1000
+        # with the default context the self-signed certificate is refused
+        errors: list[BaseException] = []
+        loop_connect(loop, f"wss://localhost:{server.port}/", Once(), on_error=errors.append)
+        assert loop.run_until(lambda: bool(errors), timeout=10)
+        assert isinstance(errors[0], ssl.SSLCertVerificationError)

@@ -387,3 +387,32 @@ def test_open_and_close_logged_with_connection_id(caplog: pytest.LogCaptureFixtu
     closed = [r for r in records if "closed 1000" in r.getMessage()]
     assert closed and "in 1 msgs" in closed[0].getMessage()
     assert all(r.peer.startswith("127.0.0.1:") for r in records)  # type: ignore[attr-defined]
+
+
+def test_debug_records_for_messages_and_transitions(caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level("DEBUG", logger="rfc6455.server"),
+        running_server() as server,
+        connect(url(server)) as ws,
+    ):
+        ws.send("x")
+        ws.recv(timeout=5)
+    text = caplog.text
+    assert "received text message, 1 bytes" in text
+    assert "sending a 3-byte frame" in text
+    assert "close frame received (1000" in text
+
+
+def test_request_is_available_to_the_handler() -> None:
+    seen: list[Any] = []
+
+    class Inspect(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            assert ws.request is not None
+            seen.append(dict(ws.request.headers).get("x-user"))
+            seen.append(ws.remote_address[0])
+
+    with running_server(handler=Inspect) as server:
+        with connect(url(server), extra_headers=[("X-User", "ada")]) as ws:
+            ws.send("x")
+        assert seen == ["ada", "127.0.0.1"]
