@@ -41,6 +41,8 @@ from rfc6455 import (
     ConnectionLost,
     ConnectionState,
     Event,
+    Extension,
+    ExtensionError,
     InvalidUTF8,
     LocalProtocolError,
     MessageTooBig,
@@ -1010,3 +1012,185 @@ class TestEventApi:
         assert ProtocolError("x").close_code == 1002
         assert InvalidUTF8("x").close_code == 1007
         assert MessageTooBig("x").close_code == 1009
+
+
+class ToyExtension(Extension):
+    """A per-frame extension on RSV1 that XORs payloads with 0x55 (RFC 6455 §9).
+
+    Stateless and per frame, so the connection's handling of RSV bits,
+    extension order and size limits can be checked independently of deflate.
+    """
+
+    name = "x-toy"
+    rsv_mask = 0x40
+
+    def __init__(self, *, grow: int = 0, fail: str | None = None) -> None:
+        self.grow = grow
+        self.fail = fail
+        self.decoded: list[tuple[bytes, int, bool, int]] = []
+
+    def decode(self, payload: bytes, *, rsv: int, fin: bool, max_size: int) -> bytes:
+        self.decoded.append((payload, rsv, fin, max_size))
+        if self.fail is not None:
+            raise ExtensionError(self.fail)
+        return bytes(b ^ 0x55 for b in payload) + b"+" * self.grow
+
+    def encode(self, payload: bytes, *, first: bool, fin: bool) -> tuple[int, bytes]:
+        return (0x40 if first else 0), bytes(b ^ 0x55 for b in payload)
+
+
+def toy(data: bytes) -> bytes:
+    return bytes(b ^ 0x55 for b in data)
+
+
+class TestSection9Extensions:
+    """RSV bits belong to negotiated extensions (§5.2); the connection routes frames."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_send_through_extension(self, role: str) -> None:
+        conn = make(role, extensions=[ToyExtension()])
+        out = (
+            conn.send_text("hi")
+            + conn.send_binary(b"\x00")
+            + conn.send_fragment(b"ab", final=False)
+            + conn.send_fragment(b"cd", final=True)
+            + conn.send_ping(b"p")
+        )
+        frames = parse_frames(out, masked=role == "client")
+        assert [(fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames] == [
+            (True, 4, OP_TEXT, toy(b"hi")),
+            (True, 4, OP_BINARY, toy(b"\x00")),
+            (False, 4, OP_BINARY, toy(b"ab")),
+            (True, 0, OP_CONT, toy(b"cd")),  # RSV1 on the first frame only
+            (True, 0, OP_PING, b"p"),  # control frames never pass an extension
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_receive_through_extension(self, role: str) -> None:
+        ext = ToyExtension()
+        conn = make(role, extensions=[ext])
+        wire = (
+            f(role, OP_TEXT, toy(b"hi"), rsv=4)
+            + f(role, OP_TEXT, b"plain")  # RSV1 clear: not for the extension
+            + f(role, OP_BINARY, toy(b"ab"), rsv=4, fin=False)
+            + f(role, OP_PING, b"p")
+            + f(role, OP_CONT, toy(b"cd"))
+        )
+        assert conn.receive(wire) == [
+            TextMessage(data="hi"),
+            TextMessage(data="plain"),
+            Ping(payload=b"p"),
+            BinaryMessage(data=b"abcd"),
+        ]
+        # The continuation is decoded with the first frame's RSV bits.
+        assert [(rsv, fin) for _, rsv, fin, _ in ext.decoded] == [
+            (0x40, True),
+            (0x40, False),
+            (0x40, True),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_pair_round_trip(self, role: str) -> None:
+        pair = ConnectionPair(extensions=[ToyExtension()])
+        sender = pair.client if role == "client" else pair.server
+        data = sender.send_text("é€") + sender.send_fragment("a", final=False)
+        data += sender.send_fragment("b", final=True)
+        assert pair.deliver(sender, data) == [TextMessage(data="é€"), TextMessage(data="ab")]
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(
+        ("name", "wire"),
+        [
+            ("rsv2 not claimed", lambda r: f(r, OP_TEXT, b"x", rsv=2)),
+            ("rsv3 not claimed", lambda r: f(r, OP_TEXT, b"x", rsv=1)),
+            ("rsv1 on a ping", lambda r: f(r, OP_PING, b"x", rsv=4)),
+            ("rsv1 on a close", lambda r: f(r, OP_CLOSE, close_payload(1000), rsv=4)),
+            (
+                "rsv1 on a continuation",
+                lambda r: f(r, OP_TEXT, toy(b"a"), rsv=4, fin=False) + f(r, OP_CONT, b"b", rsv=4),
+            ),
+        ],
+    )
+    def test_rsv_rules(self, role: str, name: str, wire: object) -> None:
+        conn = make(role, extensions=[ToyExtension()])
+        assert_failed(conn, conn.receive(wire(role)), 1002)  # type: ignore[operator]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_decoded_size_limit(self, role: str) -> None:
+        ext = ToyExtension(grow=10)
+        conn = make(role, extensions=[ext], max_message_size=20)
+        assert conn.receive(f(role, OP_BINARY, toy(b"x" * 10), rsv=4)) == [
+            BinaryMessage(data=b"x" * 10 + b"+" * 10)
+        ]
+        assert ext.decoded[-1][3] == 20  # the limit is passed down as a bound
+        events = conn.receive(f(role, OP_BINARY, toy(b"x" * 11), rsv=4))
+        assert_failed(conn, events, 1009)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_decoded_size_counted_across_fragments(self, role: str) -> None:
+        ext = ToyExtension(grow=5)
+        conn = make(role, extensions=[ext], max_message_size=20)
+        events = conn.receive(
+            f(role, OP_BINARY, toy(b"x" * 5), rsv=4, fin=False) + f(role, OP_CONT, toy(b"y" * 5))
+        )
+        assert events == [BinaryMessage(data=b"x" * 5 + b"+" * 5 + b"y" * 5 + b"+" * 5)]
+        assert [max_size for *_, max_size in ext.decoded] == [20, 10]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_uncompressed_frame_over_limit_fails_on_header(self, role: str) -> None:
+        # The decoder lets compressed frames exceed the limit a little (they may
+        # inflate to less); an uncompressed one is still refused from its header.
+        conn = make(role, extensions=[ToyExtension()], max_message_size=100)
+        header = f(role, OP_TEXT, b"a" * 101)[: 6 if role == "server" else 2]
+        assert_failed(conn, conn.receive(header), 1009)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_extension_error_fails_connection(self, role: str) -> None:
+        conn = make(role, extensions=[ToyExtension(fail="bad data " * 30)])
+        events = conn.receive(f(role, OP_TEXT, b"x", rsv=4))
+        # The reason is cut to fit a control frame (123 bytes of UTF-8).
+        assert_failed(conn, events, 1002)
+        assert len(events[-1].reason.encode()) == 123  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_invalid_utf8_after_decoding(self, role: str) -> None:
+        conn = make(role, extensions=[ToyExtension()])
+        assert_failed(conn, conn.receive(f(role, OP_TEXT, toy(b"\xff"), rsv=4)), 1007)
+        conn = make(role, extensions=[ToyExtension()], stream_messages=True)
+        events = conn.receive(f(role, OP_TEXT, toy(b"ok\xe2"), rsv=4, fin=False))
+        events += conn.receive(f(role, OP_CONT, toy(b"\x82\xac")))
+        assert events == [TextChunk(data="ok", final=False), TextChunk(data="€", final=True)]
+
+
+class TestSection5_4SequenceFromHeader:
+    """A frame out of sequence is refused from its header, before its payload."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(
+        ("prefix", "opcode"),
+        [
+            (None, OP_CONT),
+            ((OP_TEXT, b"a"), OP_TEXT),
+            ((OP_TEXT, b"a"), OP_BINARY),
+            ((OP_BINARY, b"a"), OP_BINARY),
+        ],
+    )
+    def test_header_alone(self, role: str, prefix: tuple[int, bytes] | None, opcode: int) -> None:
+        conn = make(role)
+        before = conn.receive(f(role, prefix[0], prefix[1], fin=False)) if prefix else []
+        assert before == []
+        bad = f(role, opcode, b"\xff" * 50)
+        header = bad[: 6 if role == "server" else 2]
+        assert_failed(conn, conn.receive(header), 1002)
+
+
+class TestClosingState:
+    @pytest.mark.parametrize("role", ROLES)
+    def test_ping_after_our_close(self, role: str) -> None:
+        conn = make(role)
+        conn.close(1000)
+        assert conn.receive(f(role, OP_PING, b"late")) == [Ping(payload=b"late")]
+        # Only control frames may follow our close frame (§5.5.1).
+        frames = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert all(fr.opcode == OP_PONG for fr in frames)
+        assert conn.state is ConnectionState.CLOSING
