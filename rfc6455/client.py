@@ -241,10 +241,18 @@ class SyncWebSocket:
 
     def _read(self, timeout: float | None) -> None:
         sock = self._sock
+        closing = self._conn.state is ConnectionState.CLOSED
+        if closing and self._close_timeout is not None:
+            # Closing handshake done: the server should close TCP now (§7.1.1);
+            # do not wait for it longer than the close timeout.
+            timeout = self._close_timeout if timeout is None else min(timeout, self._close_timeout)
         try:
             sock.settimeout(timeout)
             data = sock.recv(65536)
         except TimeoutError:
+            if closing:
+                self._lost()
+                return
             raise TimeoutError("no message received in time") from None
         except OSError:
             data = b""

@@ -908,6 +908,10 @@ class Server:
                 self.loop.close()
 
     def _on_signal(self, sig: int) -> None:
+        if self._shutting_down:
+            logger.warning("signal %d again: dropping the remaining connections", sig)
+            self._shutdown_expired()
+            return
         logger.info("signal %d: shutting down", sig)
         self.shutdown()
 

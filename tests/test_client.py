@@ -313,3 +313,43 @@ def test_loop_client_over_tls(tmp_path: Any) -> None:
         loop_connect(loop, f"wss://localhost:{server.port}/", Once(), on_error=errors.append)
         assert loop.run_until(lambda: bool(errors), timeout=10)
         assert isinstance(errors[0], ssl.SSLCertVerificationError)
+
+
+def test_client_does_not_hang_when_server_never_closes_tcp() -> None:
+    from rfc6455._handshake import accept_key
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def bad_server() -> None:
+        conn, _ = listener.accept()
+        held.append(conn)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        conn.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
+            + b"\x88\x02\x03\xe8"  # close 1000, and then never close the TCP connection
+        )
+
+    thread = threading.Thread(target=bad_server, daemon=True)
+    thread.start()
+    try:
+        ws = our_connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=0.3)
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)  # returns after the close timeout, not after 10 s
+        assert info.value.code == 1000
+        assert ws.closed
+    finally:
+        thread.join(5)
+        for s in held:
+            s.close()
+        listener.close()

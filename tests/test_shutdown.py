@@ -123,3 +123,36 @@ def test_shutdown_timeout_drops_peers_that_never_answer() -> None:
         sock.close()
         server.shutdown()
         thread.join(10)
+
+
+def test_second_signal_drops_what_is_left() -> None:
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from rfc6455.server import Config, EchoHandler, Server\n"
+        "Server(Config(port=0, shutdown_timeout=60), handler=EchoHandler).serve_forever()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stderr is not None
+        port = 0
+        while not port:
+            line = proc.stderr.readline()
+            assert line, "server exited early"
+            match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+            port = int(match.group(1)) if match else 0
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        sock = raw_handshake(port)  # will ignore the close frame
+        proc.send_signal(signal.SIGTERM)
+        sock.settimeout(10)
+        assert sock.recv(2) == b"\x88\x16"  # close 1001 "server shutting down"
+        proc.send_signal(signal.SIGTERM)  # impatient: drop it now
+        assert proc.wait(timeout=10) == 0
+        sock.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
