@@ -225,9 +225,14 @@ class Transport:
         """Read again after :meth:`pause_reading`."""
         if not self._reading and not self._closing and self._state == Transport._OPEN:
             self._reading = True
-            self._loop.add_reader(
-                self._fd, self._on_read_tls if self.is_tls else self._on_read
-            )
+            sock = self._sock
+            if isinstance(sock, ssl.SSLSocket):
+                self._loop.add_reader(self._fd, self._on_read_tls)
+                if sock.pending():
+                    # decrypted bytes the kernel does not know about: no event will come
+                    self._loop.call_soon(self._on_read_tls)
+            else:
+                self._loop.add_reader(self._fd, self._on_read)
 
     def _on_read(self) -> None:
         loop = self._loop
@@ -244,6 +249,8 @@ class Transport:
             self._on_eof()
 
     def _on_read_tls(self) -> None:
+        if not self._reading:
+            return
         loop = self._loop
         sock = self._sock
         assert isinstance(sock, ssl.SSLSocket)
