@@ -1162,6 +1162,53 @@ class TestSection9Extensions:
         assert events == [TextChunk(data="ok", final=False), TextChunk(data="€", final=True)]
 
 
+class Rsv2Extension(ToyExtension):
+    """A second toy extension, on RSV2, that reverses payloads."""
+
+    name = "x-rev"
+    rsv_mask = 0x20
+
+    def decode(self, payload: bytes, *, rsv: int, fin: bool, max_size: int) -> bytes:
+        self.decoded.append((payload, rsv, fin, max_size))
+        return payload[::-1]
+
+    def encode(self, payload: bytes, *, first: bool, fin: bool) -> tuple[int, bytes]:
+        return (0x20 if first else 0), payload[::-1]
+
+
+class TestSection9ExtensionStack:
+    @pytest.mark.parametrize("role", ROLES)
+    def test_each_extension_sees_only_its_bits(self, role: str) -> None:
+        xor, rev = ToyExtension(), Rsv2Extension()
+        conn = make(role, extensions=[xor, rev])
+        events = conn.receive(
+            f(role, OP_BINARY, b"abc", rsv=2)  # RSV2 only
+            + f(role, OP_BINARY, toy(b"xyz"), rsv=4)  # RSV1 only
+            + f(role, OP_BINARY, toy(b"123")[::-1], rsv=6)  # both: RSV2 undone first
+        )
+        assert events == [
+            BinaryMessage(data=b"cba"),
+            BinaryMessage(data=b"xyz"),
+            BinaryMessage(data=b"123"),
+        ]
+        assert [p for p, *_ in xor.decoded] == [toy(b"xyz"), toy(b"123")]
+        assert [p for p, *_ in rev.decoded] == [b"abc", toy(b"123")[::-1]]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_stack_round_trip(self, role: str) -> None:
+        pair = ConnectionPair(extensions=[ToyExtension(), Rsv2Extension()])
+        sender = pair.client if role == "client" else pair.server
+        assert pair.deliver(sender, sender.send_text("stacked")) == [TextMessage(data="stacked")]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_compressed_frame_still_arriving_is_not_utf8_checked(self, role: str) -> None:
+        # Its bytes are not text until the extension decodes the whole frame.
+        conn = make(role, extensions=[ToyExtension()])
+        wire = f(role, OP_TEXT, toy(b"ok") + b"\xff\xff" + toy(b"z" * 50), rsv=4)
+        assert conn.receive(wire[:-50]) == []
+        assert conn.state is ConnectionState.OPEN
+
+
 class TestSection5_4SequenceFromHeader:
     """A frame out of sequence is refused from its header, before its payload."""
 

@@ -333,6 +333,14 @@ class TestDecoderBuffering:
         assert frames == [(0x82, struct.pack("!I", i)) for i in range(count)]
         assert decoder.pending == 0
 
+    @pytest.mark.parametrize("extra", [0, 1])
+    def test_exactly_one_scan_of_frames(self, extra: int) -> None:
+        count = MAX_FRAMES_PER_SCAN
+        wire = b"".join(frame(0x9, b"") for _ in range(count)) + b"\x82" * extra
+        decoder = FrameDecoder(expect_masked=False)
+        frames, error = decode_all(decoder, [wire])
+        assert (len(frames), error, decoder.pending) == (count, 0, extra)
+
     def test_odd_chunks_across_many_frames(self) -> None:
         payloads = [bytes([i]) * (i * 37 % 300) for i in range(200)]
         wire = b"".join(frame(0x2, p, mask=os.urandom(4)) for p in payloads)
