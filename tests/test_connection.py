@@ -1241,3 +1241,82 @@ class TestClosingState:
         frames = parse_frames(conn.data_to_send(), masked=role == "client")
         assert all(fr.opcode == OP_PONG for fr in frames)
         assert conn.state is ConnectionState.CLOSING
+
+
+# (name, frames from the peer of ``role`` -- a function of role, events).
+VALID = [
+    ("text", lambda r: f(r, OP_TEXT, b"Hello"), [TextMessage(data="Hello")]),
+    ("empty text", lambda r: f(r, OP_TEXT, b""), [TextMessage(data="")]),
+    ("binary 125", lambda r: f(r, OP_BINARY, b"\x01" * 125), [BinaryMessage(data=b"\x01" * 125)]),
+    ("binary 126", lambda r: f(r, OP_BINARY, b"\x02" * 126), [BinaryMessage(data=b"\x02" * 126)]),
+    (
+        "binary 65536",
+        lambda r: f(r, OP_BINARY, b"\x03" * 65536),
+        [BinaryMessage(data=b"\x03" * 65536)],
+    ),
+    (
+        "4-byte code points",
+        lambda r: f(r, OP_TEXT, "😀𝄞".encode()),
+        [TextMessage(data="😀𝄞")],
+    ),
+    (
+        "fragments and controls",
+        lambda r: (
+            f(r, OP_TEXT, b"a\xc3", fin=False)
+            + f(r, OP_PING, b"1")
+            + f(r, OP_CONT, b"\xa9", fin=False)
+            + f(r, OP_PONG, b"")
+            + f(r, OP_CONT, b"z")
+        ),
+        [Ping(payload=b"1"), Pong(payload=b""), TextMessage(data="aéz")],
+    ),
+    (
+        "messages then close",
+        lambda r: f(r, OP_BINARY, b"x") + f(r, OP_CLOSE, close_payload(1000, "done")),
+        [BinaryMessage(data=b"x"), Close(code=1000, reason="done")],
+    ),
+    ("max ping", lambda r: f(r, OP_PING, b"p" * 125), [Ping(payload=b"p" * 125)]),
+]
+VALID_IDS = [row[0] for row in VALID]
+
+
+class TestValidTable:
+    """Valid traffic: whole, byte by byte, at every split point, with trailing data."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "expected"), VALID, ids=VALID_IDS)
+    def test_whole(self, role: str, name: str, wire: object, expected: list[Event]) -> None:
+        assert make(role).receive(wire(role)) == expected  # type: ignore[operator]
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "expected"), VALID, ids=VALID_IDS)
+    def test_byte_by_byte(self, role: str, name: str, wire: object, expected: list[Event]) -> None:
+        data: bytes = wire(role)  # type: ignore[operator]
+        pieces = chunks(data, 1 if len(data) < 1000 else 97)
+        assert feed(make(role), pieces) == expected
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "expected"), VALID, ids=VALID_IDS)
+    def test_every_split_point(
+        self, role: str, name: str, wire: object, expected: list[Event]
+    ) -> None:
+        data: bytes = wire(role)  # type: ignore[operator]
+        for cut in range(1, len(data)) if len(data) < 300 else (1, 2, 3, 4, 9, 10, 11, 5000):
+            assert feed(make(role), [data[:cut], data[cut:]]) == expected, cut
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(("name", "wire", "expected"), VALID, ids=VALID_IDS)
+    def test_with_trailing_data(
+        self, role: str, name: str, wire: object, expected: list[Event]
+    ) -> None:
+        data: bytes = wire(role)  # type: ignore[operator]
+        trailing = f(role, OP_TEXT, b"next message")
+        conn = make(role)
+        events = conn.receive(data + trailing[:5])
+        if isinstance(expected[-1], Close):
+            # Nothing after a close frame counts, complete or not.
+            assert events == expected
+            assert conn.receive(trailing[5:]) == []
+        else:
+            assert events == expected
+            assert conn.receive(trailing[5:]) == [TextMessage(data="next message")]
