@@ -13,7 +13,7 @@
 
 #include <string.h>
 
-#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#if defined(__SSE2__) || defined(_M_X64)
 #define RFC6455_HAVE_SSE2 1
 #include <emmintrin.h>
 #endif
@@ -28,11 +28,12 @@
 #define ALIGN_MIN 64
 #define AVX2_MIN 256
 
-static inline uint64_t key_word(const uint8_t k[4], size_t phase)
+/* The key rotated to start at byte `phase`, as it lies in memory. */
+static inline uint32_t key_word(const uint8_t k[4], size_t phase)
 {
-    uint8_t bytes[8];
-    uint64_t word;
-    for (int i = 0; i < 8; i++)
+    uint8_t bytes[4];
+    uint32_t word;
+    for (int i = 0; i < 4; i++)
         bytes[i] = k[(phase + i) & 3];
     memcpy(&word, bytes, sizeof word);
     return word;
@@ -40,9 +41,9 @@ static inline uint64_t key_word(const uint8_t k[4], size_t phase)
 
 #ifdef RFC6455_HAVE_AVX2
 __attribute__((target("avx2"))) static size_t xor_avx2(uint8_t *d, const uint8_t *s, size_t n,
-                                                       uint64_t w)
+                                                       uint32_t w)
 {
-    const __m256i k = _mm256_set1_epi64x((long long)w);
+    const __m256i k = _mm256_set1_epi32((int)w);
     size_t j = 0;
     for (; j + 128 <= n; j += 128) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(s + j));
@@ -63,9 +64,9 @@ __attribute__((target("avx2"))) static size_t xor_avx2(uint8_t *d, const uint8_t
 #endif
 
 #ifdef RFC6455_HAVE_SSE2
-static size_t xor_sse2(uint8_t *d, const uint8_t *s, size_t n, size_t j, uint64_t w)
+static size_t xor_sse2(uint8_t *d, const uint8_t *s, size_t n, size_t j, uint32_t w)
 {
-    const __m128i k = _mm_set1_epi64x((long long)w);
+    const __m128i k = _mm_set1_epi32((int)w);
     for (; j + 64 <= n; j += 64) {
         __m128i a = _mm_loadu_si128((const __m128i *)(s + j));
         __m128i b = _mm_loadu_si128((const __m128i *)(s + j + 16));
@@ -92,7 +93,8 @@ void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8
     size_t i = 0, j = 0, n;
     const uint8_t *s;
     uint8_t *d;
-    uint64_t w;
+    uint32_t w;
+    uint64_t w64;
 
     offset &= 3;
     if (len >= ALIGN_MIN) {
@@ -111,10 +113,11 @@ void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8
 #ifdef RFC6455_HAVE_SSE2
     j = xor_sse2(d, s, n, j, w);
 #endif
+    w64 = ((uint64_t)w << 32) | w; /* the same 4 bytes twice, whatever the endianness */
     for (; j + 8 <= n; j += 8) {
         uint64_t v;
         memcpy(&v, s + j, sizeof v);
-        v ^= w;
+        v ^= w64;
         memcpy(d + j, &v, sizeof v);
     }
     for (; j < n; j++)
