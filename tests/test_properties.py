@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import zlib
 
 from helpers import (
     OP_BINARY,
@@ -43,6 +44,7 @@ from rfc6455 import (
     TextMessage,
     WebSocketError,
 )
+from rfc6455.permessage_deflate import PerMessageDeflate
 
 # max_examples comes from the profile in conftest.py (100 by default, more in CI).
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,8 +53,11 @@ roles = st.sampled_from(["server", "client"])
 VALID_CODES = [*range(1000, 1004), *range(1007, 1015), 3000, 3999, 4000, 4999]
 
 
-def make(role: str, **kwargs: object) -> Connection:
+def make(role: str, *, deflate: bool = False, **kwargs: object) -> Connection:
+    """A connection; with ``deflate``, permessage-deflate negotiated (RFC 7692)."""
     cls = ServerConnection if role == "server" else ClientConnection
+    if deflate:
+        kwargs["extensions"] = [PerMessageDeflate()]
     return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -159,6 +164,7 @@ def send_all(sender: Connection, msgs: list[Message], close: tuple[int, str] | N
     close=closing,
     cuts=st.lists(st.integers(min_value=0), max_size=20),
     stream=st.booleans(),
+    deflate=st.booleans(),
 )
 def test_round_trip_our_serializer_our_parser(
     role: str,
@@ -166,9 +172,11 @@ def test_round_trip_our_serializer_our_parser(
     close: tuple[int, str] | None,
     cuts: list[int],
     stream: bool,
+    deflate: bool,
 ) -> None:
-    sender = make(role)
-    receiver = make("client" if role == "server" else "server", stream_messages=stream)
+    sender = make(role, deflate=deflate)
+    peer_role = "client" if role == "server" else "server"
+    receiver = make(peer_role, stream_messages=stream, deflate=deflate)
     wire = send_all(sender, msgs, close)
     parse_frames(wire, masked=role == "client")  # the bytes are well formed, by hand
     events, out = receive_all(receiver, split(wire, cuts))
@@ -283,11 +291,39 @@ def fragmented_text(draw: st.DrawFn, role: str) -> list[bytes]:
 
 
 @st.composite
+def compressed_message(draw: st.DrawFn, role: str) -> list[bytes]:
+    """A permessage-deflate message (RFC 7692 §7.2.1), cut into fragments anywhere."""
+    opcode = draw(st.sampled_from([OP_TEXT, OP_BINARY]))
+    raw = (
+        draw(st.text(max_size=200)).encode() if opcode == OP_TEXT else draw(st.binary(max_size=200))
+    )
+    compressor = zlib.compressobj(wbits=-15)
+    data = compressor.compress(raw) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    data = data[:-4]
+    pieces = [data[a:b] for a, b in _pairs(data, draw(st.lists(st.integers(0), max_size=3)))]
+    pieces = pieces or [b""]
+    return [
+        frame(
+            opcode if i == 0 else OP_CONT,
+            piece,
+            fin=i == len(pieces) - 1,
+            rsv=4 if i == 0 else 0,
+            mask=os.urandom(4) if role == "server" else None,
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+@st.composite
 def stream(draw: st.DrawFn) -> tuple[str, bytes, list[int]]:
     """(role, bytes from the peer, offsets of the frame boundaries)."""
     role = draw(roles)
     groups = draw(
-        st.lists(raw_frame(role).map(lambda fr: [fr]) | fragmented_text(role), max_size=12)
+        st.lists(
+            raw_frame(role).map(lambda fr: [fr]) | fragmented_text(role) | compressed_message(role),
+            max_size=12,
+        )
     )
     frames = [fr for group in groups for fr in group] + [draw(st.binary(max_size=8))]
     boundaries = list(itertools.accumulate(len(fr) for fr in frames))
@@ -309,6 +345,7 @@ def cut_points(wire: bytes, boundaries: list[int]) -> st.SearchStrategy[list[int
     max_size=st.none() | st.integers(0, 400),
     streaming=st.booleans(),
     eof=st.booleans(),
+    deflate=st.booleans(),
 )
 def test_any_split_gives_the_same_events(
     data: st.DataObject,
@@ -316,13 +353,14 @@ def test_any_split_gives_the_same_events(
     max_size: int | None,
     streaming: bool,
     eof: bool,
+    deflate: bool,
 ) -> None:
     role, wire, boundaries = peer
     cuts = data.draw(cut_points(wire, boundaries))
-    whole = make(role, max_message_size=max_size, stream_messages=streaming)
+    whole = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
     pieces = [wire] if wire else []
     events_whole, out_whole = receive_all(whole, pieces + ([b""] if eof else []))
-    chunked = make(role, max_message_size=max_size, stream_messages=streaming)
+    chunked = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
     events_split, out_split = receive_all(chunked, split(wire, cuts) + ([b""] if eof else []))
     assert events_split == events_whole
     assert_well_formed(events_whole)
@@ -357,11 +395,17 @@ def test_byte_by_byte_gives_the_same_events(
     cuts=st.lists(st.integers(min_value=0), max_size=40),
     max_size=st.none() | st.integers(0, 200),
     streaming=st.booleans(),
+    deflate=st.booleans(),
 )
 def test_only_our_exceptions_escape(
-    role: str, garbage: bytes, cuts: list[int], max_size: int | None, streaming: bool
+    role: str,
+    garbage: bytes,
+    cuts: list[int],
+    max_size: int | None,
+    streaming: bool,
+    deflate: bool,
 ) -> None:
-    conn = make(role, max_message_size=max_size, stream_messages=streaming)
+    conn = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
     events: list[Event] = []
     try:
         for piece in split(garbage, cuts) + [b""]:
