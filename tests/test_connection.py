@@ -902,6 +902,15 @@ class TestSending:
             make(role).send(event)
 
     @pytest.mark.parametrize("role", ROLES)
+    def test_send_fragment_rejects_non_buffer(self, role: str) -> None:
+        # bytes(5) would be five zero bytes: an int is a caller's mistake.
+        conn = make(role)
+        with pytest.raises(TypeError):
+            conn.send_fragment(5, final=True)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            conn.send_binary(5)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("role", ROLES)
     def test_fragment_rules(self, role: str) -> None:
         conn = make(role)
         conn.send_fragment("a", final=False)
