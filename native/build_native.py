@@ -51,6 +51,10 @@ ffibuilder.set_source(
     include_dirs=[_relative(HERE)],
     depends=[_relative(os.path.join(HERE, "rfc6455_native.h"))],
     extra_compile_args=_compile_args(),
+    # cffi's generated code uses only the stable ABI; saying so here too gives the module
+    # the same name (_native.abi3.so) from pip and from a manual build below, so an old
+    # build under another suffix cannot shadow a new one.
+    py_limited_api=True,
     # A missing or broken compiler must not fail the install: the pure-Python twin in
     # rfc6455/_mask_py.py takes over.
     optional=True,
@@ -60,4 +64,11 @@ if __name__ == "__main__":
     # Build straight into the package directory (the same result as build_ext --inplace);
     # the generated rfc6455/_native.c and the object files are gitignored.
     os.chdir(os.path.dirname(HERE))
-    ffibuilder.compile(tmpdir=".", verbose=True)
+    built = os.path.abspath(ffibuilder.compile(tmpdir=".", verbose=True))
+    # Remove builds under other suffixes: Python would prefer a stale _native.cpython-*.so
+    # to this _native.abi3.so.
+    for name in os.listdir("rfc6455"):
+        path = os.path.abspath(os.path.join("rfc6455", name))
+        if name.startswith("_native.") and name.endswith((".so", ".pyd")) and path != built:
+            os.remove(path)
+            print(f"removed stale {path}")
