@@ -1010,6 +1010,21 @@ class TestEventApi:
             TextMessage(data="pa"),
         ]
 
+    def test_trailing_data_with_a_bad_frame(self) -> None:
+        conn = ClientConnection(trailing_data=frame(3, b""))
+        assert_failed(conn, conn.receive(b""), 1002)
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_huge_declared_length_without_limit_waits(self, role: str) -> None:
+        # 2**63 - 1 is a legal length; with no limit the connection just waits
+        # (and must not try to reserve the memory up front).
+        conn = make(role, max_message_size=None)
+        huge = f(role, OP_BINARY, b"abc", length_form=64, declared_length=(1 << 63) - 1)
+        assert conn.receive(huge) == []
+        assert conn.receive(b"x" * 1000) == []
+        assert conn.state is ConnectionState.OPEN
+        assert conn.receive(b"") == [ConnectionLost()]
+
     @pytest.mark.parametrize("role", ROLES)
     def test_should_close_transport(self, role: str) -> None:
         conn = make(role)
