@@ -93,7 +93,10 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
             out = bytes(n)
             c_mask_copy(out, data, n, key, offset & 3)
             return out
-        src = from_buffer(data)
+        try:
+            src = from_buffer(data)
+        except BufferError:  # a non-contiguous memoryview: only the twin copes
+            return py_xor(data, key, offset)
         n = len(src)
         if n < _NATIVE_MIN_COPY:
             return py_xor(data, key, offset)
@@ -115,7 +118,11 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
             key = bytes(key)
         if len(key) != 4:
             raise ValueError("mask key must be 4 bytes")
-        buf = from_buffer(data)
+        try:
+            buf = from_buffer(data)
+        except BufferError:  # a non-contiguous memoryview: only the twin copes
+            data[:] = py_xor(data, key, offset)
+            return
         c_mask_inplace(buf, len(buf), key, offset & 3)
 
     # Result arrays: (array('q'), pointer to its status, pointer to its records). An

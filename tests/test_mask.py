@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -23,6 +24,7 @@ def _import_native() -> ModuleType | None:
     return _native
 
 
+ROOT = Path(__file__).resolve().parents[1]
 NATIVE = _import_native()
 # Each implementation as (apply_mask, apply_mask_inplace). The native pair is built straight
 # from the extension, so it is tested even when RFC6455_NO_EXTENSIONS makes _mask use Python.
@@ -108,6 +110,22 @@ class TestApplyMask:
         # Nothing outside the slice is touched.
         assert buf[:start] == original[:start]
         assert buf[start + length :] == original[start + length :]
+
+    @pytest.mark.parametrize("step", [2, 3, -1])
+    def test_non_contiguous_memoryview(self, impl: Impl, step: int) -> None:
+        apply_mask, apply_mask_inplace = impl
+        original = pattern(200)
+        buf = bytearray(original)
+        view = memoryview(buf)[::step]
+        expected = reference(original[::step], KEY, 1)
+        assert apply_mask(view, KEY, 1) == expected
+        apply_mask_inplace(view, KEY, 1)
+        assert bytes(view) == expected
+        if step == -1:
+            assert bytes(buf) == expected[::-1]
+        else:
+            untouched = [i for i in range(200) if i % step]
+            assert [buf[i] for i in untouched] == [original[i] for i in untouched]
 
     @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
     def test_returns_new_bytes_and_leaves_input(self, impl: Impl, kind: type) -> None:
@@ -213,7 +231,12 @@ class TestImplementationChoice:
         )
         env = dict(os.environ, RFC6455_NO_EXTENSIONS="1")
         out = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=ROOT,
         ).stdout.split()
         # Forced Python does not even load the extension.
         assert out == ["python", "True", "False"]
@@ -223,7 +246,12 @@ class TestImplementationChoice:
         probe = "import rfc6455._mask as m; print(m.IMPLEMENTATION)"
         env = {k: v for k, v in os.environ.items() if k != "RFC6455_NO_EXTENSIONS"}
         out = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=ROOT,
         ).stdout.split()
         assert out == ["c"]
 
