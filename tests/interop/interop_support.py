@@ -476,8 +476,14 @@ def our_server(*options: str, app: str = "echo") -> Iterator[OurServer]:
     try:
         match = peer.wait_for_line(LISTENING_OURS)
         yield OurServer(peer, match["host"], int(match["port"]))
-    finally:
+    except BaseException:
         peer.stop(signal.SIGTERM)
+        raise
+    # Checked only when the test passed, so they never hide its own failure.
+    peer.stop(signal.SIGTERM)
+    # DESIGN.md: SIGTERM starts a graceful shutdown and the process exits 0.
+    assert peer.proc.returncode == 0, f"server exit status {peer.proc.returncode}:\n{peer.output()}"
+    assert "Traceback" not in peer.output(), peer.output()
 
 
 # --------------------------------------------------------------------------- payloads
