@@ -3,9 +3,12 @@
 - serialize -> parse round trip for random messages (text/binary, random
   fragmentation, interleaved control frames), in both roles, with the bytes
   delivered in random chunks;
-- any split of a byte stream gives the same events (and the same replies);
+- any split of a byte stream gives the same events (and the same replies),
+  with cuts biased towards frame boundaries, and byte by byte;
 - whatever bytes come in, only rfc6455's own exceptions escape, and nothing
   is reported after the connection's last event.
+
+Each runs with and without permessage-deflate negotiated.
 """
 
 from __future__ import annotations
