@@ -49,6 +49,11 @@ _TLS_CHUNK = 64 * 1024
 
 _TRY_AGAIN = (BlockingIOError, InterruptedError)
 
+# Transport states (module constants: cheaper than class attributes on the hot path).
+_HANDSHAKING = 0
+_OPEN = 1
+_CLOSED = 2
+
 
 class Protocol:
     """What a transport drives. Subclass and override what you need."""
@@ -109,10 +114,6 @@ class Transport:
         "low_water",
     )
 
-    # _state values
-    _HANDSHAKING = 0
-    _OPEN = 1
-    _CLOSED = 2
 
     def __init__(
         self,
@@ -141,18 +142,18 @@ class Transport:
         self._closing = False
         self._reading = False
         self._write_paused = False
-        self._state = Transport._HANDSHAKING if ssl_context is not None else Transport._OPEN
+        self._state = _HANDSHAKING if ssl_context is not None else _OPEN
         self.high_water = DEFAULT_HIGH_WATER
         self.low_water = DEFAULT_LOW_WATER
 
     def start(self) -> None:
         """Begin: run the TLS handshake if any, then ``connection_made`` and reading."""
-        if self._state == Transport._HANDSHAKING:
+        if self._state == _HANDSHAKING:
             self._loop.add_reader(self._fd, self._tls_handshake)
             self._tls_handshake()
             return
         self._protocol.connection_made(self)
-        if not self._closing and self._state == Transport._OPEN:
+        if not self._closing and self._state == _OPEN:
             self.resume_reading()
 
     # -- introspection -----------------------------------------------------------
@@ -170,7 +171,7 @@ class Transport:
     @property
     def is_closing(self) -> bool:
         """True once :meth:`close` or :meth:`abort` was called or the peer went away."""
-        return self._closing or self._state == Transport._CLOSED
+        return self._closing or self._state == _CLOSED
 
     @property
     def write_buffer_size(self) -> int:
@@ -217,13 +218,13 @@ class Transport:
 
     def pause_reading(self) -> None:
         """Stop reading (flow control toward the peer: its kernel buffer fills)."""
-        if self._reading and self._state != Transport._CLOSED:
+        if self._reading and self._state != _CLOSED:
             self._reading = False
             self._loop.remove_reader(self._fd)
 
     def resume_reading(self) -> None:
         """Read again after :meth:`pause_reading`."""
-        if not self._reading and not self._closing and self._state == Transport._OPEN:
+        if not self._reading and not self._closing and self._state == _OPEN:
             self._reading = True
             sock = self._sock
             if isinstance(sock, ssl.SSLSocket):
@@ -284,9 +285,9 @@ class Transport:
 
         Writes after :meth:`close` or :meth:`abort` are ignored.
         """
-        if self._closing or self._state == Transport._CLOSED or not data:
+        if self._closing or self._state == _CLOSED or not data:
             return
-        if isinstance(data, bytearray):
+        if type(data) is not bytes and isinstance(data, bytearray):
             data = bytes(data)  # the caller may reuse its buffer
         buffer = self._buffer
         if buffer is not None:
@@ -295,7 +296,7 @@ class Transport:
             if self._buffer_size > self.high_water and not self._write_paused:
                 self._pause()
             return
-        if self._state == Transport._OPEN:
+        if self._state == _OPEN:
             try:
                 n = self._sock.send(data)
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, *_TRY_AGAIN):
@@ -309,7 +310,7 @@ class Transport:
                 data = memoryview(data)[n:]
         self._buffer = deque((data,))
         self._buffer_size = len(data)
-        if self._state == Transport._OPEN:
+        if self._state == _OPEN:
             self._loop.add_writer(self._fd, self._on_write)
         self._maybe_pause()
 
@@ -394,22 +395,22 @@ class Transport:
             return
         loop.remove_writer(self._fd)
         loop.remove_reader(self._fd)
-        self._state = Transport._OPEN
+        self._state = _OPEN
         if self._buffer is not None:
             loop.add_writer(self._fd, self._on_write)
         self._protocol.connection_made(self)
-        if not self._closing and self._state == Transport._OPEN:
+        if not self._closing and self._state == _OPEN:
             self.resume_reading()
 
     # -- closing -----------------------------------------------------------------
 
     def close(self) -> None:
         """Stop reading, flush what is buffered, then close the socket."""
-        if self._closing or self._state == Transport._CLOSED:
+        if self._closing or self._state == _CLOSED:
             return
         self._closing = True
         self.pause_reading()
-        if self._state == Transport._HANDSHAKING:
+        if self._state == _HANDSHAKING:
             self._buffer = None
             self._buffer_size = 0
             self._loop.call_soon(self._finish, None)
@@ -421,7 +422,7 @@ class Transport:
         self._fatal(None)
 
     def _fatal(self, exc: BaseException | None) -> None:
-        if self._state == Transport._CLOSED:
+        if self._state == _CLOSED:
             return
         if self._closing and self._buffer is None:
             return  # _finish already scheduled
@@ -435,9 +436,9 @@ class Transport:
         loop.call_soon(self._finish, exc)
 
     def _finish(self, exc: BaseException | None) -> None:
-        if self._state == Transport._CLOSED:
+        if self._state == _CLOSED:
             return
-        self._state = Transport._CLOSED
+        self._state = _CLOSED
         loop = self._loop
         loop.remove_reader(self._fd)
         loop.remove_writer(self._fd)

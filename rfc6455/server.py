@@ -54,6 +54,7 @@ from ._events import (
 from ._extensions import ServerExtensionFactory
 from ._handshake import HTTPRequest, ServerHandshake, UpgradeRequest
 from ._loop import Loop, TimerHandle
+from ._state import ConnectionState
 from ._transport import Protocol, Transport
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
 logger = logging.getLogger("rfc6455.server")
 
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED, _HTTP = range(5)
+_CONN_CLOSED = ConnectionState.CLOSED
 _PHASE_NAMES = ("handshake", "open", "closing", "closed", "http")
 
 #: Accept at most this many sockets per readiness event, so that a connection
@@ -249,7 +251,8 @@ class EchoHandler(Handler):
 
     def on_message(self, ws: WebSocket, message: Message) -> None:
         ws.send(message)
-        if not ws.writable:
+        transport = ws._transport
+        if transport is not None and transport._write_paused:
             ws.pause_reading()
             ws.on_writable(ws.resume_reading)
 
@@ -362,9 +365,15 @@ class WebSocket(Protocol):
         else:
             frame = conn.send_binary(message)  # type: ignore[arg-type]
         self.messages_out += 1
-        if self._opts.debug:
+        opts = self._opts
+        if opts.debug:
             self._log(logging.DEBUG, "sending a %d-byte frame", len(frame))
-        self._write(frame)
+        self.bytes_out += len(frame)
+        transport = self._transport
+        if transport is not None:
+            transport.write(frame)
+            if transport._buffer_size > opts.write_buffer_limit and not self._t_over:
+                self._over_limit(transport)
 
     def send_frame(self, frame: bytes) -> None:
         """Write an already encoded server frame (e.g. the same frame to many peers).
@@ -458,12 +467,43 @@ class WebSocket(Protocol):
             self._handshake_data(data)
             return
         events = conn.receive(data)
-        if events:
-            self._dispatch(conn, events)
-        else:
+        if not events:
             out = conn.data_to_send()
             if out:
                 self._write(out)
+            return
+        opts = self._opts
+        handler = self._handler
+        if opts.rate is not None or opts.debug or handler is None:
+            self._dispatch(conn, events)
+            return
+        # The common case, inlined: no rate limit, no DEBUG records.
+        count = 0
+        for event in events:
+            cls = type(event)
+            if cls is TextMessage or cls is BinaryMessage:
+                count += 1
+                if self._phase != _OPEN:
+                    continue
+                try:
+                    handler.on_message(self, event.data)  # type: ignore[attr-defined]
+                except ConnectionClosedError:
+                    pass
+                except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                    self._handler_failed("on_message")
+                    break
+            else:
+                self._control_event(event, handler)
+        if count:
+            self.messages_in += count
+            self._t_msg = now
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        if conn.state is _CONN_CLOSED and conn.should_close_transport:
+            transport = self._transport
+            if transport is not None:
+                transport.close()
 
     def eof_received(self) -> bool:
         conn = self._conn
@@ -515,12 +555,15 @@ class WebSocket(Protocol):
             return
         transport.write(data)
         if transport._buffer_size > self._opts.write_buffer_limit and not self._t_over:
-            self._t_over = self._loop.now or monotonic()
-            self._log(
-                logging.WARNING,
-                "write buffer over the limit (%d bytes queued)",
-                transport._buffer_size,
-            )
+            self._over_limit(transport)
+
+    def _over_limit(self, transport: Transport) -> None:
+        self._t_over = self._loop.now or monotonic()
+        self._log(
+            logging.WARNING,
+            "write buffer over the limit (%d bytes queued)",
+            transport._buffer_size,
+        )
 
     def _dispatch(self, conn: Connection, events: list[Event]) -> None:
         handler = self._handler
