@@ -100,8 +100,10 @@ class Config:
         max_connections_per_ip: open connections per client address (503).
         retry_after: seconds announced in ``Retry-After`` with a 503.
         ping_interval: send a ping after this long without hearing from the peer.
-        ping_timeout: drop a peer that sent nothing this long after our ping
-            (reported locally as 1006).
+        ping_timeout: drop a peer that stays silent this long after the ping
+            interval, i.e. ``ping_interval + ping_timeout`` after we last heard
+            from it (reported locally as 1006). Checked by a sweep every quarter
+            of the shortest timeout (at most every second).
         handshake_timeout: time from accept to a complete handshake (slowloris).
         close_timeout: time the peer has to answer our close frame.
         idle_timeout: close (1000) a connection without data messages this long.
@@ -682,7 +684,12 @@ class WebSocket(Protocol):
         if phase == _OPEN:
             if opts.ping_interval is not None:
                 if self._t_ping:
-                    if opts.ping_timeout is not None and now - self._t_ping >= opts.ping_timeout:
+                    # Silent for interval + timeout since we last heard from it (not
+                    # since the ping went out): the sweep's lag does not add up.
+                    if (
+                        opts.ping_timeout is not None
+                        and now - self._t_rx >= opts.ping_interval + opts.ping_timeout
+                    ):
                         self._log(logging.WARNING, "no answer to ping; dropping (1006)")
                         self.close_code = 1006
                         self.abort()
