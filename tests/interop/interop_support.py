@@ -1,7 +1,7 @@
 """Helpers for interop tests against real, independent peers (fixtures: conftest.py).
 
-Strategy: every peer (Node.js ``ws``, headless Chromium, the ``websockets``
-library, and our own server started through the CLI) runs as a separate
+Strategy: every peer (Node.js ``ws``, headless Chromium, ``websockets``, ``wsproto``
+and our own server started through the CLI) runs as a separate
 process or thread on 127.0.0.1 with an ephemeral port, and is stopped by the
 fixture that started it, by PID, with a bounded wait. A peer that is missing
 skips the test locally but fails it under ``CI=true``: CI must never go green
@@ -757,7 +757,7 @@ def wsproto_echo_server(*, deflate: dict[str, Any] | None = None) -> Iterator[Ws
         Request,
         TextMessage,
     )
-    from wsproto.extensions import PerMessageDeflate
+    from wsproto.extensions import Extension, PerMessageDeflate
 
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
@@ -774,7 +774,8 @@ def wsproto_echo_server(*, deflate: dict[str, Any] | None = None) -> Iterator[Ws
             out = b""
             for event in conn.events():
                 if isinstance(event, Request):
-                    extensions = [PerMessageDeflate(**deflate)] if deflate is not None else []
+                    extensions: list[Extension] = (
+                        [PerMessageDeflate(**deflate)] if deflate is not None else [])
                     out += conn.send(AcceptConnection(extensions=extensions))
                     state.accepted_extensions.append(
                         ", ".join(str(e.name) for e in extensions if e.enabled()))

@@ -119,7 +119,10 @@ class TestOurServerNodeClient:
     @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "bye")])
     def test_client_close_code_is_echoed(self, node_peers: NodePeers, code: int,
                                          reason: str) -> None:
-        script = [{"op": "text", "data": "x"}, {"op": "close", "code": code, "reason": reason}]
+        script: list[dict[str, Any]] = [
+            {"op": "text", "data": "x"},
+            {"op": "close", "code": code, "reason": reason},
+        ]
         with our_server() as server:
             run = node_peers.run_client(server.url, script)
         assert run.returncode == 0, run.output
@@ -127,7 +130,7 @@ class TestOurServerNodeClient:
         assert run.close["code"] == code, run.output
 
     def test_server_heartbeat_ping_is_answered(self, node_peers: NodePeers) -> None:
-        script = [
+        script: list[dict[str, Any]] = [
             {"op": "text", "data": "before"},
             {"op": "wait_ping"},
             {"op": "text", "data": "after"},
