@@ -78,7 +78,12 @@ def scan_frames(
     ``ERR_NONE`` or the reason the frame at ``consumed`` is invalid; ``needed``
     is, when the next frame is incomplete and its header is known, the total
     size of that frame, else 0. At most ``max_frames`` frames are reported.
+
+    Raises:
+        ValueError: unless ``0 <= start <= end <= len(buf)``.
     """
+    if not 0 <= start <= end <= len(buf):
+        raise ValueError("scan_frames needs 0 <= start <= end <= len(buf)")
     records: list[int] = []
     pos = start
     frames = 0

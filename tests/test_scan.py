@@ -302,13 +302,15 @@ class TestMaxFrames:
 needs_native = pytest.mark.skipif(NATIVE is None, reason="rfc6455._native is not built")
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("start", "end"), [(-1, 3), (4, 3), (0, 21), (50, 60)])
+def test_window_must_lie_in_the_buffer(impl: ScanFrames, start: int, end: int) -> None:
+    with pytest.raises(ValueError, match="0 <= start <= end <= len"):
+        impl(bytearray(20), start, end, SERVER, 0, BIG, 10)
+
+
 @needs_native
 class TestNativeWrapper:
-    @pytest.mark.parametrize(("start", "end"), [(-1, 3), (4, 3), (0, 100), (50, 60)])
-    def test_window_must_lie_in_the_buffer(self, start: int, end: int) -> None:
-        with pytest.raises(ValueError, match="0 <= start <= end <= len"):
-            native_scan_frames(bytearray(20), start, end, SERVER, 0, BIG, 10)
-
     def test_server_needs_a_writable_buffer(self) -> None:
         data = frame(0x2, b"x", key=KEY)
         with pytest.raises(BufferError):
