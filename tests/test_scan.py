@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -419,3 +421,13 @@ def test_c_equals_python_on_frame_streams(
     expect_masked, stream = role_and_stream
     data = prefix + stream
     _compare(data, len(prefix), len(data), expect_masked, allowed_rsv, max_payload, max_frames)
+
+
+def test_error_codes_match_the_c_header() -> None:
+    header = (Path(__file__).resolve().parents[1] / "native" / "rfc6455_native.h").read_text()
+    defined = {
+        name: int(value) for name, value in re.findall(r"#define RFC6455_(ERR_\w+) (\d+)", header)
+    }
+    twin = {name: value for name, value in vars(_mask_py).items() if name.startswith("ERR_")}
+    assert defined == twin
+    assert len(set(twin.values())) == len(twin)
