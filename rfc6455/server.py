@@ -114,8 +114,10 @@ class Config:
         write_buffer_timeout: how long it may stay above before it is closed (1008).
         high_water: write buffer above which the handler sees ``writable`` False.
         low_water: write buffer at or below which it is writable again.
-        compression: negotiate the extensions in ``extensions``.
-        extensions: extension factories (permessage-deflate, ...), in order.
+        compression: negotiate the extensions in ``extensions`` (False: none).
+        extensions: extension factories, in order; none by default. For
+            compression pass ``(ServerPerMessageDeflate(),)`` from
+            :mod:`rfc6455.permessage_deflate`.
         subprotocols: subprotocols spoken, most preferred first.
         max_header_size: largest request head (431 beyond).
         certfile: PEM certificate chain: serve ``wss://``.

@@ -436,3 +436,22 @@ def test_shared_handler_instance_broadcasts_one_frame_to_others() -> None:
         assert b.recv(timeout=5) == b"\x00bin"
         with pytest.raises(TimeoutError):
             a.recv(timeout=0.1)  # the publisher does not get its own message
+
+
+def test_permessage_deflate_through_the_server() -> None:
+    from rfc6455.permessage_deflate import ServerPerMessageDeflate
+
+    config = Config(extensions=(ServerPerMessageDeflate(),))
+    with running_server(config) as server, ws_connect(url(server)) as ws:
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+        text = "compressible " * 10_000
+        ws.send(text)
+        assert ws.recv(timeout=10) == text
+        ws.send(b"\x00" * 100_000)
+        assert ws.recv(timeout=10) == b"\x00" * 100_000
+    assert server.stats()["bytes_in"] < 100_000  # it really was compressed on the wire
+    off = Config(extensions=(ServerPerMessageDeflate(),), compression=False)
+    with running_server(off) as s2, ws_connect(url(s2)) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
