@@ -8,11 +8,11 @@ by :data:`IMPLEMENTATION`. :func:`_native_kernels` builds the wrappers for a giv
 so tests can run the native ones whatever the environment says.
 
 The wrappers are on the per-chunk path, so each does the least Python work it can: one
-``ffi.from_buffer`` per buffer, the ``int64`` result array for ``scan_frames`` taken from a
+``ffi.from_buffer`` per buffer (none for ``bytes``, which cffi passes as they are), the ``int64`` result array for ``scan_frames`` taken from a
 free list (``list.pop``/``append`` are atomic under the GIL, so no lock is needed and the
 core stays free of ``threading``), and one ``tolist()`` to turn the records into a list.
-``apply_mask`` on inputs below 16 bytes takes the pure-Python path, which is as fast there
-as crossing into C.
+``apply_mask`` on inputs below 16 bytes, and both maskers on non-contiguous memoryviews,
+take the pure-Python path.
 """
 
 from __future__ import annotations
@@ -30,14 +30,20 @@ __all__ = ["IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "scan_frames"]
 
 
 class ApplyMask(Protocol):
+    """The signature of :func:`rfc6455._mask_py.apply_mask`."""
+
     def __call__(self, data: Buffer, key: Buffer, offset: int = 0) -> bytes: ...
 
 
 class ApplyMaskInplace(Protocol):
+    """The signature of :func:`rfc6455._mask_py.apply_mask_inplace`."""
+
     def __call__(self, data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None: ...
 
 
 class ScanFrames(Protocol):
+    """The signature of :func:`rfc6455._mask_py.scan_frames`."""
+
     def __call__(
         self,
         buf: bytearray,
