@@ -1,8 +1,9 @@
 """Fail unless each given wheel carries a compiled ``rfc6455._native`` that really loads.
 
 Usage: ``python native/check_wheel.py dist/*.whl``. Each wheel is unpacked into a temporary
-directory and a fresh, isolated (``-I``) interpreter imports the package from there, so a module that is
-present but broken (wrong ABI, missing symbol) fails too. Exits 1 with a reason otherwise.
+directory and a fresh, isolated (``-I``) interpreter imports the package from there, so a
+module that is present but broken (wrong ABI, missing symbol) fails too. Exits 1 with a
+reason otherwise.
 """
 
 from __future__ import annotations

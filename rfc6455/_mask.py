@@ -8,9 +8,10 @@ by :data:`IMPLEMENTATION`. :func:`_native_kernels` builds the wrappers for a giv
 so tests can run the native ones whatever the environment says.
 
 The wrappers are on the per-chunk path, so each does the least Python work it can: one
-``ffi.from_buffer`` per buffer (none for ``bytes``, which cffi passes as they are), the ``int64`` result array for ``scan_frames`` taken from a
-free list (``list.pop``/``append`` are atomic under the GIL, so no lock is needed and the
-core stays free of ``threading``), and one ``tolist()`` to turn the records into a list.
+``ffi.from_buffer`` per buffer (none for ``bytes``, which cffi passes as they are), the
+``int64`` result array for ``scan_frames`` taken from a free list (``list.pop``/``append``
+are atomic under the GIL, so no lock is needed and the core stays free of ``threading``),
+and one ``tolist()`` to turn the records into a list.
 ``apply_mask`` on inputs below 16 bytes, and both maskers on non-contiguous memoryviews,
 take the pure-Python path.
 """
