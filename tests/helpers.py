@@ -189,3 +189,46 @@ class ConnectionPair:
                 server_events += self.server.receive(to_server)
             if to_client:
                 client_events += self.client.receive(to_client)
+
+
+# RFC 3629 §4: the second byte's range for each lead byte; later bytes are 80-BF.
+_SECOND = {
+    **{b: (0x80, 0xBF) for b in range(0xC2, 0xE0)},
+    0xE0: (0xA0, 0xBF),
+    **{b: (0x80, 0xBF) for b in range(0xE1, 0xED)},
+    0xED: (0x80, 0x9F),
+    0xEE: (0x80, 0xBF),
+    0xEF: (0x80, 0xBF),
+    0xF0: (0x90, 0xBF),
+    0xF1: (0x80, 0xBF),
+    0xF2: (0x80, 0xBF),
+    0xF3: (0x80, 0xBF),
+    0xF4: (0x80, 0x8F),
+}
+
+
+def utf8_first_invalid(data: bytes) -> int | None:
+    """Index of the first byte after which ``data`` cannot begin valid UTF-8.
+
+    None if every prefix can still be completed (the data may end inside a
+    sequence). Written from the RFC 3629 grammar, independent of codecs.
+    """
+    i = 0
+    n = len(data)
+    while i < n:
+        lead = data[i]
+        if lead < 0x80:
+            i += 1
+            continue
+        if lead not in _SECOND:
+            return i
+        size = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        low, high = _SECOND[lead]
+        for k in range(1, size):
+            if i + k >= n:
+                return None
+            byte = data[i + k]
+            if k == 1 and not low <= byte <= high or k > 1 and not 0x80 <= byte <= 0xBF:
+                return i + k
+        i += size
+    return None

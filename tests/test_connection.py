@@ -26,6 +26,7 @@ from helpers import (
     frame,
     parse_close,
     parse_frames,
+    utf8_first_invalid,
 )
 
 from rfc6455 import (
@@ -1344,3 +1345,97 @@ class TestValidTable:
         else:
             assert events == expected
             assert conn.receive(trailing[5:]) == [TextMessage(data="next message")]
+
+
+# UTF-8 cases after Markus Kuhn's stress test, as used by Autobahn cases 6.x.
+KAPPA = "κόσμε".encode()
+UTF8_CASES = [
+    KAPPA,
+    b"\x00",
+    b"\x7f",
+    b"\xc2\x80",
+    b"\xdf\xbf",
+    b"\xe0\xa0\x80",
+    b"\xed\x9f\xbf",
+    b"\xee\x80\x80",
+    b"\xef\xbf\xbd",
+    b"\xef\xbf\xbe",  # U+FFFE: a noncharacter, but valid UTF-8
+    b"\xf0\x90\x80\x80",
+    b"\xf4\x8f\xbf\xbf",
+    KAPPA + b"\xed\xa0\x80edited",  # Autobahn 6.3.1
+    KAPPA + b"\xf4\x90\x80\x80edited",  # Autobahn 6.4.1
+    b"\x80",
+    b"\xbf",
+    b"\x80\xbf\x80",
+    b"\xc0\xaf",
+    b"\xc1\xbf",
+    b"\xe0\x80\xaf",
+    b"\xe0\x9f\xbf",
+    b"\xf0\x80\x80\xaf",
+    b"\xf0\x8f\xbf\xbf",
+    b"\xf8\x88\x80\x80\xaf",
+    b"\xfc\x84\x80\x80\x80\xaf",
+    b"\xed\xa0\x80",
+    b"\xed\xad\xbf",
+    b"\xed\xbf\xbf",
+    b"\xed\xa0\x80\xed\xb0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xf5\x80\x80\x80",
+    b"\xfe",
+    b"\xff",
+    b"\xfe\xfe\xff\xff",
+    b"\xc0 ",
+    b"ok\xc2A",
+    b"ok\xe2\x82A",
+    b"ok\xf0\x9f\x98A",
+    b"ok\xf0\x9f\x98",  # truncated at the end
+    b"ok\xe2\x82",
+]
+
+
+class TestSection8_1FailFastPosition:
+    """The failure comes exactly at the first byte that cannot start valid UTF-8.
+
+    The expected position comes from the RFC 3629 grammar (tests/helpers.py),
+    not from Python's codec.
+    """
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("payload", UTF8_CASES, ids=lambda p: p.hex())
+    def test_in_a_frame_still_arriving(self, role: str, payload: bytes) -> None:
+        # The frame declares more bytes than are sent: only fail-fast can see errors.
+        wire = f(role, OP_TEXT, payload + b"-" * 16)[:-16]
+        header = len(wire) - len(payload)
+        conn = make(role)
+        assert conn.receive(wire[:header]) == []
+        bad = utf8_first_invalid(payload)
+        for i in range(len(payload)):
+            events = conn.receive(wire[header + i : header + i + 1])
+            if bad is not None and i == bad:
+                assert_failed(conn, events, 1007)
+                return
+            assert events == [], i
+        assert bad is None
+        assert conn.state is ConnectionState.OPEN
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("payload", UTF8_CASES, ids=lambda p: p.hex())
+    def test_in_one_byte_fragments(self, role: str, payload: bytes) -> None:
+        conn = make(role)
+        bad = utf8_first_invalid(payload)
+        last = len(payload) - 1
+        for i in range(len(payload)):
+            opcode = OP_TEXT if i == 0 else OP_CONT
+            events = conn.receive(f(role, opcode, payload[i : i + 1], fin=i == last))
+            if bad is not None and i == bad:
+                assert_failed(conn, events, 1007)
+                return
+            if i < last:
+                assert events == [], i
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError:
+            # Valid so far but cut inside a sequence: fails when the message ends.
+            assert_failed(conn, events, 1007)
+        else:
+            assert events == [TextMessage(data=text)]

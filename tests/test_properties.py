@@ -27,6 +27,7 @@ from helpers import (
     OP_TEXT,
     frame,
     parse_frames,
+    utf8_first_invalid,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -223,6 +224,43 @@ def test_text_split_anywhere_in_utf8(
     events, _ = receive_all(streamed, split(wire, cuts))
     assert "".join(e.data for e in events if isinstance(e, TextChunk)) == text
     assert [e.final for e in events if isinstance(e, TextChunk)][-1:] == [True]
+
+
+INTERESTING = [0x41, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1]
+INTERESTING += [0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFE, 0xFF]
+almost_utf8 = st.lists(
+    st.characters().map(lambda c: c.encode("utf-8", "surrogatepass"))
+    | st.lists(st.sampled_from(INTERESTING), max_size=3).map(bytes),
+    max_size=12,
+).map(b"".join)
+
+
+@SETTINGS
+@given(role=roles, payload=almost_utf8, continuation=st.booleans())
+def test_fail_fast_exactly_at_the_first_invalid_byte(
+    role: str, payload: bytes, continuation: bool
+) -> None:
+    # The expected position comes from the RFC 3629 grammar (helpers), not codecs.
+    conn = make(role)
+    mask = os.urandom(4) if role == "server" else None
+    opcode = OP_TEXT
+    if continuation:
+        # The message began in an earlier fragment with one valid character.
+        conn.receive(frame(OP_TEXT, "é".encode(), fin=False, mask=mask))
+        opcode = OP_CONT
+    # Declared 16 bytes longer than sent, so only the fail-fast check can fire.
+    wire = frame(opcode, payload + b"-" * 16, mask=mask)[:-16]
+    header = len(wire) - len(payload)
+    assert conn.receive(wire[:header]) == []
+    bad = utf8_first_invalid(payload)
+    for i in range(len(payload)):
+        events = conn.receive(wire[header + i : header + i + 1])
+        if i == bad:
+            assert len(events) == 1
+            assert isinstance(events[0], ConnectionFailed) and events[0].code == 1007
+            return
+        assert events == []
+    assert bad is None
 
 
 def _pairs(data: bytes, cuts: list[int]) -> list[tuple[int, int]]:
