@@ -41,6 +41,7 @@ def test_page_with_websockets_server(chromium: Chromium, websockets_lib: Any) ->
     """The page itself against the websockets library: the harness is sound."""
     with websockets_echo_server() as peer:
         report = chromium.run_page(peer.url)
+        peer.wait_closed(1)
     assert_report_ok(report)
     assert report["extensions"].startswith("permessage-deflate")
     assert report["close"]["reason"] == "done"

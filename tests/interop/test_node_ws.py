@@ -33,6 +33,8 @@ pytestmark = pytest.mark.interop
 
 RECV_TIMEOUT = 30.0
 CLOSE_LINE = re.compile(r'"event":\s*"close"')
+PING_LINE = re.compile(r'"event":\s*"ping"')
+OPEN_LINE = re.compile(r'"event":\s*"open"')
 
 DEFLATE_SCRIPT = [{"op": kind, "size": size, "fill": fill} for kind, size, fill in deflate_specs()]
 CONTEXT_TAKEOVER = {
@@ -97,6 +99,7 @@ class TestPeersSelfCheck:
                     ws.recv(timeout=RECV_TIMEOUT)
                 assert ws.close_code == 4001
                 assert ws.close_reason == "bye"
+            peer.process.wait_for_line(OPEN_LINE)
             opened = [e for e in peer.events() if e["event"] == "open"]
             assert opened[0]["accepted_extensions"].startswith("permessage-deflate")
 
@@ -202,8 +205,10 @@ class TestOurClientNodeServer:
             our_client_ping(ws, b"are you there", RECV_TIMEOUT)
             ws.send("after ping")
             assert ws.recv(timeout=RECV_TIMEOUT) == "after ping"
+            # The server's log line may still be in the pipe: wait for it.
+            peer.process.wait_for_line(PING_LINE)
             pings = [e for e in peer.events() if e["event"] == "ping"]
-            assert pings and pings[0]["data"] == "are you there"
+            assert pings[0]["data"] == "are you there"
 
     @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "bye")])
     def test_client_close_code_reaches_server(self, node_peers: NodePeers, code: int,
