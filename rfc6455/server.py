@@ -388,7 +388,12 @@ class WebSocket(Protocol):
         if self._phase != _OPEN:
             raise ConnectionClosedError("the connection is not open")
         self.messages_out += 1
-        self._write(frame)
+        self.bytes_out += len(frame)
+        transport = self._transport
+        if transport is not None:
+            transport.write(frame)
+            if transport._buffer_size > self._opts.write_buffer_limit and not self._t_over:
+                self._over_limit(transport)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping (at most 125 bytes)."""
