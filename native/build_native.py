@@ -3,7 +3,9 @@
 setuptools runs this through ``cffi_modules`` in ``setup.py``; cffi execs it, so it must not
 import ``rfc6455``. For a quick in-place build during development::
 
-    python native/build_native.py        # writes rfc6455/_native*.so next to the sources
+    python native/build_native.py        # writes rfc6455/_native.abi3.so next to the sources
+
+``pip install -e .`` builds the same module in place too.
 """
 
 from __future__ import annotations
