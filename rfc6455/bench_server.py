@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ._frames import frame_header
-from .server import Config, EchoHandler, Handler, Message, Server, WebSocket
+from .server import Config, EchoHandler, Handler, Message, Server, WebSocket, broadcast
 
 __all__ = ["BroadcastHandler", "main"]
 
@@ -32,16 +31,7 @@ class BroadcastHandler(Handler):
         self.peers.pop(ws, None)
 
     def on_message(self, ws: WebSocket, message: Message) -> None:
-        if isinstance(message, str):
-            payload = message.encode("utf-8")
-            first = 0x81
-        else:
-            payload = bytes(message)
-            first = 0x82
-        frame = frame_header(first, len(payload)) + payload
-        for peer in self.peers:
-            if peer is not ws and peer.open:
-                peer.send_frame(frame)
+        broadcast((peer for peer in self.peers if peer is not ws), message)
 
 
 def main(argv: list[str] | None = None) -> None:

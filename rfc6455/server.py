@@ -33,7 +33,7 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any, ClassVar
@@ -52,6 +52,7 @@ from ._events import (
     TextMessage,
 )
 from ._extensions import ServerExtensionFactory
+from ._frames import frame_header
 from ._handshake import HTTPRequest, ServerHandshake, UpgradeRequest
 from ._loop import Loop, TimerHandle
 from ._state import ConnectionState
@@ -65,6 +66,7 @@ __all__ = [
     "Server",
     "ServerWebSocket",
     "WebSocket",
+    "broadcast",
     "serve",
 ]
 
@@ -1269,6 +1271,43 @@ def _ip_of(addr: Any) -> str:
     if isinstance(addr, tuple) and addr:
         return str(addr[0])
     return str(addr)
+
+
+def broadcast(peers: Iterable[WebSocket], message: Message) -> int:
+    """Send one message to many server-side connections, framed once.
+
+    The frame is built once and the same bytes are written to every peer that
+    is open; peers that are not open are skipped, and a peer whose write fails
+    does not stop the others. Nothing blocks: a peer that cannot keep up is
+    buffered and, once its buffer stays over ``write_buffer_limit`` for
+    ``write_buffer_timeout``, closed with 1008 (the slow-consumer rule), so
+    one slow subscriber never delays the rest.
+
+    Frames are sent uncompressed (valid with permessage-deflate: RFC 7692 §6
+    lets any message go uncompressed). Do not use it on a connection that is in
+    the middle of sending a fragmented message, nor on client connections
+    (their frames must be masked).
+
+    Returns:
+        The number of peers the frame was written to.
+    """
+    if isinstance(message, str):
+        payload = message.encode("utf-8")
+        first = 0x81
+    else:
+        payload = bytes(message)
+        first = 0x82
+    frame = frame_header(first, len(payload)) + payload
+    sent = 0
+    for peer in peers:
+        if peer._phase != _OPEN or peer._role != "server":
+            continue
+        try:
+            peer.send_frame(frame)
+        except ConnectionClosedError:
+            continue
+        sent += 1
+    return sent
 
 
 def serve(

@@ -455,3 +455,71 @@ def test_permessage_deflate_through_the_server() -> None:
     with running_server(off) as s2, ws_connect(url(s2)) as ws:
         assert ws.response is not None
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+def test_broadcast_frames_once_and_skips_closed_peers() -> None:
+    from rfc6455.server import broadcast
+
+    peers: list[WebSocket] = []
+
+    class Join(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            peers.append(ws)
+
+        def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+            if message == "leave":
+                ws.close()
+            else:
+                ws.send(str(broadcast(peers, message)))
+
+    with (
+        running_server(handler=Join) as server,
+        connect(url(server)) as a,
+        connect(url(server)) as b,
+        connect(url(server)) as c,
+    ):
+        c.send("leave")
+        with pytest.raises(ConnectionClosed):
+            c.recv(timeout=5)
+        a.send("hello all")
+        assert a.recv(timeout=5) == "hello all"  # a is a peer too
+        assert a.recv(timeout=5) == "2"  # written to a and b; c is closed
+        assert b.recv(timeout=5) == "hello all"
+
+
+def test_idle_server_has_no_timers_and_does_not_spin() -> None:
+    server = Server(Config(port=0), handler=EchoHandler)
+    server.start()
+    try:
+        ticks = server.loop.ticks
+        assert server.loop.timer_count == 0  # no sweep without connections
+        server.loop.run_until(lambda: False, timeout=0.3)
+        assert server.loop.ticks - ticks <= 2
+    finally:
+        server.close()
+
+
+def test_reuse_port_lets_two_servers_share_a_port() -> None:
+    first = Server(Config(port=0, reuse_port=True), handler=EchoHandler)
+    first.start()
+    second = Server(Config(port=first.port, reuse_port=True), handler=EchoHandler)
+    try:
+        second.start()
+        assert second.port == first.port
+    finally:
+        first.close()
+        second.close()
+
+
+def test_tls_client_sends_sni(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    names: list[str | None] = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.sni_callback = lambda sslobj, name, context: names.append(name)  # type: ignore[assignment]
+    with running_server(Config(ssl_context=ctx)) as server:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        with connect(f"wss://localhost:{server.port}/", ssl_context=client_ctx) as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "x"
+    assert names == ["localhost"]
