@@ -270,6 +270,9 @@ HandlerFactory = Handler | Callable[[], Handler]
 class WebSocket(Protocol):
     """One WebSocket connection on the loop, as handlers see it.
 
+    Use it from the loop's thread only (handler callbacks run there); from
+    another thread, hand the call over: ``loop.call_soon_threadsafe(ws.send, msg)``.
+
     Attributes:
         id: a small integer, unique in this process.
         remote_address: the peer's address tuple.
@@ -1079,8 +1082,12 @@ class Server:
         self._resume_accepting()
 
     def _new_connection(self, sock: socket.socket, addr: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # already reset by the peer
+            sock.close()
+            return
         ws = ServerWebSocket(self, addr)
         ws._t_start = ws._t_rx = self.loop.now
         try:
