@@ -161,6 +161,23 @@ class Config:
     ssl_context: ssl.SSLContext | None = None
     keep_request: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0-65535, not {self.port}")
+        if not 0 <= self.low_water <= self.high_water:
+            raise ValueError("need 0 <= low_water <= high_water")
+        for name in (
+            "ping_interval", "ping_timeout", "handshake_timeout", "close_timeout",
+            "idle_timeout", "rate_limit", "rate_burst",
+        ):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, not {value}")
+        if self.shutdown_timeout < 0 or self.write_buffer_timeout < 0:
+            raise ValueError("timeouts cannot be negative")
+        if self.keyfile and not self.certfile:
+            raise ValueError("keyfile without certfile")
+
 
 class _Options:
     """The settings each connection consults, shared by all (one object)."""

@@ -523,3 +523,19 @@ def test_tls_client_sends_sni(tmp_path: Path) -> None:
             ws.send("x")
             assert ws.recv(timeout=5) == "x"
     assert names == ["localhost"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"port": 70000},
+        {"high_water": 10, "low_water": 20},
+        {"ping_interval": 0},
+        {"rate_limit": -1},
+        {"shutdown_timeout": -1},
+        {"keyfile": "k.pem"},
+    ],
+)
+def test_config_rejects_nonsense(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Config(**bad)
