@@ -528,6 +528,18 @@ def deflate_specs() -> list[tuple[str, int, str]]:
             for fill in ("compressible", "random") for kind in ("text", "binary")]
 
 
+def fragmented_messages() -> list[list[str] | list[bytes]]:
+    """Messages to send as several frames: text, binary, an empty middle, ~300 KiB."""
+    big = make_payload("binary", 300 * 1024, "random")
+    assert isinstance(big, bytes)
+    return [
+        ["frag", "mented ", "text \u2603"],
+        [b"\x01\x02", b"", b"\x03" * 70000],
+        [big[:1], big[1:100_000], big[100_000:]],
+        ["The quick brown fox " * 500, "", "jumps over the lazy dog " * 500],
+    ]
+
+
 def deflate_messages() -> list[str | bytes]:
     return [make_payload(kind, size, fill) for kind, size, fill in deflate_specs()]
 
@@ -559,6 +571,14 @@ def our_client_connect(url: str, *, deflate: dict[str, Any] | None = None,
     kwargs.setdefault("timeout", START_TIMEOUT)
     kwargs.setdefault("close_timeout", START_TIMEOUT)
     return connect(url, **kwargs)
+
+
+def our_client_extensions(ws: Any) -> str:
+    """The Sec-WebSocket-Extensions header of the 101 our client received ("" if none)."""
+    for name, value in ws.response_headers:
+        if name.lower() == "sec-websocket-extensions":
+            return str(value)
+    return ""
 
 
 def our_client_ping(ws: Any, payload: bytes, timeout: float) -> None:

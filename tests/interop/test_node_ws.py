@@ -21,8 +21,10 @@ from interop_support import (
     basic_messages,
     deflate_messages,
     deflate_specs,
+    fragmented_messages,
     our_client_close_info,
     our_client_connect,
+    our_client_extensions,
     our_client_ping,
     our_server,
     require_deflate,
@@ -194,6 +196,18 @@ class TestOurClientNodeServer:
             ws.send(f"frag:{kind}:7:{payload}")
             echo = ws.recv(timeout=RECV_TIMEOUT)
         assert echo == (payload if kind == "text" else payload.encode())
+
+    @pytest.mark.parametrize("deflate", [None, {}], ids=["plain", "deflate"])
+    def test_sends_fragmented_messages(self, node_peers: NodePeers, deflate: dict[str, Any] | None) -> None:
+        with node_peers.echo_server("--deflate") as peer, our_client_connect(peer.url, deflate=deflate) as ws:
+            negotiated = our_client_extensions(ws).startswith("permessage-deflate")
+            assert negotiated == (deflate is not None)
+            for parts in fragmented_messages():
+                ws.send_fragments(parts)
+                echo = ws.recv(timeout=RECV_TIMEOUT)
+                whole = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
+                assert type(echo) is type(whole)
+                assert echo == whole
 
     def test_answers_server_ping(self, node_peers: NodePeers) -> None:
         with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:

@@ -16,8 +16,10 @@ from interop_support import (
     OurServer,
     basic_messages,
     deflate_messages,
+    fragmented_messages,
     our_client_close_info,
     our_client_connect,
+    our_client_extensions,
     our_client_ping,
     our_server,
     require_deflate,
@@ -152,6 +154,18 @@ class TestOurClientWebsocketsServer:
             assert ws.recv(timeout=RECV_TIMEOUT) == "fragmented text \u2603"
             ws.send("frag:binary:4:abcdefghij")
             assert ws.recv(timeout=RECV_TIMEOUT) == b"abcdefghij"
+
+    @pytest.mark.parametrize("deflate", [None, {}], ids=["plain", "deflate"])
+    def test_sends_fragmented_messages(self, websockets_lib: Any, deflate: dict[str, Any] | None) -> None:
+        with websockets_echo_server() as peer, our_client_connect(peer.url, deflate=deflate) as ws:
+            negotiated = our_client_extensions(ws).startswith("permessage-deflate")
+            assert negotiated == (deflate is not None)
+            for parts in fragmented_messages():
+                ws.send_fragments(parts)
+                echo = ws.recv(timeout=RECV_TIMEOUT)
+                whole = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
+                assert type(echo) is type(whole)
+                assert echo == whole
 
     def test_answers_server_ping(self, websockets_lib: Any) -> None:
         with websockets_echo_server(compression=None) as peer, our_connect(peer.url) as ws:

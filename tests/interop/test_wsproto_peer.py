@@ -15,9 +15,11 @@ from interop_support import (
     WsprotoClient,
     basic_messages,
     deflate_messages,
+    fragmented_messages,
     get_wsproto,
     our_client_close_info,
     our_client_connect,
+    our_client_extensions,
     our_client_ping,
     our_server,
     require_deflate,
@@ -88,6 +90,18 @@ class TestOurClientWsprotoServer:
         assert not peer.errors
         assert peer.closes == [(4001, "bye")]
 
+    @pytest.mark.parametrize("deflate", [None, {}], ids=["plain", "deflate"])
+    def test_sends_fragmented_messages(self, wsproto_lib: Any, deflate: dict[str, Any] | None) -> None:
+        with wsproto_echo_server(deflate={}) as peer, our_client_connect(peer.url, deflate=deflate) as ws:
+            negotiated = our_client_extensions(ws).startswith("permessage-deflate")
+            assert negotiated == (deflate is not None)
+            for parts in fragmented_messages():
+                ws.send_fragments(parts)
+                echo = ws.recv(timeout=RECV_TIMEOUT)
+                whole = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
+                assert type(echo) is type(whole)
+                assert echo == whole
+
     def test_server_close_4001_is_reported(self, wsproto_lib: Any) -> None:
         with wsproto_echo_server() as peer, our_client_connect(peer.url) as ws:
             ws.send("close:4001:bye")
@@ -101,7 +115,7 @@ class TestOurClientWsprotoServer:
                                               "server_no_context_takeover": True}
         with wsproto_echo_server(deflate=server_deflate) as peer, \
                 our_client_connect(peer.url, deflate={}) as ws:
-            accepted = dict(ws.response_headers).get("sec-websocket-extensions", "")
+            accepted = our_client_extensions(ws)
             assert accepted.startswith("permessage-deflate"), ws.response_headers
             assert ("no_context_takeover" in accepted) == (not takeover)
             for message in deflate_messages():
