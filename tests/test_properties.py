@@ -271,44 +271,64 @@ def _pairs(data: bytes, cuts: list[int]) -> list[tuple[int, int]]:
 # ------------------------------------------------- split invariance, garbage
 
 
+CORRUPTIONS = [
+    "reserved opcode",
+    "rsv",
+    "wrong mask bit",
+    "non-minimal length",
+    "fragmented control",
+    "long control",
+    "bad close code",
+    "one-byte close",
+    "bad UTF-8",
+    "stray continuation",
+    "unfinished message",
+]
+
+
 @st.composite
 def raw_frame(draw: st.DrawFn, role: str) -> bytes:
-    """A frame that is often valid and sometimes not, in every way §5.2 allows."""
-    opcode = draw(
-        st.sampled_from([OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG])
-        | st.integers(0, 15)
-    )
-    if opcode == OP_TEXT or opcode == OP_CONT:
-        payload = draw(
-            st.text(max_size=60).map(str.encode)
-            | st.binary(max_size=20)
-            | st.text(max_size=20).map(lambda t: t.encode()[:-1])
-        )
+    """A valid single frame, or (one time in eight) one broken in one §5.2/§5.5 way."""
+    corruption = draw(st.sampled_from([None] * 7 * len(CORRUPTIONS) + CORRUPTIONS))
+    opcode = draw(st.sampled_from([OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_PING]))
+    if corruption == "reserved opcode":
+        opcode = draw(st.sampled_from([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]))
+    elif corruption in ("fragmented control", "long control"):
+        opcode = draw(st.sampled_from([OP_CLOSE, OP_PING, OP_PONG]))
+    elif corruption in ("bad close code", "one-byte close"):
+        opcode = OP_CLOSE
+    elif corruption == "bad UTF-8":
+        opcode = OP_TEXT
+    elif corruption == "stray continuation":
+        opcode = OP_CONT
+    elif corruption == "unfinished message":
+        opcode = draw(st.sampled_from([OP_TEXT, OP_BINARY]))
+    if opcode == OP_TEXT:
+        payload = draw(st.text(max_size=60)).encode()
+        if corruption == "bad UTF-8":
+            payload += draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"]))
     elif opcode == OP_CLOSE:
-        payload = draw(
-            st.tuples(
-                st.sampled_from([*VALID_CODES, 999, 1005, 2999, 5000]), st.text(max_size=10)
-            ).map(lambda cr: struct.pack("!H", cr[0]) + cr[1].encode())
-            | st.binary(max_size=4)
-        )
+        code = draw(st.sampled_from(VALID_CODES))
+        if corruption == "bad close code":
+            code = draw(st.sampled_from([0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]))
+        payload = struct.pack("!H", code) + draw(st.text(max_size=10)).encode()
+        if corruption == "one-byte close":
+            payload = payload[:1]
+        elif draw(st.integers(0, 9)) == 0:
+            payload = b""
+    elif opcode in (OP_PING, OP_PONG):
+        payload = draw(st.binary(max_size=125))
     else:
-        payload = draw(st.binary(max_size=draw(st.sampled_from([10, 130, 300]))))
-    fin = (
-        draw(st.booleans())
-        if opcode in (OP_TEXT, OP_BINARY, OP_CONT)
-        else draw(st.sampled_from([True, True, True, False]))
-    )
-    rsv = draw(st.sampled_from([0, 0, 0, 0, 1, 2, 4]))
-    expect_mask = role == "server"
-    masked = draw(st.sampled_from([expect_mask] * 9 + [not expect_mask]))
-    form = draw(st.sampled_from([None] * 8 + [16, 64]))
+        payload = draw(st.binary(max_size=draw(st.sampled_from([20, 300]))))
+    if corruption == "long control":
+        payload = payload.ljust(126, b"c")[:200]
     return frame(
         opcode,
         payload,
-        fin=fin,
-        rsv=rsv,
-        mask=os.urandom(4) if masked else None,
-        length_form=form,
+        fin=corruption not in ("fragmented control", "unfinished message"),
+        rsv=draw(st.sampled_from([1, 2, 4, 6])) if corruption == "rsv" else 0,
+        mask=os.urandom(4) if (role == "server") != (corruption == "wrong mask bit") else None,
+        length_form=draw(st.sampled_from([16, 64])) if corruption == "non-minimal length" else None,
     )
 
 
