@@ -61,8 +61,8 @@ class ScanFrames(Protocol):
 # (~0.7 us for either, measured here); the in-place C path wins at every size.
 _NATIVE_MIN_COPY = 16
 
-# Frames per C call in scan_frames; bounds the result array (3 int64 of status + 3 per
-# frame, 96 KiB). Callers asking for more get several C calls.
+# Frames per C call in scan_frames; bounds the result array (3 int64 per frame + 3 of
+# status, 96 KiB). Callers asking for more get several C calls.
 _CAP = 4096
 _INT64_MAX = (1 << 63) - 1
 
@@ -132,15 +132,17 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
             return
         c_mask_inplace(buf, len(buf), key, offset & 3)
 
-    # Result arrays: (array('q'), pointer to its status, pointer to its records). An
-    # array.array rather than ffi.new: slicing it and calling tolist() is ~2x faster than
-    # ffi.unpack(). The pointer holds a buffer export, so the array can never be resized.
+    # Result arrays: (array('q'), pointer to its records, pointer to its status), the
+    # status (consumed, error, needed) after room for _CAP records. An array.array rather
+    # than ffi.new: slicing it and calling tolist() is ~2x faster than ffi.unpack(). The
+    # pointers hold a buffer export, so the array can never be resized.
     free: list[tuple[array[int], Any, Any]] = []
+    at_status = 3 * _CAP
 
     def new_results() -> tuple[array[int], Any, Any]:
-        results = array("q", bytes(8 * (3 + 3 * _CAP)))
-        status = from_buffer(i64, results, True)
-        return results, status, status + 3
+        results = array("q", bytes(8 * (3 * _CAP + 3)))
+        records = from_buffer(i64, results, True)
+        return results, records, records + at_status
 
     def scan_frames(
         buf: bytearray,
@@ -163,7 +165,7 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
         if not -1 <= max_payload <= _INT64_MAX:
             max_payload = -1 if max_payload < 0 else _INT64_MAX
         # The entry goes back only on success; one lost to an exception is just garbage.
-        results, status, records_out = entry = free.pop() if free else new_results()
+        results, records_out, status = entry = free.pop() if free else new_results()
         # ~x & 0x70 only looks at bits 4-6 of allowed_rsv, even for a negative int.
         n = c_scan_frames(
             cbuf,
@@ -176,10 +178,12 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
             max_frames,
             status,
         )
-        records: list[int] = results[: 3 + 3 * n].tolist()
+        records: list[int] = results[: 3 * n].tolist()
+        consumed = results[at_status]
+        error = results[at_status + 1]
+        needed = results[at_status + 2]
+        # Only now: once back in the list, another thread may reuse the array.
         free.append(entry)
-        consumed, error, needed = records[0], records[1], records[2]
-        del records[:3]
         if needed < 0:  # stored as int64; exceeds it only with max_payload near 2**63
             needed += 1 << 64
         return records, consumed, error, needed

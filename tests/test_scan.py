@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -313,6 +315,30 @@ def test_window_must_lie_in_the_buffer(impl: ScanFrames, start: int, end: int) -
 
 @needs_native
 class TestNativeWrapper:
+    def test_threads_do_not_share_result_arrays(self) -> None:
+        # The C call releases the GIL; each call must still read back its own results.
+        def work(size: int, errors: list[str]) -> None:
+            data = frame(0x2, bytes([size]) * size, key=KEY) * (size + 1)
+            expected = _mask_py.scan_frames(bytearray(data), 0, len(data), SERVER, 0, BIG, 4096)
+            for _ in range(1000):
+                got = native_scan_frames(bytearray(data), 0, len(data), SERVER, 0, BIG, 4096)
+                if got != expected:
+                    errors.append(f"size {size}: {got[1:]} != {expected[1:]}")
+                    return
+
+        errors: list[str] = []
+        threads = [threading.Thread(target=work, args=(size, errors)) for size in (1, 7, 30, 90)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        assert errors == []
+
     def test_server_needs_a_writable_buffer(self) -> None:
         data = frame(0x2, b"x", key=KEY)
         with pytest.raises(BufferError):
