@@ -14,7 +14,8 @@ the provider's byte order.
 
     byte 0     flags: 0x01 client role (else server), 0x02 stream_messages,
                0x04 permessage-deflate negotiated (when the module exists),
-               0x08 start our own closing handshake before any byte arrives
+               0x08 start our own closing handshake before any byte arrives,
+               0x10 echo every message (or chunk) back while the connection is open
     byte 1     max_message_size: MAX_SIZES[byte % len(MAX_SIZES)]
     bytes 2-5  chunk sizes, used in turn: CHUNK_SIZES[byte % len(CHUNK_SIZES)]
     byte 6     permessage-deflate parameters (see ``_deflate_extension``)
@@ -43,6 +44,8 @@ Contract checked, for every input (any failure raises and atheris saves it):
 5. What the connection queued (pongs, close replies, the failure's close
    frame) parses cleanly at a peer of the other role: one pong per ping with
    the same payload, and a close frame carrying the terminal event's code.
+   With echo on, the messages we sent back (through the extension, and
+   fragmented in stream mode) reach that peer intact, in order.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class Config:
     stream: bool
     deflate: bool
     local_close: bool
+    echo: bool
     max_size: int | None
     chunk_sizes: tuple[int, ...]
     deflate_params: int
@@ -141,6 +145,7 @@ def parse_input(data: bytes) -> tuple[Config, bytes]:
         stream=bool(flags & 0x02),
         deflate=bool(flags & 0x04),
         local_close=bool(flags & 0x08),
+        echo=bool(flags & 0x10),
         max_size=MAX_SIZES[header[1] % len(MAX_SIZES)],
         chunk_sizes=tuple(CHUNK_SIZES[b % len(CHUNK_SIZES)] for b in header[2:6]),
         deflate_params=header[6],
@@ -198,16 +203,20 @@ class Run:
     events: list[Event]
     output: bytes
     state: Any
+    echoed: list[str | bytes]
 
 
-def _feed(config: Config, chunks: Sequence[bytes], api: str) -> Run:
+def _feed(config: Config, chunks: Sequence[bytes], api: str, echo: bool = False) -> Run:
     """Feed ``chunks`` then EOF, draining with one of the three input APIs."""
     conn = _new_connection(config)
     out = []
     if config.local_close:
         out.append(conn.close(1000))
     events: list[Event] = []
+    echoed: list[str | bytes] = []
+    partial: list[Any] = []
     for chunk in [*chunks, b""]:
+        start = len(events)
         if api == "receive":
             events.extend(conn.receive(chunk))
         elif api == "events":
@@ -220,9 +229,29 @@ def _feed(config: Config, chunks: Sequence[bytes], api: str) -> Run:
                 if event is rfc6455.NEED_DATA:
                     break
                 events.append(event)
+        if echo:
+            _echo(conn, events[start:], out, echoed, partial)
         out.append(conn.data_to_send())
     conn.should_close_transport  # noqa: B018 - a property that must not raise
-    return Run(events, b"".join(out), conn.state)
+    return Run(events, b"".join(out), conn.state, echoed)
+
+
+def _echo(
+    conn: Any, events: Sequence[Event], out: list[bytes], echoed: list[Any], partial: list[Any]
+) -> None:
+    """Send data events back while the connection is open; record whole messages sent."""
+    for event in events:
+        if conn.state is not ConnectionState.OPEN:
+            return
+        if isinstance(event, (TextMessage, BinaryMessage)):
+            out.append(conn.send(event))
+            echoed.append(event.data)
+        elif isinstance(event, (TextChunk, BinaryChunk)):
+            out.append(conn.send(event))
+            partial.append(event.data)
+            if event.final:
+                echoed.append(partial[0][:0].join(partial))
+                partial.clear()
 
 
 def _check_events(config: Config, run: Run) -> None:
@@ -274,7 +303,19 @@ def _check_events(config: Config, run: Run) -> None:
 
 def _check_output(config: Config, run: Run) -> None:
     """Our queued output must parse cleanly at the peer (the other role)."""
-    peer = ServerConnection() if config.client else ClientConnection()
+    peer_class = ServerConnection if config.client else ClientConnection
+    extensions = []
+    if config.deflate and permessage_deflate is not None:
+        # The peer's view of the same negotiation: local and remote swapped.
+        params = config.deflate_params
+        extensions.append(
+            permessage_deflate.PerMessageDeflate(
+                local_no_context_takeover=bool(params & 2),
+                remote_no_context_takeover=bool(params & 1),
+                local_max_window_bits=8 + ((params >> 2) & 7),
+            )
+        )
+    peer = peer_class(extensions=extensions, max_message_size=None)
     peer_events = [*peer.receive(run.output), *peer.receive(b"")]
     if any(isinstance(e, ConnectionFailed) for e in peer_events):
         raise HarnessFailure(f"our output is malformed for the peer: {peer_events!r}")
@@ -286,6 +327,9 @@ def _check_output(config: Config, run: Run) -> None:
         if [type(e) for e in peer_events] != [Close] or closes[0].code != 1000:
             raise HarnessFailure(f"local close not the first frame out: {peer_events!r}")
         return
+    received = [e.data for e in peer_events if isinstance(e, (TextMessage, BinaryMessage))]
+    if received != run.echoed:
+        raise HarnessFailure(f"the peer got {received!r}, we sent {run.echoed!r}")
     pings = [e.payload for e in run.events if isinstance(e, Ping)]
     if pongs != pings:
         raise HarnessFailure(f"pongs {pongs!r} do not answer pings {pings!r}")
@@ -377,7 +421,7 @@ def TestOneInput(data: bytes) -> None:
 
 
 def _check(config: Config, wire: bytes) -> None:
-    chunked = _feed(config, split(wire, config.chunk_sizes), "next_event")
+    chunked = _feed(config, split(wire, config.chunk_sizes), "next_event", config.echo)
     _check_events(config, chunked)
     _check_output(config, chunked)
     whole = _feed(config, [wire] if wire else [], "receive")

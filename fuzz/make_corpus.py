@@ -23,7 +23,7 @@ FRAMES_DIR = HERE / "corpus" / "frames"
 HANDSHAKE_DIR = HERE / "corpus" / "handshake"
 
 # Frame-harness flags (fuzz_frames.py, byte 0) and table indexes.
-CLIENT, STREAM, DEFLATE, LOCAL_CLOSE = 0x01, 0x02, 0x04, 0x08
+CLIENT, STREAM, DEFLATE, LOCAL_CLOSE, ECHO = 0x01, 0x02, 0x04, 0x08, 0x10
 MAX_NONE, MAX_1MIB, MAX_0, MAX_16, MAX_125, MAX_1000 = 0, 1, 2, 6, 7, 10
 WHOLE, ONE, TWO, THREE, SEVEN, ODD = 0, 1, 3, 4, 7, 10  # indexes into CHUNK_SIZES
 
@@ -216,6 +216,26 @@ def frame_seeds() -> Iterator[tuple[str, bytes]]:
     yield "bad-deflate-rsv1-on-ping", h(d) + frame(ping, b"x", rsv=0x40)
     yield "bad-deflate-rsv2", h(d) + frame(binary, b"x", rsv=0x20)
     yield "bad-deflate-utf8", h(d) + frame(text, deflate(b"\xff\xfe"), rsv=0x40)
+
+    # Echo: what we send back must reach the peer intact (through the extension too).
+    e = ECHO
+    messages = frame(text, "échø".encode()) + frame(binary, bytes(300)) + frame(ping, b"p")
+    yield "echo-server", h(e, chunks=(ONE,) * 4) + messages + frame(close, close_payload(1000))
+    yield "echo-client", h(e | CLIENT) + frame(text, b"hi", masked=False) + frame(
+        binary, b"\x00" * 70_000, masked=False
+    )[:200]
+    yield "echo-stream-fragmented", h(e | STREAM, chunks=(SEVEN, ONE, THREE, WHOLE)) + (
+        frame(text, b"ab\xc3", fin=False) + frame(cont, b"\xa9cd", fin=False) + frame(cont, b"e")
+        + frame(binary, b"12", fin=False) + frame(cont, b"34")
+    )
+    yield "echo-deflate", h(e | d) + frame(text, deflate(b"compress me " * 8), rsv=0x40) + frame(
+        binary, b"uncompressed"
+    )
+    yield "echo-deflate-no-context-stream", h(e | d | STREAM, deflate_params=0x03) + (
+        frame(binary, parts[0], fin=False, rsv=0x40) + frame(cont, parts[1], fin=False)
+        + frame(cont, parts[2])
+    )
+    yield "echo-then-failure", h(e, chunks=(ONE,) * 4) + frame(text, b"ok") + frame(binary, b"x", rsv=0x20)
 
 
 def handshake_seeds() -> Iterator[tuple[str, bytes]]:
