@@ -256,6 +256,15 @@ class TestRejections:
         assert conn.close_sent == Close(code=1000, reason="")
 
     @pytest.mark.parametrize("role", ROLES)
+    def test_failure_keeps_no_traceback(self, role: str) -> None:
+        # A traceback would pin the frames (and receive-buffer views) for the
+        # life of the connection.
+        conn = make(role)
+        conn.receive(f(role, OP_TEXT, b"\xff"))
+        assert isinstance(conn.failure, InvalidUTF8)
+        assert conn.failure.__traceback__ is None
+
+    @pytest.mark.parametrize("role", ROLES)
     def test_eof_after_failure_reports_nothing(self, role: str) -> None:
         conn = make(role)
         conn.receive(f(role, 3))
