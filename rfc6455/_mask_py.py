@@ -47,12 +47,35 @@ def _xor(data: Buffer, key: bytes, offset: int) -> bytes:
 
 
 def apply_mask(data: Buffer, key: Buffer, offset: int = 0) -> bytes:
-    """Return ``data`` XORed with the 4-byte ``key``, starting at key byte ``offset``."""
+    """Mask or unmask ``data`` (RFC 6455 §5.3): XOR it with the repeated 4-byte ``key``.
+
+    Args:
+        data: any bytes-like object; it is not modified.
+        key: the 4-byte masking key.
+        offset: the key byte that applies to ``data[0]`` (taken modulo 4), so a payload
+            can be masked in pieces: pass the number of payload bytes before this piece.
+
+    Returns:
+        A new ``bytes`` object of the same length.
+
+    Raises:
+        ValueError: ``key`` is not 4 bytes long.
+    """
     return _xor(data, _check_key(key), offset)
 
 
 def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None:
-    """XOR the writable buffer ``data`` with ``key`` in place (RFC 6455 §5.3)."""
+    """Mask or unmask the writable buffer ``data`` in place (RFC 6455 §5.3).
+
+    Args:
+        data: a ``bytearray`` or writable ``memoryview``.
+        key: the 4-byte masking key.
+        offset: the key byte that applies to ``data[0]`` (taken modulo 4).
+
+    Raises:
+        TypeError: ``data`` is not a writable buffer (checked before the key).
+        ValueError: ``key`` is not 4 bytes long.
+    """
     if isinstance(data, memoryview) and data.readonly:
         raise TypeError("apply_mask_inplace needs a writable buffer")
     if not isinstance(data, (bytearray, memoryview)):
