@@ -22,9 +22,11 @@ from interop_support import (
     Chromium,
     NodePeers,
     OurServer,
+    SelfSignedCert,
     get_chromium,
     get_node_peers,
     get_websockets,
+    make_cert,
     our_server,
 )
 
@@ -60,3 +62,8 @@ def websockets_lib() -> Any:
 def our_echo_server() -> Iterator[OurServer]:
     with our_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> SelfSignedCert:
+    return make_cert(tmp_path_factory.mktemp("tls"))

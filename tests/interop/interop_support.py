@@ -13,8 +13,10 @@ lines), read by a drain thread so a chatty peer never blocks on a full pipe.
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
+import hashlib
 import http.server
 import importlib.util
 import json
@@ -24,6 +26,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -47,7 +50,8 @@ START_TIMEOUT = 30.0
 RUN_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
 
-LISTENING_OURS = re.compile(r"listening on ws://(?P<host>[^\s:/]+|\[[^\]]+\]):(?P<port>\d+)")
+LISTENING_OURS = re.compile(
+    r"listening on (?P<scheme>wss?)://(?P<host>[^\s:/]+|\[[^\]]+\]):(?P<port>\d+)")
 LISTENING_NODE = re.compile(r"^listening (?P<port>\d+)$")
 
 
@@ -194,10 +198,11 @@ class NodeServer:
 
     process: PeerProcess
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/"
 
     def events(self) -> list[dict[str, Any]]:
         return self.process.json_lines()
@@ -226,7 +231,7 @@ class NodePeers:
         peer = PeerProcess(argv, cwd=HERE)
         try:
             match = peer.wait_for_line(LISTENING_NODE)
-            yield NodeServer(peer, int(match["port"]))
+            yield NodeServer(peer, int(match["port"]), tls="--cert" in options)
         finally:
             peer.stop()
 
@@ -299,7 +304,8 @@ class Chromium:
     runs: int = field(default=0)
 
     def run_page(self, ws_url: str, messages: list[dict[str, Any]] | None = None,
-                 close: dict[str, Any] | None = None, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+                 close: dict[str, Any] | None = None, timeout: float = RUN_TIMEOUT,
+                 flags: Sequence[str] = ()) -> dict[str, Any]:
         """Open the interop page against ``ws_url`` and return its JSON report."""
         config: dict[str, Any] = {"ws": ws_url, "report": "/report"}
         if messages is not None:
@@ -319,7 +325,7 @@ class Chromium:
             self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-extensions",
-            "--disable-dev-shm-usage", "--mute-audio", f"--user-data-dir={profile}", page,
+            "--disable-dev-shm-usage", "--mute-audio", f"--user-data-dir={profile}", *flags, page,
         ]
         browser = PeerProcess(argv, new_session=True)
         try:
@@ -362,10 +368,11 @@ class WebsocketsServer:
     received: list[Any] = field(default_factory=list)
     closes: list[tuple[int | None, str | None]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/"
 
     def record_close(self, code: int | None, reason: str | None) -> None:
         with self.changed:
@@ -389,7 +396,7 @@ def websockets_echo_server(**kwargs: Any) -> Iterator[WebsocketsServer]:
     """
     from websockets.sync.server import ServerConnection, serve
 
-    state = WebsocketsServer(0)
+    state = WebsocketsServer(0, tls=kwargs.get("ssl") is not None)
 
     def handler(ws: ServerConnection) -> None:
         try:
@@ -438,6 +445,41 @@ def websockets_echo_server(**kwargs: Any) -> Iterator[WebsocketsServer]:
             thread.join(STOP_TIMEOUT)
 
 
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True)
+class SelfSignedCert:
+    """A self-signed certificate for 127.0.0.1 (and localhost), made with ``openssl``."""
+
+    cert: Path
+    key: Path
+    spki_sha256: str  # base64, for Chromium's --ignore-certificate-errors-spki-list
+
+
+def make_cert(directory: Path) -> SelfSignedCert:
+    """Create a one-day self-signed EC certificate in ``directory``."""
+    require(shutil.which("openssl") is not None, "the `openssl` command")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=START_TIMEOUT,
+    )
+    pubkey = subprocess.run(["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"],
+                            check=True, capture_output=True, timeout=START_TIMEOUT).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pubkey,
+                         check=True, capture_output=True, timeout=START_TIMEOUT).stdout
+    spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
+    return SelfSignedCert(cert, key, spki)
+
+
+def client_ssl_context(cert: SelfSignedCert) -> ssl.SSLContext:
+    """A verifying client context that trusts exactly ``cert``."""
+    return ssl.create_default_context(cafile=str(cert.cert))
+
+
 # --------------------------------------------------------------------------- our server
 
 
@@ -448,10 +490,11 @@ class OurServer:
     process: PeerProcess
     host: str
     port: int
+    scheme: str = "ws"
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
 
     def log(self) -> str:
         return self.process.output()
@@ -475,7 +518,7 @@ def our_server(*options: str, app: str = "echo") -> Iterator[OurServer]:
     peer = PeerProcess(argv, cwd=REPO, env=env)
     try:
         match = peer.wait_for_line(LISTENING_OURS)
-        yield OurServer(peer, match["host"], int(match["port"]))
+        yield OurServer(peer, match["host"], int(match["port"]), match["scheme"])
     except BaseException:
         peer.stop(signal.SIGTERM)
         raise

@@ -15,6 +15,7 @@ import pytest
 from interop_support import (
     MIB,
     Chromium,
+    SelfSignedCert,
     deflate_specs,
     our_inprocess_server,
     our_server,
@@ -88,3 +89,13 @@ def test_echo_with_compression_no_context_takeover(chromium: Chromium) -> None:
     assert "server_no_context_takeover" in extensions
     assert "client_no_context_takeover" in extensions
     assert_report_ok(report)
+
+
+def test_wss_echo(chromium: Chromium, tls_cert: SelfSignedCert) -> None:
+    """wss:// from the browser; Chromium trusts exactly our test key (SPKI pin)."""
+    with our_server("--certfile", str(tls_cert.cert), "--keyfile", str(tls_cert.key)) as server:
+        assert server.url.startswith("wss://")
+        report = chromium.run_page(
+            server.url, flags=[f"--ignore-certificate-errors-spki-list={tls_cert.spki_sha256}"])
+    assert_report_ok(report)
+    assert len(report["results"]) == 8

@@ -18,7 +18,9 @@ from interop_support import (
     MIB,
     NodePeers,
     NodeRun,
+    SelfSignedCert,
     basic_messages,
+    client_ssl_context,
     deflate_messages,
     deflate_specs,
     fragmented_messages,
@@ -121,6 +123,13 @@ class TestOurServerNodeClient:
             run = node_peers.run_client(server.url)
         assert_default_script(run)
 
+    def test_default_script_over_tls(self, node_peers: NodePeers,
+                                     tls_cert: SelfSignedCert) -> None:
+        with our_server("--certfile", str(tls_cert.cert), "--keyfile", str(tls_cert.key)) as server:
+            assert server.url.startswith("wss://")
+            run = node_peers.run_client(server.url, None, "--deflate", "--ca", str(tls_cert.cert))
+        assert_default_script(run)
+
     @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "bye")])
     def test_client_close_code_is_echoed(self, node_peers: NodePeers, code: int,
                                          reason: str) -> None:
@@ -208,6 +217,18 @@ class TestOurClientNodeServer:
                 whole = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
                 assert type(echo) is type(whole)
                 assert echo == whole
+
+    def test_echo_over_tls(self, node_peers: NodePeers, tls_cert: SelfSignedCert) -> None:
+        options = ("--deflate", "--cert", str(tls_cert.cert), "--key", str(tls_cert.key))
+        with node_peers.echo_server(*options) as peer, \
+                our_client_connect(peer.url, deflate={},
+                                   ssl_context=client_ssl_context(tls_cert)) as ws:
+            assert peer.url.startswith("wss://")
+            for message in basic_messages():
+                ws.send(message)
+                assert ws.recv(timeout=RECV_TIMEOUT) == message
+            ws.send_fragments(["over ", "TLS"])
+            assert ws.recv(timeout=RECV_TIMEOUT) == "over TLS"
 
     def test_answers_server_ping(self, node_peers: NodePeers) -> None:
         with node_peers.echo_server() as peer, our_client_connect(peer.url) as ws:

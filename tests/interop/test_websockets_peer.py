@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from interop_support import (
     OurServer,
+    SelfSignedCert,
     basic_messages,
+    client_ssl_context,
     deflate_messages,
     fragmented_messages,
     our_client_close_info,
@@ -125,6 +127,13 @@ class TestOurServerWebsocketsClient:
             assert "server_max_window_bits=10" in accepted, accepted
             assert_echoes(ws, deflate_messages())
 
+    def test_echo_over_tls(self, websockets_lib: Any, tls_cert: SelfSignedCert) -> None:
+        options = ("--certfile", str(tls_cert.cert), "--keyfile", str(tls_cert.key))
+        with our_server(*options) as running, \
+                ws_connect(running.url, ssl=client_ssl_context(tls_cert)) as ws:
+            assert running.url.startswith("wss://")
+            assert_echoes(ws, basic_messages())
+
     def test_no_compression_flag_declines_deflate(self, websockets_lib: Any) -> None:
         with our_server("--no-compression") as running, ws_connect(running.url) as ws:
             assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
@@ -166,6 +175,19 @@ class TestOurClientWebsocketsServer:
                 whole = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)
                 assert type(echo) is type(whole)
                 assert echo == whole
+
+    def test_echo_over_tls(self, websockets_lib: Any, tls_cert: SelfSignedCert) -> None:
+        import ssl
+
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_context.load_cert_chain(tls_cert.cert, tls_cert.key)
+        with websockets_echo_server(ssl=server_context) as peer, \
+                our_connect(peer.url, deflate={},
+                            ssl_context=client_ssl_context(tls_cert)) as ws:
+            assert peer.url.startswith("wss://")
+            for message in basic_messages():
+                ws.send(message)
+                assert ws.recv(timeout=RECV_TIMEOUT) == message
 
     def test_answers_server_ping(self, websockets_lib: Any) -> None:
         with websockets_echo_server(compression=None) as peer, our_connect(peer.url) as ws:

@@ -5,7 +5,7 @@
 // Usage: node ws_client.js URL [--script JSON] [--deflate] [--threshold BYTES]
 //          [--server-no-context-takeover] [--client-no-context-takeover]
 //          [--server-max-window-bits N] [--client-max-window-bits N]
-//          [--timeout SECONDS]
+//          [--timeout SECONDS] [--ca PEM_FILE]
 //
 // The script is a JSON array of steps run in order (default: DEFAULT_SCRIPT):
 //   {"op": "text", "data": "..."}                       send a text message
@@ -29,6 +29,7 @@
 'use strict';
 
 const crypto = require('crypto');
+const fs = require('fs');
 const WebSocket = require('ws');
 
 const MIB = 1024 * 1024;
@@ -58,6 +59,7 @@ function parseArgs(argv) {
     serverMaxWindowBits: undefined,
     clientMaxWindowBits: undefined,
     timeout: 30,
+    ca: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -74,6 +76,7 @@ function parseArgs(argv) {
       case '--server-max-window-bits': opts.serverMaxWindowBits = Number(next()); break;
       case '--client-max-window-bits': opts.clientMaxWindowBits = Number(next()); break;
       case '--timeout': opts.timeout = Number(next()); break;
+      case '--ca': opts.ca = next(); break;
       default:
         if (arg.startsWith('--') || opts.url !== undefined) {
           throw new Error(`unexpected argument ${arg}`);
@@ -143,7 +146,10 @@ async function main() {
     process.exit(2);
   }, opts.timeout * 1000);
 
-  const ws = new WebSocket(opts.url, { perMessageDeflate, maxPayload: 64 * MIB });
+  const wsOptions = { perMessageDeflate, maxPayload: 64 * MIB };
+  // wss:// with a test certificate: trust exactly that CA (verification stays on).
+  if (opts.ca !== undefined) wsOptions.ca = fs.readFileSync(opts.ca);
+  const ws = new WebSocket(opts.url, wsOptions);
 
   // One queue per kind of incoming thing; the script awaits them in order.
   const queues = { message: [], pong: [], ping: [], close: [] };

@@ -5,6 +5,7 @@
 // Usage: node ws_echo_server.js [--port N] [--deflate] [--threshold BYTES]
 //          [--server-no-context-takeover] [--client-no-context-takeover]
 //          [--server-max-window-bits N] [--client-max-window-bits N]
+//          [--cert PEM_FILE --key PEM_FILE]          (wss:// instead of ws://)
 //
 // Stdout protocol (line based, flushed as it happens):
 //   listening <port>                        once the socket accepts
@@ -21,6 +22,8 @@
 //                                   handshake (offered/accepted extensions, path)
 'use strict';
 
+const fs = require('fs');
+const https = require('https');
 const { WebSocketServer } = require('ws');
 
 function parseArgs(argv) {
@@ -32,6 +35,8 @@ function parseArgs(argv) {
     clientNoContextTakeover: false,
     serverMaxWindowBits: undefined,
     clientMaxWindowBits: undefined,
+    cert: undefined,
+    key: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -47,6 +52,8 @@ function parseArgs(argv) {
       case '--client-no-context-takeover': opts.clientNoContextTakeover = true; break;
       case '--server-max-window-bits': opts.serverMaxWindowBits = Number(next()); break;
       case '--client-max-window-bits': opts.clientMaxWindowBits = Number(next()); break;
+      case '--cert': opts.cert = next(); break;
+      case '--key': opts.key = next(); break;
       default: throw new Error(`unknown argument ${arg}`);
     }
   }
@@ -73,12 +80,19 @@ function main() {
     }
   }
 
-  const wss = new WebSocketServer({
-    host: '127.0.0.1',
-    port: opts.port,
-    perMessageDeflate,
-    maxPayload: 64 * 1024 * 1024,
-  });
+  const serverOptions = { perMessageDeflate, maxPayload: 64 * 1024 * 1024 };
+  let httpsServer = null;
+  if (opts.cert !== undefined) {
+    httpsServer = https.createServer({
+      cert: fs.readFileSync(opts.cert),
+      key: fs.readFileSync(opts.key),
+    });
+    serverOptions.server = httpsServer;
+  } else {
+    serverOptions.host = '127.0.0.1';
+    serverOptions.port = opts.port;
+  }
+  const wss = new WebSocketServer(serverOptions);
 
   // The 'headers' event shows the response headers before they are written:
   // the one place the accepted Sec-WebSocket-Extensions line is visible.
@@ -88,9 +102,15 @@ function main() {
     accepted.set(req, line ? line.slice(line.indexOf(':') + 1).trim() : '');
   });
 
-  wss.on('listening', () => {
-    process.stdout.write(`listening ${wss.address().port}\n`);
-  });
+  if (httpsServer) {
+    httpsServer.listen(opts.port, '127.0.0.1', () => {
+      process.stdout.write(`listening ${httpsServer.address().port}\n`);
+    });
+  } else {
+    wss.on('listening', () => {
+      process.stdout.write(`listening ${wss.address().port}\n`);
+    });
+  }
 
   let nextId = 0;
   wss.on('connection', (ws, req) => {
