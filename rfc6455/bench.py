@@ -1219,6 +1219,16 @@ def main(argv: list[str]) -> int:
             status = 1
         runs.append(best)
 
+    servers: list[tuple[str, str]] = []
+    if args.port is None:
+        try:
+            servers = [
+                parse_server_spec(s, args.mode, args.conns)
+                for s in (args.server or ["rfc6455", "websockets"])
+            ]
+        except BenchError as exc:
+            print(f"rfc6455 bench: {exc}", file=sys.stderr)
+            return 2
     try:
         with pinned(client_cpu):
             if args.port is not None:
@@ -1231,10 +1241,6 @@ def main(argv: list[str]) -> int:
                             partial(_run_one, args, args.port, args.pid, size),
                         )
             else:
-                servers = [
-                    parse_server_spec(s, args.mode, args.conns)
-                    for s in (args.server or ["rfc6455", "websockets"])
-                ]
                 for round_no in range(1, args.rounds + 1):
                     for name, template in servers:
                         server = ServerProcess(name, template, args.mode, server_cpu, log_dir)

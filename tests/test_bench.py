@@ -90,6 +90,7 @@ def test_server_specs() -> None:
     assert name == "websockets" and "--ping-interval 20" in command
     with pytest.raises(bench.BenchError, match="unknown server"):
         bench.parse_server_spec("nosuch", "echo", 1)
+    assert bench.main(["echo", "--server", "nosuch", "--no-pin"]) == 2
 
 
 def test_summary_ratios_against_the_reference() -> None:
