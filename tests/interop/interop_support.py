@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,18 +212,29 @@ class NodeServer:
 class NodePeers:
     node: str
 
-    def run_client(self, url: str, script: list[dict[str, Any]] | None = None,
-                   *options: str, timeout: float = 60.0) -> NodeRun:
+    def start_client(self, url: str, script: list[dict[str, Any]] | None = None,
+                     *options: str, timeout: float = 60.0) -> PeerProcess:
+        """Start ``ws_client.js``; see :meth:`finish_client`."""
         argv = [self.node, str(NODE_PEERS / "ws_client.js"), url, "--timeout", str(timeout)]
         if script is not None:
             argv += ["--script", json.dumps(script)]
         argv += list(options)
-        peer = PeerProcess(argv, cwd=HERE)
+        return PeerProcess(argv, cwd=HERE)
+
+    @staticmethod
+    def finish_client(peer: PeerProcess, timeout: float = 60.0) -> NodeRun:
+        """Wait for a client from :meth:`start_client` to exit (it has its own timeout)."""
         try:
             code = peer.wait(timeout + 15)
         finally:
             peer.stop()
         return NodeRun(code, peer.json_lines(), peer.output())
+
+    def run_client(self, url: str, script: list[dict[str, Any]] | None = None,
+                   *options: str, timeout: float = 60.0) -> NodeRun:
+        """Run ``ws_client.js`` to the end of its script."""
+        peer = self.start_client(url, script, *options, timeout=timeout)
+        return self.finish_client(peer, timeout)
 
     @contextlib.contextmanager
     def echo_server(self, *options: str) -> Iterator[NodeServer]:
@@ -267,6 +278,7 @@ class _PageServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     report: dict[str, Any] | None = None
     reported: threading.Event
+    ready: threading.Event
 
 
 class _PageHandler(http.server.BaseHTTPRequestHandler):
@@ -290,6 +302,8 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
         if self.path == "/report" and self.server.report is None:
             self.server.report = json.loads(body)
             self.server.reported.set()
+        elif self.path == "/ready":
+            self.server.ready.set()
         self.send_response(204)
         self.end_headers()
 
@@ -305,15 +319,23 @@ class Chromium:
 
     def run_page(self, ws_url: str, messages: list[dict[str, Any]] | None = None,
                  close: dict[str, Any] | None = None, timeout: float = RUN_TIMEOUT,
-                 flags: Sequence[str] = ()) -> dict[str, Any]:
-        """Open the interop page against ``ws_url`` and return its JSON report."""
-        config: dict[str, Any] = {"ws": ws_url, "report": "/report"}
+                 flags: Sequence[str] = (),
+                 on_ready: Callable[[], object] | None = None) -> dict[str, Any]:
+        """Open the interop page against ``ws_url`` and return its JSON report.
+
+        With ``on_ready``, the page does not close: once its messages are echoed it
+        signals readiness, ``on_ready()`` runs (e.g. stops the server), and the page
+        reports when the server has closed the connection.
+        """
+        config: dict[str, Any] = {"ws": ws_url, "report": "/report",
+                                  "await_server_close": on_ready is not None}
         if messages is not None:
             config["messages"] = messages
         if close is not None:
             config["close"] = close
         httpd = _PageServer(("127.0.0.1", 0), _PageHandler)
         httpd.reported = threading.Event()
+        httpd.ready = threading.Event()
         server_thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         server_thread.start()
         self.runs += 1
@@ -329,6 +351,12 @@ class Chromium:
         ]
         browser = PeerProcess(argv, new_session=True)
         try:
+            if on_ready is not None:
+                for _ in range(int(timeout * 10)):
+                    if httpd.ready.wait(0.1) or httpd.reported.is_set():
+                        break
+                if httpd.ready.is_set():
+                    on_ready()
             if not httpd.reported.wait(timeout):
                 raise TimeoutError(f"Chromium sent no report within {timeout}s:\n"
                                    + browser.output())

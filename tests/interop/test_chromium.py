@@ -99,3 +99,15 @@ def test_wss_echo(chromium: Chromium, tls_cert: SelfSignedCert) -> None:
             server.url, flags=[f"--ignore-certificate-errors-spki-list={tls_cert.spki_sha256}"])
     assert_report_ok(report)
     assert len(report["results"]) == 8
+
+
+def test_graceful_shutdown_closes_with_1001(chromium: Chromium) -> None:
+    """SIGTERM to the server: the browser gets close 1001 after its messages, cleanly."""
+    messages = [{"type": "text", "data": "before shutdown"},
+                {"type": "binary", "size": 100_000, "fill": "random"}]
+    with our_server() as server:
+        report = chromium.run_page(server.url, messages, on_ready=server.process.stop)
+    assert report.get("error") is None, report
+    assert all(r["match"] for r in report["results"]), report["results"]
+    assert report["close"]["code"] == 1001, report["close"]
+    assert report["close"]["wasClean"], report["close"]

@@ -39,6 +39,7 @@ RECV_TIMEOUT = 30.0
 CLOSE_LINE = re.compile(r'"event":\s*"close"')
 PING_LINE = re.compile(r'"event":\s*"ping"')
 OPEN_LINE = re.compile(r'"event":\s*"open"')
+MESSAGE_LINE = re.compile(r'"event":\s*"message"')
 
 DEFLATE_SCRIPT = [{"op": kind, "size": size, "fill": fill} for kind, size, fill in deflate_specs()]
 CONTEXT_TAKEOVER = {
@@ -129,6 +130,20 @@ class TestOurServerNodeClient:
             assert server.url.startswith("wss://")
             run = node_peers.run_client(server.url, None, "--deflate", "--ca", str(tls_cert.cert))
         assert_default_script(run)
+
+    def test_graceful_shutdown_closes_with_1001(self, node_peers: NodePeers) -> None:
+        script: list[dict[str, Any]] = [
+            {"op": "text", "data": "before shutdown"},
+            {"op": "expect_close"},
+        ]
+        with our_server() as server:
+            client = node_peers.start_client(server.url, script)
+            client.wait_for_line(MESSAGE_LINE)
+            server.process.stop()  # SIGTERM: graceful shutdown
+            run = node_peers.finish_client(client)
+        assert run.returncode == 0, run.output
+        run.assert_echoed()
+        assert run.close["code"] == 1001, run.output
 
     @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (4001, "bye")])
     def test_client_close_code_is_echoed(self, node_peers: NodePeers, code: int,
