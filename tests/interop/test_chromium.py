@@ -103,8 +103,10 @@ def test_wss_echo(chromium: Chromium, tls_cert: SelfSignedCert) -> None:
 
 def test_graceful_shutdown_closes_with_1001(chromium: Chromium) -> None:
     """SIGTERM to the server: the browser gets close 1001 after its messages, cleanly."""
-    messages = [{"type": "text", "data": "before shutdown"},
-                {"type": "binary", "size": 100_000, "fill": "random"}]
+    messages: list[dict[str, Any]] = [
+        {"type": "text", "data": "before shutdown"},
+        {"type": "binary", "size": 100_000, "fill": "random"},
+    ]
     with our_server() as server:
         report = chromium.run_page(server.url, messages, on_ready=server.process.stop)
     assert report.get("error") is None, report
