@@ -25,12 +25,14 @@ from helpers import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    ConnectionPair,
     frame,
     parse_frames,
     utf8_first_invalid,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from rfc6455 import (
     BinaryChunk,
@@ -40,6 +42,7 @@ from rfc6455 import (
     Connection,
     ConnectionFailed,
     ConnectionLost,
+    ConnectionState,
     Event,
     Ping,
     Pong,
@@ -481,3 +484,128 @@ def test_only_our_exceptions_escape(
     # Whatever came in, the connection ends up somewhere sensible: EOF was fed.
     assert conn.state.value == "CLOSED"
     assert isinstance(events[-1], TERMINAL)
+
+
+# ------------------------------------------------------ back-to-back pair
+
+
+class PairMachine(RuleBasedStateMachine):
+    """A client and a server exchanging traffic with random partial deliveries.
+
+    Each side's output goes into a pipe; a rule delivers some prefix of a
+    pipe. Invariants: what one side sends the other receives, in order, until
+    a close; the closing handshake from either side (or both at once) ends
+    with both CLOSED, the server ready to close the transport, and nothing
+    reported after the close.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair = ConnectionPair()
+        self.pipes: dict[str, bytearray] = {"client": bytearray(), "server": bytearray()}
+        self.sent: dict[str, list[Event]] = {"client": [], "server": []}
+        self.got: dict[str, list[Event]] = {"client": [], "server": []}
+
+    def _conn(self, side: str) -> Connection:
+        return self.pair.client if side == "client" else self.pair.server
+
+    def _other(self, side: str) -> str:
+        return "server" if side == "client" else "client"
+
+    def _write(self, side: str, data: bytes) -> None:
+        self.pipes[side] += data
+
+    @rule(side=st.sampled_from(["client", "server"]), text=st.text(max_size=20))
+    def send_text(self, side: str, text: str) -> None:
+        conn = self._conn(side)
+        if conn.state is ConnectionState.OPEN:
+            self._write(side, conn.send_text(text))
+            self.sent[side].append(TextMessage(data=text))
+
+    @rule(side=st.sampled_from(["client", "server"]), data=st.binary(max_size=300))
+    def send_binary(self, side: str, data: bytes) -> None:
+        conn = self._conn(side)
+        if conn.state is ConnectionState.OPEN:
+            self._write(side, conn.send_binary(data))
+            self.sent[side].append(BinaryMessage(data=data))
+
+    @rule(side=st.sampled_from(["client", "server"]), payload=st.binary(max_size=125))
+    def send_ping(self, side: str, payload: bytes) -> None:
+        conn = self._conn(side)
+        if conn.state is ConnectionState.OPEN:
+            self._write(side, conn.send_ping(payload))
+            self.sent[side].append(Ping(payload=payload))
+
+    @rule(side=st.sampled_from(["client", "server"]), code=st.sampled_from(VALID_CODES))
+    def close(self, side: str, code: int) -> None:
+        conn = self._conn(side)
+        was_open = conn.state is ConnectionState.OPEN
+        self._write(side, conn.close(code, "bye"))
+        if was_open:
+            self.sent[side].append(Close(code=code, reason="bye"))
+
+    @rule(side=st.sampled_from(["client", "server"]), fraction=st.floats(0, 1))
+    def deliver(self, side: str, fraction: float) -> None:
+        pipe = self.pipes[side]
+        n = int(len(pipe) * fraction)
+        if not n:
+            return
+        piece = bytes(pipe[:n])
+        del pipe[:n]
+        receiver = self._other(side)
+        conn = self._conn(receiver)
+        self.got[receiver] += conn.receive(piece)
+        self._write(receiver, conn.data_to_send())
+
+    @invariant()
+    def received_what_was_sent(self) -> None:
+        for side in ("client", "server"):
+            other = self._other(side)
+            # Auto-replies (pongs, the close echo) are not in ``sent``; compare
+            # the other kinds, which must be a prefix of what was sent.
+            got = [e for e in self.got[other] if not isinstance(e, (Pong, Close))]
+            want = [e for e in self.sent[side] if not isinstance(e, Close)]
+            assert got == want[: len(got)]
+            assert_well_formed(self.got[other])
+            assert not any(
+                isinstance(e, (ConnectionFailed, ConnectionLost)) for e in self.got[other]
+            )
+
+    def teardown(self) -> None:
+        # Deliver everything until quiet: the handshake completes if it began.
+        for _ in range(6):
+            for side in ("client", "server"):
+                self.deliver(side, 1.0)
+        client, server = self.pair.client, self.pair.server
+        started = any(isinstance(e, Close) for side in self.sent for e in self.sent[side])
+        if started:
+            assert client.state is ConnectionState.CLOSED
+            assert server.state is ConnectionState.CLOSED
+            assert server.should_close_transport
+            for side in ("client", "server"):
+                other = self._other(side)
+                # Data sent before a close is processed even by a side that
+                # already sent its own close (§7.1.2: until the peer's close).
+                data = [e for e in self.got[other] if not isinstance(e, (Pong, Close))]
+                assert data == [e for e in self.sent[side] if not isinstance(e, Close)]
+                assert isinstance(self.got[other][-1], Close)
+                assert sum(isinstance(e, Close) for e in self.got[other]) == 1
+        else:
+            assert client.state is server.state is ConnectionState.OPEN
+            for side in ("client", "server"):
+                other = self._other(side)
+                data = [e for e in self.got[other] if not isinstance(e, Pong)]
+                assert data == self.sent[side]
+            pings = {
+                side: [e.payload for e in self.sent[side] if isinstance(e, Ping)]
+                for side in self.sent
+            }
+            for side in ("client", "server"):
+                pongs = [e.payload for e in self.got[side] if isinstance(e, Pong)]
+                assert pongs == pings[side]
+
+
+PairMachine.TestCase.settings = settings(
+    deadline=None, stateful_step_count=30, suppress_health_check=[HealthCheck.too_slow]
+)
+TestPairMachine = PairMachine.TestCase
