@@ -245,7 +245,22 @@ class Handler:
 
     Callbacks run on the loop thread and must not block. An exception from a
     callback closes that connection with 1011 and is logged; nothing else is
-    affected.
+    affected. Give the server the class (one instance per connection) or one
+    instance (shared by all connections).
+
+    Example::
+
+        class Chat(Handler):
+            def on_open(self, ws):
+                ws.send(f"hello {ws.remote_address[0]}")
+
+            def on_message(self, ws, message):
+                if not ws.writable:          # the peer is not reading fast enough
+                    ws.close(1008, "slow down")
+                    return
+                ws.send(message.upper() if isinstance(message, str) else message)
+
+        Server(Config(port=8765), routes={"/chat": Chat}).serve_forever()
     """
 
     __slots__ = ()
