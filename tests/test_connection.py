@@ -567,6 +567,18 @@ class TestSection5_5_1Close:
         assert conn.receive(b"") == []
         assert conn.should_close_transport
 
+    def test_simultaneous_close(self) -> None:
+        # §7.1.3: both sides send a close before receiving the other's.
+        pair = ConnectionPair()
+        from_client = pair.client.close(1000, "c")
+        from_server = pair.server.close(1001, "s")
+        assert pair.server.receive(from_client) == [Close(code=1000, reason="c")]
+        assert pair.client.receive(from_server) == [Close(code=1001, reason="s")]
+        assert pair.client.state is pair.server.state is ConnectionState.CLOSED
+        assert pair.client.data_to_send() == pair.server.data_to_send() == b""
+        assert pair.server.should_close_transport
+        assert not pair.client.should_close_transport  # §7.1.1: the server closes TCP first
+
     @pytest.mark.parametrize("role", ROLES)
     def test_their_close_then_ours_is_harmless(self, role: str) -> None:
         conn = make(role)
