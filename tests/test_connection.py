@@ -776,6 +776,14 @@ class TestSection7_4_1MessageTooBig:
         events = conn.receive(wire + f(role, OP_CONT, b"xx"))
         assert_failed(conn, events, 1009)
 
+    @pytest.mark.parametrize("role", ROLES)
+    def test_limit_is_on_bytes_not_fragment_count(self, role: str) -> None:
+        conn = make(role, max_message_size=10)
+        wire = f(role, OP_TEXT, b"a", fin=False)
+        wire += b"".join(f(role, OP_CONT, b"", fin=False) for _ in range(20000))
+        wire += f(role, OP_CONT, b"b")
+        assert feed(conn, chunks(wire, 4096)) == [TextMessage(data="ab")]
+
     def test_default_limit_is_1_mib(self) -> None:
         assert DEFAULT_MAX_MESSAGE_SIZE == 1 << 20
         conn = ClientConnection()
