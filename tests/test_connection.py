@@ -256,6 +256,19 @@ class TestRejections:
         assert conn.close_sent == Close(code=1000, reason="")
 
     @pytest.mark.parametrize("role", ROLES)
+    def test_replies_leave_in_order(self, role: str) -> None:
+        # The pong for a ping before the error goes out before the close frame.
+        conn = make(role)
+        events = conn.receive(f(role, OP_PING, b"1") + f(role, OP_PING, b"2") + f(role, 3))
+        assert events[:2] == [Ping(payload=b"1"), Ping(payload=b"2")]
+        frames = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert [(fr.opcode, fr.payload[:2]) for fr in frames] == [
+            (OP_PONG, b"1"),
+            (OP_PONG, b"2"),
+            (OP_CLOSE, b"\x03\xea"),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
     def test_failure_keeps_no_traceback(self, role: str) -> None:
         # A traceback would pin the frames (and receive-buffer views) for the
         # life of the connection.
