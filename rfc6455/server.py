@@ -448,10 +448,11 @@ class WebSocket(Protocol):
         phase = self._phase
         if phase == _OPEN:
             assert self._conn is not None
+            data = self._conn.close(code, reason)  # raises on a code that may not be sent
             self._log(logging.DEBUG, "open -> closing: sending close %d %r", code, reason)
             self._phase = _CLOSING
             self._t_close = self._loop.now
-            self._write(self._conn.close(code, reason))
+            self._write(data)
             if self._conn.should_close_transport and self._transport is not None:
                 self._transport.close()
         elif phase in (_HANDSHAKE, _HTTP) and self._transport is not None:

@@ -539,3 +539,22 @@ def test_tls_client_sends_sni(tmp_path: Path) -> None:
 def test_config_rejects_nonsense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Config(**bad)
+
+
+def test_close_with_a_code_that_may_not_be_sent_raises_and_keeps_the_connection() -> None:
+    from rfc6455 import LocalProtocolError
+
+    errors: list[str] = []
+
+    class BadClose(Handler):
+        def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+            try:
+                ws.close(1006)
+            except LocalProtocolError:
+                errors.append("refused")
+            ws.send(message)
+
+    with running_server(handler=BadClose) as server, connect(url(server)) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"  # still open
+    assert errors == ["refused"]
