@@ -237,6 +237,32 @@ class TestRejections:
         assert conn.data_to_send() == b""
 
     @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            lambda r: f(r, 5, b"x"),  # Autobahn 4.1.3: reserved opcode after a message
+            lambda r: f(r, OP_CONT, b"x"),  # Autobahn 5.x: stray continuation
+            lambda r: f(r, OP_TEXT, b"\xff"),  # invalid UTF-8 in the next message
+        ],
+        ids=["reserved opcode", "stray continuation", "invalid UTF-8"],
+    )
+    def test_echo_server_answers_message_before_failure(self, role: str, bad: object) -> None:
+        # Issue 2: "a message that arrived before a protocol error in the same
+        # chunk is delivered before the failure, so an echo server answers it
+        # before it closes". An echo loop pulls events one at a time.
+        conn = make(role)
+        conn.receive_data(f(role, OP_TEXT, b"Hello") + bad(role))  # type: ignore[operator]
+        assert conn.next_event() == TextMessage(data="Hello")
+        echo = conn.send_text("Hello")
+        failed = conn.next_event()
+        assert isinstance(failed, ConnectionFailed)
+        out = echo + conn.data_to_send()
+        frames = parse_frames(out, masked=role == "client")
+        assert [fr.opcode for fr in frames] == [OP_TEXT, OP_CLOSE]
+        assert frames[0].payload == b"Hello"
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
     def test_unmasked_frame_to_a_server_masked_to_a_client(self, role: str) -> None:
         # §5.1: a server MUST close on an unmasked frame; a client on a masked one.
         conn = make(role)
