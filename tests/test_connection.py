@@ -619,6 +619,23 @@ class TestSection5_5_1Close:
         assert not pair.client.should_close_transport  # §7.1.1: the server closes TCP first
 
     @pytest.mark.parametrize("role", ROLES)
+    def test_echo_server_answers_message_before_close(self, role: str) -> None:
+        # Autobahn 7.1.1: "Send a message followed by a close frame. Expected:
+        # echoed message followed by clean close with normal code." Both frames
+        # often arrive in one read; an echo loop pulls events one at a time.
+        conn = make(role)
+        conn.receive_data(f(role, OP_TEXT, b"Hello") + f(role, OP_CLOSE, close_payload(1000)))
+        assert conn.next_event() == TextMessage(data="Hello")
+        echo = conn.send_text("Hello")
+        assert conn.next_event() == Close(code=1000, reason="")
+        frames = parse_frames(echo + conn.data_to_send(), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_TEXT, b"Hello"),
+            (OP_CLOSE, close_payload(1000)),
+        ]
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
     def test_their_close_then_ours_is_harmless(self, role: str) -> None:
         conn = make(role)
         conn.receive(f(role, OP_CLOSE, close_payload(1001)))
