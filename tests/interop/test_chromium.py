@@ -113,3 +113,22 @@ def test_graceful_shutdown_closes_with_1001(chromium: Chromium) -> None:
     assert all(r["match"] for r in report["results"]), report["results"]
     assert report["close"]["code"] == 1001, report["close"]
     assert report["close"]["wasClean"], report["close"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: after failing a connection (1009 on a frame header over the limit) the "
+    "server closes TCP at once while the browser is still sending; the unread data turns the "
+    "close into a reset and Chromium reports 1006, never seeing 1009. websockets drains until "
+    "the close handshake and Chromium sees 1009. Remove this marker when fixed.",
+)
+def test_message_over_limit_closes_with_1009(chromium: Chromium) -> None:
+    """The browser learns why it was dropped: close code 1009, not a bare 1006."""
+    messages: list[dict[str, Any]] = [
+        {"type": "text", "data": "small"},
+        {"type": "binary", "size": 70_000, "fill": "random"},
+    ]
+    with our_server("--max-message-size", "65536") as server:
+        report = chromium.run_page(server.url, messages)
+    assert [r["match"] for r in report["results"]] == [True, False]
+    assert report["close"]["code"] == 1009, report["close"]

@@ -158,6 +158,28 @@ class TestOurServerNodeClient:
         run.assert_echoed()
         assert run.close["code"] == code, run.output
 
+    def test_invalid_utf8_closes_with_1007(self, node_peers: NodePeers) -> None:
+        script: list[dict[str, Any]] = [
+            {"op": "text", "data": "fine"},
+            {"op": "text", "hex": "cebae1bdb9cf83cebcceb5eda080656469746564", "expect": 0},
+            {"op": "expect_close"},
+        ]
+        with our_server() as server:
+            run = node_peers.run_client(server.url, script)
+        assert run.of("message")[0]["data"] == "fine"
+        assert run.close["code"] == 1007, run.output
+
+    def test_message_over_limit_closes_with_1009(self, node_peers: NodePeers) -> None:
+        script: list[dict[str, Any]] = [
+            {"op": "binary", "size": 1000, "fill": "random"},
+            {"op": "binary", "size": 70_000, "fill": "random", "expect": 0},
+            {"op": "expect_close"},
+        ]
+        with our_server("--max-message-size", "65536") as server:
+            run = node_peers.run_client(server.url, script)
+        assert len(run.of("message")) == 1
+        assert run.close["code"] == 1009, run.output
+
     def test_server_heartbeat_ping_is_answered(self, node_peers: NodePeers) -> None:
         script: list[dict[str, Any]] = [
             {"op": "text", "data": "before"},

@@ -10,6 +10,7 @@
 // The script is a JSON array of steps run in order (default: DEFAULT_SCRIPT):
 //   {"op": "text", "data": "..."}                       send a text message
 //   {"op": "text", "size": N, "fill": "compressible"|"random"}
+//   {"op": "text", "hex": "..."}                        raw bytes in a text frame (bad UTF-8)
 //   {"op": "binary", "hex": "..."}                      send a binary message
 //   {"op": "binary", "size": N, "fill": "zeros"|"compressible"|"random"}
 //   {"op": "fragments", "type": "text"|"binary", "parts": ["..", ".."]}
@@ -221,7 +222,9 @@ async function main() {
       case 'binary': {
         const buf = payloadOf(step);
         const isText = step.op === 'text';
-        ws.send(isText ? buf.toString('utf8') : buf, { binary: !isText });
+        // A text step given as hex goes out as raw bytes, valid UTF-8 or not.
+        const raw = isText && step.hex !== undefined;
+        ws.send(isText && !raw ? buf.toString('utf8') : buf, { binary: !isText });
         emit({ event: 'sent', step: index, ...describe(buf, isText) });
         for (let i = 0; i < (step.expect ?? 1); i++) await next('message');
         break;
