@@ -112,6 +112,7 @@ CHUNK_SIZES = (0, 1, 1, 2, 3, 4, 5, 7, 8, 9, 13, 14, 16, 31, 64, 100, 127, 128, 
 BYTEWISE_LIMIT = 2048
 
 _TERMINAL = (Close, ConnectionFailed, ConnectionLost)
+_CAN_SEND = ("OPEN", "REPLYING")
 _DATA = (TextMessage, BinaryMessage, TextChunk, BinaryChunk)
 
 
@@ -239,9 +240,15 @@ def _feed(config: Config, chunks: Sequence[bytes], api: str, echo: bool = False)
 def _echo(
     conn: Any, events: Sequence[Event], out: list[bytes], echoed: list[Any], partial: list[Any]
 ) -> None:
-    """Send data events back while the connection is open; record whole messages sent."""
+    """Send data events back while sending is allowed; record whole messages sent.
+
+    Sending is allowed while OPEN and, where the core has it, while REPLYING
+    (the peer's close or a failure is in, our close frame waits for the next
+    ``data_to_send``): so a message that arrived just before a close frame is
+    answered before our close (Autobahn 7.1.1), which the peer check verifies.
+    """
     for event in events:
-        if conn.state is not ConnectionState.OPEN:
+        if conn.state.name not in _CAN_SEND:
             return
         if isinstance(event, (TextMessage, BinaryMessage)):
             out.append(conn.send(event))

@@ -235,6 +235,11 @@ def frame_seeds() -> Iterator[tuple[str, bytes]]:
         frame(binary, parts[0], fin=False, rsv=0x40) + frame(cont, parts[1], fin=False)
         + frame(cont, parts[2])
     )
+    # Autobahn 7.1.1: a message and the close frame in one chunk; the echo goes first.
+    yield "echo-same-chunk-as-close", h(e) + messages + frame(close, close_payload(1001))
+    yield "echo-same-chunk-as-failure", h(e | CLIENT) + frame(text, b"a", masked=False) + frame(
+        binary, b"b", masked=True
+    )
     yield "echo-then-failure", h(e, chunks=(ONE,) * 4) + frame(text, b"ok") + frame(binary, b"x", rsv=0x20)
 
 
