@@ -64,6 +64,7 @@ __all__ = ["ClientConnection", "Connection", "ConnectionState", "ServerConnectio
 
 _OPEN = ConnectionState.OPEN
 _CLOSING = ConnectionState.CLOSING
+_REPLYING = ConnectionState.REPLYING
 _CLOSED = ConnectionState.CLOSED
 
 _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
@@ -104,6 +105,7 @@ class Connection:
         "_event_pos",
         "_events",
         "_extensions",
+        "_final",
         "_mask_frames",
         "_max_size",
         "_msg_opcode",
@@ -147,7 +149,9 @@ class Connection:
         self._events: list[Event] = []
         self._event_pos = 0
         self._out: list[bytes] = []
-        #: OPEN, CLOSING (our close sent) or CLOSED.
+        # Our close frame while REPLYING: it leaves with the next data_to_send().
+        self._final = b""
+        #: OPEN, CLOSING (our close sent), REPLYING (our answering close queued) or CLOSED.
         self.state = _OPEN
         #: The peer's close frame, once received.
         self.close_received: Close | None = None
@@ -174,8 +178,8 @@ class Connection:
         if not data:
             self._receive_eof()
             return
-        if self.state is _CLOSED or self.close_received is not None or self._eof:
-            return
+        if self._eof or (self.state is not _OPEN and self.state is not _CLOSING):
+            return  # §5.5.1: nothing after a close frame (or a failure) is read
         try:
             records, error = self._decoder.feed(data)
             if records:
@@ -227,8 +231,17 @@ class Connection:
         return events
 
     def data_to_send(self) -> bytes:
-        """Bytes queued by the connection itself (pong, close replies)."""
+        """Bytes queued by the connection itself (pongs, close frames).
+
+        While REPLYING, this is what sends our close frame and ends the
+        connection's output (state CLOSED): call it after answering the
+        events received so far.
+        """
         out = self._out
+        if self._final:
+            out.append(self._final)
+            self._final = b""
+            self.state = next_state(self.state, Trigger.FLUSH_CLOSE)
         if not out:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -363,10 +376,11 @@ class Connection:
         self._events.append(close)
         if self.state is _OPEN:
             # §5.5.1: "the endpoint MUST send a Close frame in response ...
-            # It SHOULD do so as soon as practical"; echo the code.
+            # It SHOULD do so as soon as practical"; echo the code. It waits
+            # in _final until the application answered what came before.
             reply_code = None if code == CloseCode.NO_STATUS_RCVD else code
             self.close_sent = Close(code=code, reason="")
-            self._out.append(self._encode(0x80 | _OP_CLOSE, build_close_payload(reply_code)))
+            self._final = self._encode(0x80 | _OP_CLOSE, build_close_payload(reply_code))
         self.state = next_state(self.state, Trigger.RECEIVE_CLOSE)
         return False
 
@@ -418,13 +432,14 @@ class Connection:
         if self._eof:
             return
         self._eof = True
-        if self.state is not _CLOSED:
-            self.state = next_state(self.state, Trigger.EOF)
+        if self.state is _OPEN or self.state is _CLOSING:
             self._events.append(ConnectionLost())
+        # While REPLYING the peer's close (or our failure) was already reported.
+        self.state = next_state(self.state, Trigger.EOF)
 
     def _fail(self, exc: RemoteProtocolError) -> None:
         """Fail the connection (§7.1.7): queue a close frame, report it, stop."""
-        if self.state is _CLOSED:
+        if self.state is _CLOSED or self.state is _REPLYING:
             return
         # The traceback would pin views of the receive buffer for the connection's life.
         self.failure = exc.with_traceback(None)
@@ -432,7 +447,7 @@ class Connection:
         if self.state is _OPEN:
             self.close_sent = Close(code=exc.close_code, reason=reason)
             payload = build_close_payload(exc.close_code, reason)
-            self._out.append(self._encode(0x80 | _OP_CLOSE, payload))
+            self._final = self._encode(0x80 | _OP_CLOSE, payload)
         self.state = next_state(self.state, Trigger.FAIL)
         self._events.append(ConnectionFailed(code=exc.close_code, reason=reason))
 
@@ -454,9 +469,14 @@ class Connection:
             return data
         return frame
 
+    def _check_can_send(self, what: str) -> None:
+        """Sending is allowed until our close frame has left (OPEN or REPLYING)."""
+        if self.state is not _OPEN and self.state is not _REPLYING:
+            raise ConnectionClosedError(f"cannot send {what}: connection is {self.state.value}")
+
     def _send_data(self, opcode: int, payload: bytes) -> bytes:
         if self.state is not _OPEN:
-            raise ConnectionClosedError(f"cannot send data: connection is {self.state.value}")
+            self._check_can_send("data")
         if self._send_opcode:
             raise LocalProtocolError("a fragmented message is being sent; finish it first")
         first = 0x80 | opcode
@@ -479,7 +499,7 @@ class Connection:
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> bytes:
         """Encode a binary message; returns the bytes to write."""
-        return self._send_data(_OP_BINARY, bytes(data) if not isinstance(data, bytes) else data)
+        return self._send_data(_OP_BINARY, data if type(data) is bytes else _to_bytes(data))
 
     def send_fragment(self, data: str | bytes, *, final: bool) -> bytes:
         """Encode one fragment of a message (§5.4).
@@ -487,10 +507,9 @@ class Connection:
         The first fragment's type (str: text, bytes: binary) sets the message
         type; later fragments must have the same type; ``final`` ends it.
         """
-        if self.state is not _OPEN:
-            raise ConnectionClosedError(f"cannot send data: connection is {self.state.value}")
+        self._check_can_send("data")
         opcode = _OP_TEXT if isinstance(data, str) else _OP_BINARY
-        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        payload = data.encode("utf-8") if isinstance(data, str) else _to_bytes(data)
         first_fragment = not self._send_opcode
         if first_fragment:
             wire_opcode = opcode
@@ -514,13 +533,10 @@ class Connection:
         return self._send_control(_OP_PONG, payload)
 
     def _send_control(self, opcode: int, payload: bytes) -> bytes:
-        if self.state is not _OPEN:
-            raise ConnectionClosedError(
-                f"cannot send a control frame: connection is {self.state.value}"
-            )
+        self._check_can_send("a control frame")
         if len(payload) > 125:
             raise LocalProtocolError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
-        return self._emit(self._encode(0x80 | opcode, bytes(payload)))
+        return self._emit(self._encode(0x80 | opcode, _to_bytes(payload)))
 
     def close(self, code: int | None = 1000, reason: str = "") -> bytes:
         """Start the closing handshake; returns the bytes to write.
@@ -597,6 +613,13 @@ def _parse_header(view: memoryview) -> tuple[int, int, int, bytes | None] | None
         key = view[size : size + 4].tobytes()
         size += 4
     return first, length, size, key
+
+
+def _to_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """Bytes of a bytes-like object; TypeError for anything else (``bytes(5)`` is five zeros)."""
+    if type(data) is bytes:
+        return data
+    return memoryview(data).tobytes()
 
 
 def _decode_utf8(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> str:

@@ -427,6 +427,8 @@ class TestSection5_4Fragmentation:
         conn = make(role)
         wire = f(role, OP_TEXT, b"Hel", fin=False) + f(role, OP_CLOSE, close_payload(1000))
         assert conn.receive(wire) == [Close(code=1000, reason="")]
+        assert conn.state is ConnectionState.REPLYING
+        assert conn.data_to_send()
         assert conn.state is ConnectionState.CLOSED
 
     @pytest.mark.parametrize("role", ROLES)
@@ -1038,8 +1040,10 @@ class TestSendAfterClose:
             conn.close(1000)
         elif how == "received close":
             conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+            conn.data_to_send()  # our answering close has left: nothing more may be sent
         elif how == "failed":
             conn.receive(f(role, 3))
+            conn.data_to_send()
         else:
             conn.receive(b"")
         return conn
@@ -1116,6 +1120,8 @@ class TestEventApi:
         conn = make(role)
         assert not conn.should_close_transport
         conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        assert not conn.should_close_transport  # our close frame is not out yet
+        conn.data_to_send()
         assert conn.should_close_transport is (role == "server")
 
     def test_exceptions_carry_close_codes(self) -> None:

@@ -16,9 +16,14 @@ T = Trigger
 #: Written from RFC 6455 §7.1: the closing handshake from either side, failure, EOF.
 EXPECTED = {
     (S.OPEN, T.SEND_CLOSE): S.CLOSING,  # §7.1.2 we start the closing handshake
-    (S.OPEN, T.RECEIVE_CLOSE): S.CLOSED,  # §5.5.1 we answer at once
-    (S.OPEN, T.FAIL): S.CLOSED,  # §7.1.7
+    # §5.5.1 we answer "as soon as practical": after what arrived before the close
+    (S.OPEN, T.RECEIVE_CLOSE): S.REPLYING,
+    (S.OPEN, T.FAIL): S.REPLYING,  # §7.1.7, our close frame queued
     (S.OPEN, T.EOF): S.CLOSED,  # §7.1.5 1006
+    (S.REPLYING, T.FLUSH_CLOSE): S.CLOSED,  # our close frame left
+    (S.REPLYING, T.SEND_CLOSE): S.CLOSED,  # close() flushes the queued close frame
+    (S.REPLYING, T.EOF): S.CLOSED,
+    (S.CLOSED, T.FLUSH_CLOSE): S.CLOSED,  # EOF came first; the close frame still goes out
     (S.CLOSING, T.RECEIVE_CLOSE): S.CLOSED,  # §7.1.3 handshake complete
     (S.CLOSING, T.FAIL): S.CLOSED,
     (S.CLOSING, T.EOF): S.CLOSED,
@@ -49,8 +54,11 @@ def _in_state(cls: type[Connection], state: ConnectionState) -> Connection:
     conn = cls()
     if state is S.CLOSING:
         conn.close(1000)
+    elif state is S.REPLYING:
+        conn.receive(_peer(conn, OP_CLOSE, close_payload(1000)))
     elif state is S.CLOSED:
         conn.receive(_peer(conn, OP_CLOSE, close_payload(1000)))
+        conn.data_to_send()
     assert conn.state is state
     return conn
 
@@ -66,6 +74,8 @@ def _trigger(conn: Connection, trigger: Trigger) -> None:
         conn.receive(_peer(conn, OP_CLOSE, close_payload(1000)))
     elif trigger is T.FAIL:
         conn.receive(_peer(conn, OP_TEXT, b"\xff"))
+    elif trigger is T.FLUSH_CLOSE:
+        conn.data_to_send()
     else:
         conn.receive(b"")
 

@@ -209,8 +209,9 @@ class TestWsprotoToOurs:
         conn, peer = ours(role), WsPeer(role)
         events = conn.receive(peer.ws.send(CloseConnection(code=code, reason=reason)))
         assert events == [Close(code=code, reason=reason)]
-        assert conn.state is ConnectionState.CLOSED
+        assert conn.state is ConnectionState.REPLYING
         assert peer.receive(conn.data_to_send()) == [("close", code, "")]
+        assert conn.state is ConnectionState.CLOSED
         assert peer.ws.state is WsState.CLOSED
 
     @pytest.mark.parametrize("role", ROLES)
