@@ -1530,3 +1530,77 @@ class TestSection8_1FailFastPosition:
             assert_failed(conn, events, 1007)
         else:
             assert events == [TextMessage(data=text)]
+
+
+class TestReplyingState:
+    """REPLYING: the peer's close (or our failure) is in, our close frame waits.
+
+    §5.5.1: the answering close is sent "as soon as practical"; until the
+    application flushes it with ``data_to_send()`` it may still answer what
+    arrived before (Autobahn 7.1.1).
+    """
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_answer_then_flush(self, role: str) -> None:
+        conn = make(role)
+        events = conn.receive(
+            f(role, OP_PING, b"p") + f(role, OP_TEXT, b"q") + f(role, OP_CLOSE, close_payload(1001))
+        )
+        assert events == [Ping(payload=b"p"), TextMessage(data="q"), Close(code=1001, reason="")]
+        assert conn.state is ConnectionState.REPLYING
+        assert not conn.should_close_transport
+        out = conn.send_text("answer") + conn.send_ping(b"x")
+        out += conn.data_to_send()
+        assert conn.state is ConnectionState.CLOSED
+        frames = parse_frames(out, masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_PONG, b"p"),
+            (OP_TEXT, b"answer"),
+            (OP_PING, b"x"),
+            (OP_CLOSE, close_payload(1001)),
+        ]
+        assert conn.data_to_send() == b""
+        with pytest.raises(ConnectionClosedError):
+            conn.send_text("too late")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_after_failure(self, role: str) -> None:
+        conn = make(role)
+        events = conn.receive(f(role, OP_TEXT, b"q") + f(role, OP_TEXT, b"\xff"))
+        assert events[0] == TextMessage(data="q")
+        assert isinstance(events[1], ConnectionFailed)
+        assert conn.state is ConnectionState.REPLYING
+        out = conn.send_fragment("a", final=False) + conn.send_fragment("b", final=True)
+        frames = parse_frames(out + conn.data_to_send(), masked=role == "client")
+        assert [fr.opcode for fr in frames] == [OP_TEXT, OP_CONT, OP_CLOSE]
+        assert frames[-1].payload[:2] == b"\x03\xef"  # 1007
+        assert conn.state is ConnectionState.CLOSED
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_close_while_replying_sends_the_answer(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_CLOSE, close_payload(4000, "app")))
+        out = conn.close(1000, "ignored")
+        assert parse_close(out, masked=role == "client") == (4000, b"")
+        assert conn.state is ConnectionState.CLOSED
+        assert conn.close() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_nothing_read_while_replying(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        assert conn.receive(f(role, OP_TEXT, b"late") + f(role, 3)) == []
+        assert conn.state is ConnectionState.REPLYING
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_eof_while_replying(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_CLOSE, close_payload(1000)))
+        # The peer's close was already reported: EOF adds no ConnectionLost.
+        assert conn.receive(b"") == []
+        assert conn.state is ConnectionState.CLOSED
+        with pytest.raises(ConnectionClosedError):
+            conn.send_text("x")
+        # The answering close still leaves (harmless if the transport is gone).
+        assert parse_close(conn.data_to_send(), masked=role == "client") == (1000, b"")
+        assert conn.should_close_transport

@@ -515,34 +515,48 @@ class PairMachine(RuleBasedStateMachine):
     def _write(self, side: str, data: bytes) -> None:
         self.pipes[side] += data
 
+    def _can_send(self, side: str) -> bool:
+        # OPEN, or REPLYING: the peer's close is in but our answer not flushed.
+        return self._conn(side).state in (ConnectionState.OPEN, ConnectionState.REPLYING)
+
     @rule(side=st.sampled_from(["client", "server"]), text=st.text(max_size=20))
     def send_text(self, side: str, text: str) -> None:
-        conn = self._conn(side)
-        if conn.state is ConnectionState.OPEN:
-            self._write(side, conn.send_text(text))
+        if self._can_send(side):
+            self._write(side, self._conn(side).send_text(text))
             self.sent[side].append(TextMessage(data=text))
 
     @rule(side=st.sampled_from(["client", "server"]), data=st.binary(max_size=300))
     def send_binary(self, side: str, data: bytes) -> None:
-        conn = self._conn(side)
-        if conn.state is ConnectionState.OPEN:
-            self._write(side, conn.send_binary(data))
+        if self._can_send(side):
+            self._write(side, self._conn(side).send_binary(data))
             self.sent[side].append(BinaryMessage(data=data))
 
     @rule(side=st.sampled_from(["client", "server"]), payload=st.binary(max_size=125))
     def send_ping(self, side: str, payload: bytes) -> None:
-        conn = self._conn(side)
-        if conn.state is ConnectionState.OPEN:
-            self._write(side, conn.send_ping(payload))
+        if self._can_send(side):
+            self._write(side, self._conn(side).send_ping(payload))
             self.sent[side].append(Ping(payload=payload))
 
-    @rule(side=st.sampled_from(["client", "server"]), code=st.sampled_from(VALID_CODES))
-    def close(self, side: str, code: int) -> None:
+    @rule(
+        side=st.sampled_from(["client", "server"]),
+        code=st.sampled_from(VALID_CODES),
+        now=st.sampled_from([True, False, False, False]),
+    )
+    def close(self, side: str, code: int, now: bool = True) -> None:
+        # ``now`` makes closes rarer than the other steps, so that traffic
+        # flows in every state (OPEN, CLOSING, REPLYING) before the end.
+        if not now:
+            return
         conn = self._conn(side)
         was_open = conn.state is ConnectionState.OPEN
         self._write(side, conn.close(code, "bye"))
         if was_open:
             self.sent[side].append(Close(code=code, reason="bye"))
+
+    @rule(side=st.sampled_from(["client", "server"]))
+    def flush(self, side: str) -> None:
+        """The application writes what the connection queued (pongs, close answers)."""
+        self._write(side, self._conn(side).data_to_send())
 
     @rule(side=st.sampled_from(["client", "server"]), fraction=st.floats(0, 1))
     def deliver(self, side: str, fraction: float) -> None:
@@ -553,9 +567,11 @@ class PairMachine(RuleBasedStateMachine):
         piece = bytes(pipe[:n])
         del pipe[:n]
         receiver = self._other(side)
-        conn = self._conn(receiver)
-        self.got[receiver] += conn.receive(piece)
-        self._write(receiver, conn.data_to_send())
+        self.got[receiver] += self._conn(receiver).receive(piece)
+
+    @rule(side=st.sampled_from(["client", "server"]))
+    def deliver_all(self, side: str) -> None:
+        self.deliver(side, 1.0)
 
     @invariant()
     def received_what_was_sent(self) -> None:
@@ -575,6 +591,7 @@ class PairMachine(RuleBasedStateMachine):
         # Deliver everything until quiet: the handshake completes if it began.
         for _ in range(6):
             for side in ("client", "server"):
+                self.flush(side)
                 self.deliver(side, 1.0)
         client, server = self.pair.client, self.pair.server
         started = any(isinstance(e, Close) for side in self.sent for e in self.sent[side])
