@@ -493,10 +493,12 @@ class PairMachine(RuleBasedStateMachine):
     """A client and a server exchanging traffic with random partial deliveries.
 
     Each side's output goes into a pipe; a rule delivers some prefix of a
-    pipe. Invariants: what one side sends the other receives, in order, until
-    a close; the closing handshake from either side (or both at once) ends
-    with both CLOSED, the server ready to close the transport, and nothing
-    reported after the close.
+    pipe, another flushes a side's queued replies (so a side may sit in
+    REPLYING and still send). Invariants: what one side sends the other
+    receives, in order, until a close; the closing handshake from either side
+    (or both at once) ends with both CLOSED, every message sent before a close
+    delivered, the server ready to close the transport, and nothing reported
+    after the close.
     """
 
     def __init__(self) -> None:
