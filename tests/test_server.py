@@ -558,3 +558,12 @@ def test_close_with_a_code_that_may_not_be_sent_raises_and_keeps_the_connection(
         ws.send("x")
         assert ws.recv(timeout=5) == "x"  # still open
     assert errors == ["refused"]
+
+
+def test_message_and_close_in_one_chunk_answered_before_the_close() -> None:
+    with running_server() as server:
+        sock = raw_handshake(server.port)
+        sock.sendall(masked_frame(0x1, b"last") + masked_frame(0x8, b"\x03\xe8"))
+        data = read_until_closed(sock)
+        assert data == b"\x81\x04last" + b"\x88\x02\x03\xe8"
+        sock.close()
