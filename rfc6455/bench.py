@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import hashlib
 import importlib.util
 import json
@@ -240,20 +241,20 @@ def open_connections(
         BenchError: a refused or malformed handshake, or the timeout.
     """
     clients: list[Client] = []
+    # fd -> [socket, unsent request, received bytes, expected accept]
+    pending: dict[int, list[Any]] = {}
     deadline = time.monotonic() + timeout
     ep = select.epoll()
     try:
         while len(clients) < count:
             if time.monotonic() > deadline:
                 raise BenchError(f"opened only {len(clients)} of {count} connections")
-            # fd -> [socket, unsent request, received bytes, expected accept]
-            pending: dict[int, list[Any]] = {}
             for _ in range(min(batch, count - len(clients))):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 err = sock.connect_ex((HOST, port))
-                if err not in (0, 115):  # EINPROGRESS
+                if err not in (0, errno.EINPROGRESS):
                     sock.close()
                     raise BenchError(f"connect failed: {os.strerror(err)}")
                 request, accept = _handshake_request(port, path)
@@ -262,8 +263,6 @@ def open_connections(
             while pending:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    for sock, *_ in pending.values():
-                        sock.close()
                     raise BenchError(f"{len(pending)} handshakes did not finish in time")
                 for fd, ev in ep.poll(min(left, 1.0)):
                     state = pending[fd]
@@ -300,6 +299,8 @@ def open_connections(
     except BaseException:
         for client in clients:
             client.sock.close()
+        for state in pending.values():
+            state[0].close()
         raise
     finally:
         ep.close()
@@ -491,8 +492,10 @@ def run_echo(
     last_progress = t_start
     try:
         for c in clients:
-            if c.pending is not None:
+            if c.pending is not None:  # frames that came with the 101 response
                 c.slow_path(b"", None)
+                if c.pending is not None:
+                    unsettled.add(c.fd)
             sent_ns[c.fd] = clock()
             _send_all(c.sock, frame)
         poll = ep.poll
