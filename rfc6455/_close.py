@@ -48,7 +48,10 @@ def build_close_payload(code: int | None, reason: str = "") -> bytes:
         return b""
     if not is_valid_close_code(code):
         raise LocalProtocolError(f"close code {code} may not be sent on the wire")
-    encoded = reason.encode("utf-8")
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("close reason with lone surrogates is not UTF-8") from None
     if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
         raise LocalProtocolError("close reason longer than 123 bytes of UTF-8")
     return code.to_bytes(2, "big") + encoded

@@ -495,7 +495,11 @@ class Connection:
 
     def send_text(self, text: str) -> bytes:
         """Encode a text message; returns the bytes to write."""
-        return self._send_data(_OP_TEXT, text.encode("utf-8"))
+        try:
+            payload = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LocalProtocolError("text with lone surrogates cannot be sent as UTF-8") from None
+        return self._send_data(_OP_TEXT, payload)
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> bytes:
         """Encode a binary message; returns the bytes to write."""
@@ -509,7 +513,13 @@ class Connection:
         """
         self._check_can_send("data")
         opcode = _OP_TEXT if isinstance(data, str) else _OP_BINARY
-        payload = data.encode("utf-8") if isinstance(data, str) else _to_bytes(data)
+        if isinstance(data, str):
+            try:
+                payload = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LocalProtocolError("text with lone surrogates cannot be sent as UTF-8") from None
+        else:
+            payload = _to_bytes(data)
         first_fragment = not self._send_opcode
         if first_fragment:
             wire_opcode = opcode

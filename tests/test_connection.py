@@ -1604,3 +1604,19 @@ class TestReplyingState:
         # The answering close still leaves (harmless if the transport is gone).
         assert parse_close(conn.data_to_send(), masked=role == "client") == (1000, b"")
         assert conn.should_close_transport
+
+
+class TestOnlyOurErrorsOnSend:
+    """Text that UTF-8 cannot encode is a LocalProtocolError, not a UnicodeEncodeError."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_lone_surrogates(self, role: str) -> None:
+        conn = make(role)
+        with pytest.raises(LocalProtocolError):
+            conn.send_text("\ud800")
+        with pytest.raises(LocalProtocolError):
+            conn.send_fragment("a\udfff", final=True)
+        with pytest.raises(LocalProtocolError):
+            conn.close(1000, "\ud800")
+        assert conn.state is ConnectionState.OPEN
+        assert conn.send_text("still open")
