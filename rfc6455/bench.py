@@ -34,6 +34,7 @@ import platform
 import resource
 import select
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -1148,12 +1149,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="repeat a noisy run up to N times and keep the quietest attempt",
     )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="sample each server with py-spy during its runs (py-spy must be on PATH); raw "
+        "files go to DIR, the top lines by self time into the JSON and onto stderr",
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="write all runs as JSON")
     parser.add_argument("--log-dir", default=None, help="keep server output here")
     return parser
 
 
+def profile_top(raw_path: str, top: int = 15) -> list[tuple[float, str]]:
+    """Self time per source line from a ``py-spy record -f raw`` file: ``[(share, line)]``."""
+    counts: dict[str, int] = {}
+    total = 0
+    with open(raw_path) as f:
+        for line in f:
+            stack, _, n = line.rstrip().rpartition(" ")
+            if not n.isdigit():
+                continue
+            total += int(n)
+            leaf = stack.rsplit(";", 1)[-1]
+            counts[leaf] = counts.get(leaf, 0) + int(n)
+    ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    return [(n / total, leaf) for leaf, n in ranked] if total else []
+
+
 def _run_one(args: argparse.Namespace, port: int, pid: int | None, size: int) -> dict[str, Any]:
+    if args.profile and pid is not None:
+        return _profiled(args, port, pid, size)
     if args.mode == "echo":
         return run_echo(
             port,
@@ -1173,6 +1199,35 @@ def _run_one(args: argparse.Namespace, port: int, pid: int | None, size: int) ->
             server_pid=pid,
         )
     return run_connections(port, conns=args.conns, hold=args.hold, server_pid=pid)
+
+
+def _profiled(args: argparse.Namespace, port: int, pid: int, size: int) -> dict[str, Any]:
+    """Run once with ``py-spy`` sampling the server (non-blocking, so it barely slows it)."""
+    os.makedirs(args.profile, exist_ok=True)
+    raw = os.path.join(args.profile, f"{args.mode}-{pid}-{size}.raw")
+    seconds = args.warmup + args.duration + 2 if args.mode == "echo" else 60
+    spy = subprocess.Popen(
+        ["py-spy", "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", raw,
+         "-d", str(int(seconds)), "-p", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)  # let py-spy attach
+        args_copy = argparse.Namespace(**{**vars(args), "profile": None})
+        result = _run_one(args_copy, port, pid, size)
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            spy.wait(15)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+    if os.path.exists(raw):
+        result["profile_raw"] = raw
+        result["profile_top"] = [[round(share, 4), line] for share, line in profile_top(raw)]
+    result["profiled"] = True
+    return result
 
 
 def main(argv: list[str]) -> int:
@@ -1213,6 +1268,8 @@ def main(argv: list[str]) -> int:
             foreign = result.get("foreign_cpu_util", 0.0)
             result["noisy"] = foreign > args.noisy
             print(_progress_line(args.mode, result), file=sys.stderr, flush=True)
+            for share, line in result.get("profile_top", [])[:10]:
+                print(f"    {100 * share:5.1f}%  {line}", file=sys.stderr)
             if best is None or "error" in best or foreign < best.get("foreign_cpu_util", 0.0):
                 best = result
             if "error" in result or not result["noisy"]:
@@ -1222,6 +1279,9 @@ def main(argv: list[str]) -> int:
             status = 1
         runs.append(best)
 
+    if args.profile and shutil.which("py-spy") is None:
+        print("rfc6455 bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        return 2
     servers: list[tuple[str, str]] = []
     if args.port is None:
         try:

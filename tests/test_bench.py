@@ -267,3 +267,12 @@ def test_echo_detects_a_corrupted_echo() -> None:
             bench.run_echo(server.port, conns=1, size=40, warmup=0.1, duration=0.5)
     finally:
         server.close()
+
+
+def test_profile_top_ranks_leaf_lines_by_self_time(tmp_path: Path) -> None:
+    raw = tmp_path / "p.raw"
+    raw.write_text(
+        "main (a.py:1);send (b.py:2) 6\nmain (a.py:1);recv (b.py:3) 3\nmain (a.py:1) 1\n"
+    )
+    top = bench.profile_top(str(raw), top=2)
+    assert top == [(0.6, "send (b.py:2)"), (0.3, "recv (b.py:3)")]
