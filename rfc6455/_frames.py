@@ -17,7 +17,8 @@ import os
 from struct import Struct
 from typing import Final
 
-from ._errors import MessageTooBig, ProtocolError, RemoteProtocolError
+from ._constants import MAX_CONTROL_PAYLOAD
+from ._errors import LocalProtocolError, MessageTooBig, ProtocolError, RemoteProtocolError
 from ._mask import apply_mask, scan_frames
 from ._mask_py import (
     ERR_CONTROL_FRAGMENTED,
@@ -130,6 +131,8 @@ class FrameDecoder:
         return memoryview(self.buffer)[self._consumed :]
 
 
+_SENDABLE_OPCODES: Final = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})
+
 _U16: Final = Struct("!BBH")
 _U64: Final = Struct("!BBQ")
 
@@ -164,6 +167,12 @@ def encode_frame(
         mask: mask the payload with a fresh random key (client frames, §5.3:
             "the masking key MUST be ... unpredictable", so a new one per frame).
     """
+    if opcode not in _SENDABLE_OPCODES:
+        raise LocalProtocolError(f"opcode {opcode:#x} is reserved (RFC 6455 §5.2)")
+    if opcode & 0x8 and (len(payload) > MAX_CONTROL_PAYLOAD or not fin):
+        raise LocalProtocolError("control frames have at most 125 bytes and are never fragmented")
+    if rsv & ~0x70:
+        raise LocalProtocolError("rsv holds only the RSV1-3 bits (0x70)")
     first = (0x80 if fin else 0) | rsv | opcode
     if not mask:
         return frame_header(first, len(payload)) + payload

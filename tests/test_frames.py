@@ -12,7 +12,7 @@ import struct
 import pytest
 from helpers import RFC_KEY, frame, parse_frames, xor_mask
 
-from rfc6455 import MessageTooBig, ProtocolError, encode_frame
+from rfc6455 import LocalProtocolError, MessageTooBig, ProtocolError, encode_frame
 from rfc6455._frames import MAX_FRAMES_PER_SCAN, FrameDecoder, frame_header, scan_error
 from rfc6455._mask_py import (
     ERR_CONTROL_FRAGMENTED,
@@ -356,3 +356,23 @@ class TestDecoderBuffering:
         assert wire[6:] == xor_mask(payload, key)
         decoder = FrameDecoder(expect_masked=True)
         assert decode_all(decoder, [wire]) == ([(0x82, payload)], 0)
+
+
+class TestEncodeFrameRefusesWhatMayNotBeSent:
+    @pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
+    def test_reserved_opcodes(self, opcode: int) -> None:
+        with pytest.raises(LocalProtocolError):
+            encode_frame(opcode, b"")
+
+    @pytest.mark.parametrize("opcode", [0x8, 0x9, 0xA])
+    def test_control_frames(self, opcode: int) -> None:
+        encode_frame(opcode, b"x" * 125)
+        with pytest.raises(LocalProtocolError):
+            encode_frame(opcode, b"x" * 126)
+        with pytest.raises(LocalProtocolError):
+            encode_frame(opcode, b"", fin=False)
+
+    def test_rsv_bits_only(self) -> None:
+        assert encode_frame(0x1, b"", rsv=0x40)[0] == 0xC1
+        with pytest.raises(LocalProtocolError):
+            encode_frame(0x1, b"", rsv=0x80)
