@@ -91,11 +91,10 @@ BYTEWISE_LIMIT = 1024
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
-#: Open core bug 4 (fuzz/README.md, "Findings"): max_header_size is not applied
-#: to a head that arrives whole (client), or only approximately (server). While
-#: True, only the incremental feeding must refuse an oversized head; the test
-#: suite sets it to False for the corpus, where found-bug4-* must then fail.
-tolerate_known_bugs = True
+#: Core bug 4 (fuzz/README.md, "Findings"; fixed: the head is now measured to the
+#: byte): max_header_size was not applied to a head that arrived whole. False:
+#: every way of feeding must refuse an oversized head.
+tolerate_known_bugs = False
 
 
 @dataclass(frozen=True)

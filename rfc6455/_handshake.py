@@ -265,6 +265,7 @@ class ServerHandshake:
         self._max_body_size = max_body_size
         self._connection_options = connection_options
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._fed = 0  # bytes given to h11, to measure the head exactly
         self._state = _State.READING
         self._error: HandshakeError | None = None
         self._eof = False
@@ -297,6 +298,7 @@ class ServerHandshake:
             return
         if not data:
             self._eof = True
+        self._fed += len(data)
         self._h11.receive_data(data)
 
     def next_event(self) -> UpgradeRequest | HTTPRequest | NeedData:
@@ -345,9 +347,8 @@ class ServerHandshake:
         target = request.target.decode("latin-1")
         headers = _decode_headers(request.headers)
         # h11 bounds only *incomplete* heads; a complete one that came in a single
-        # large chunk is bounded here (the size is the head's, give or take CRLFs).
-        size = len(method) + len(target) + sum(len(n) + len(v) + 4 for n, v in headers)
-        if size > self._max_header_size:
+        # large chunk is bounded here, to the byte: what h11 consumed for it.
+        if self._fed - len(self._h11.trailing_data[0]) > self._max_header_size:
             raise HandshakeError("request header fields too large", 431)
         version = request.http_version.decode("ascii")
         if not version.startswith("1."):  # h11 parses any x.y, e.g. the HTTP/2 preface
@@ -651,7 +652,9 @@ class ClientHandshake:
         self._connection_options = connection_options
         #: §4.1: "a nonce consisting of a randomly selected 16-byte value".
         self.key = base64.b64encode(os.urandom(16)).decode("ascii")
+        self._max_header_size = max_header_size
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
+        self._fed = 0  # bytes given to h11, to measure the head exactly
         self._requested = False
         self._state = _State.READING
         self._error: HandshakeError | None = None
@@ -716,6 +719,7 @@ class ClientHandshake:
             return
         if not data:
             self._eof = True
+        self._fed += len(data)
         self._h11.receive_data(data)
 
     def next_event(self) -> HandshakeAccepted | NeedData:
@@ -754,6 +758,12 @@ class ClientHandshake:
                         f"connection closed before a complete handshake response: {exc}", 0
                     ) from None
                 raise HandshakeError(f"invalid HTTP response: {exc}", 0) from None
+            # As on the server: a complete head that came in one chunk is bounded here.
+            if (
+                isinstance(event, (h11.InformationalResponse, h11.Response))
+                and self._fed - len(self._h11.trailing_data[0]) > self._max_header_size
+            ):
+                raise HandshakeError("response header fields too large", 0)
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
                     return self._on_switch(_decode_headers(event.headers))
