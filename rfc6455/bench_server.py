@@ -31,7 +31,7 @@ class BroadcastHandler(Handler):
         self.peers.pop(ws, None)
 
     def on_message(self, ws: WebSocket, message: Message) -> None:
-        broadcast((peer for peer in self.peers if peer is not ws), message)
+        broadcast(self.peers, message, exclude=ws)
 
 
 def main(argv: list[str] | None = None) -> None:

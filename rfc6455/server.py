@@ -1313,20 +1313,23 @@ def _ip_of(addr: Any) -> str:
     return str(addr)
 
 
-def broadcast(peers: Iterable[WebSocket], message: Message) -> int:
+def broadcast(
+    peers: Iterable[WebSocket], message: Message, *, exclude: WebSocket | None = None
+) -> int:
     """Send one message to many server-side connections, framed once.
 
     The frame is built once and the same bytes are written to every peer that
-    is open; peers that are not open are skipped, and a peer whose write fails
-    does not stop the others. Nothing blocks: a peer that cannot keep up is
-    buffered and, once its buffer stays over ``write_buffer_limit`` for
-    ``write_buffer_timeout``, closed with 1008 (the slow-consumer rule), so
-    one slow subscriber never delays the rest.
+    is open (except ``exclude``, e.g. the publisher); peers that are not open
+    are skipped, and a peer whose write fails does not stop the others.
+    Nothing blocks: a peer that cannot keep up is buffered and, once its
+    buffer stays over ``write_buffer_limit`` for ``write_buffer_timeout``,
+    closed with 1008 (the slow-consumer rule), so one slow subscriber never
+    delays the rest.
 
     Frames are sent uncompressed (valid with permessage-deflate: RFC 7692 §6
     lets any message go uncompressed). Do not use it on a connection that is in
-    the middle of sending a fragmented message, nor on client connections
-    (their frames must be masked).
+    the middle of sending a fragmented message; client connections (whose
+    frames must be masked) are skipped.
 
     Returns:
         The number of peers the frame was written to.
@@ -1338,14 +1341,20 @@ def broadcast(peers: Iterable[WebSocket], message: Message) -> int:
         payload = bytes(message)
         first = 0x82
     frame = frame_header(first, len(payload)) + payload
+    size = len(frame)
     sent = 0
     for peer in peers:
-        if peer._phase != _OPEN or peer._role != "server":
+        # The body of send_frame, inlined: this loop runs once per subscriber.
+        if peer._phase != _OPEN or peer is exclude or peer._role != "server":
             continue
-        try:
-            peer.send_frame(frame)
-        except ConnectionClosedError:
+        transport = peer._transport
+        if transport is None:
             continue
+        peer.messages_out += 1
+        peer.bytes_out += size
+        transport.write(frame)
+        if transport._buffer_size > peer._opts.write_buffer_limit and not peer._t_over:
+            peer._over_limit(transport)
         sent += 1
     return sent
 

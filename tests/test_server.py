@@ -485,6 +485,8 @@ def test_broadcast_frames_once_and_skips_closed_peers() -> None:
         assert a.recv(timeout=5) == "hello all"  # a is a peer too
         assert a.recv(timeout=5) == "2"  # written to a and b; c is closed
         assert b.recv(timeout=5) == "hello all"
+        assert broadcast(peers, b"", exclude=peers[0]) == 1  # only b (c closed)
+        assert b.recv(timeout=5) == b""
 
 
 def test_idle_server_has_no_timers_and_does_not_spin() -> None:
