@@ -469,6 +469,8 @@ def test_broadcast_frames_once_and_skips_closed_peers() -> None:
         def on_message(self, ws: WebSocket, message: str | bytes) -> None:
             if message == "leave":
                 ws.close()
+            elif message == "not to me":
+                ws.send(str(broadcast(peers, message.encode(), exclude=ws)))
             else:
                 ws.send(str(broadcast(peers, message)))
 
@@ -485,8 +487,9 @@ def test_broadcast_frames_once_and_skips_closed_peers() -> None:
         assert a.recv(timeout=5) == "hello all"  # a is a peer too
         assert a.recv(timeout=5) == "2"  # written to a and b; c is closed
         assert b.recv(timeout=5) == "hello all"
-        assert broadcast(peers, b"", exclude=peers[0]) == 1  # only b (c closed)
-        assert b.recv(timeout=5) == b""
+        a.send("not to me")
+        assert b.recv(timeout=5) == b"not to me"
+        assert a.recv(timeout=5) == "1"  # only b: a excluded, c closed
 
 
 def test_idle_server_has_no_timers_and_does_not_spin() -> None:
