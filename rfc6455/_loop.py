@@ -388,6 +388,9 @@ class Loop:
                         writer()
             except Exception:
                 logger.exception("unhandled error in an I/O callback")
+        # I/O callbacks may have cancelled timers and so rebuilt the heap: use the
+        # current list, or stale entries run twice and the cancelled count drifts.
+        timers = self._timers
         while timers:
             top = timers[0]
             if top._cancelled:

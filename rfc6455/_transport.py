@@ -33,7 +33,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._loop import Loop
+    from ._loop import Loop, TimerHandle
 
 __all__ = ["Protocol", "Transport"]
 
@@ -104,6 +104,8 @@ class Transport:
         "_buffer_size",
         "_closing",
         "_fd",
+        "_linger",
+        "_linger_timer",
         "_loop",
         "_protocol",
         "_reading",
@@ -140,6 +142,8 @@ class Transport:
         self._buffer: deque[bytes | memoryview] | None = None
         self._buffer_size = 0
         self._closing = False
+        self._linger = 0.0
+        self._linger_timer: TimerHandle | None = None
         self._reading = False
         self._write_paused = False
         self._state = _HANDSHAKING if ssl_context is not None else _OPEN
@@ -167,6 +171,11 @@ class Transport:
     def is_tls(self) -> bool:
         """True if the transport speaks TLS."""
         return isinstance(self._sock, ssl.SSLSocket)
+
+    @property
+    def lingering(self) -> bool:
+        """True while a ``close(linger=...)`` drains the peer's input."""
+        return self._linger_timer is not None
 
     @property
     def is_closing(self) -> bool:
@@ -404,11 +413,21 @@ class Transport:
 
     # -- closing -----------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stop reading, flush what is buffered, then close the socket."""
+    def close(self, linger: float = 0.0) -> None:
+        """Stop reading, flush what is buffered, then close the socket.
+
+        Args:
+            linger: if positive (plain TCP only), after the flush shut down the
+                sending side and read and discard until the peer's EOF or for
+                at most this many seconds before closing. Closing a socket
+                with unread data makes the kernel send a reset, and a reset
+                can destroy what the peer has not read yet, such as the close
+                frame that explains why we are leaving.
+        """
         if self._closing or self._state == _CLOSED:
             return
         self._closing = True
+        self._linger = linger
         self.pause_reading()
         if self._state == _HANDSHAKING:
             self._buffer = None
@@ -417,12 +436,39 @@ class Transport:
         elif self._buffer is None:
             self._loop.call_soon(self._finish, None)
 
+    def _begin_linger(self) -> bool:
+        """Half-close and start discarding input; False if that is not possible."""
+        linger = self._linger
+        self._linger = 0.0
+        if self._state != _OPEN or isinstance(self._sock, ssl.SSLSocket):
+            return False
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return False
+        self._loop.add_reader(self._fd, self._drain)
+        self._linger_timer = self._loop.call_later(linger, self._finish, None)
+        return True
+
+    def _drain(self) -> None:
+        try:
+            data = self._sock.recv(65536)
+        except _TRY_AGAIN:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish(None)
+
     def abort(self) -> None:
         """Close now, dropping whatever is buffered."""
         self._fatal(None)
 
     def _fatal(self, exc: BaseException | None) -> None:
         if self._state == _CLOSED:
+            return
+        if self._linger_timer is not None:
+            self._finish(exc)  # abort() ends a linger at once
             return
         if self._closing and self._buffer is None:
             return  # _finish already scheduled
@@ -438,6 +484,11 @@ class Transport:
     def _finish(self, exc: BaseException | None) -> None:
         if self._state == _CLOSED:
             return
+        if self._linger > 0 and exc is None and self._begin_linger():
+            return
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self._state = _CLOSED
         loop = self._loop
         loop.remove_reader(self._fd)

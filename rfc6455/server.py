@@ -87,6 +87,11 @@ _ACCEPT_BACKOFF_ERRNOS = frozenset(
 )
 _ACCEPT_BACKOFF = 0.25
 
+#: After failing a connection, how long to keep reading (and discarding) what the
+#: peer still sends before closing, so that the kernel does not answer it with a
+#: reset that could destroy our close frame. Bounded: the peer may never stop.
+_FAILURE_LINGER = 2.0
+
 
 @dataclass
 class Config:
@@ -550,7 +555,7 @@ class WebSocket(Protocol):
         if conn.state is _CONN_CLOSED and conn.should_close_transport:
             transport = self._transport
             if transport is not None:
-                transport.close()
+                transport.close(_FAILURE_LINGER if conn.failure is not None else 0.0)
 
     def eof_received(self) -> bool:
         conn = self._conn
@@ -644,7 +649,9 @@ class WebSocket(Protocol):
         if out:
             self._write(out)
         if conn.should_close_transport and self._transport is not None:
-            self._transport.close()
+            # After a protocol error the peer may still be sending: linger so that
+            # no reset destroys the close frame that tells it why (1002/1007/1009).
+            self._transport.close(_FAILURE_LINGER if conn.failure is not None else 0.0)
 
     def _control_event(self, event: Event, handler: Handler | None) -> None:
         if isinstance(event, Ping):
@@ -1026,7 +1033,9 @@ class Server:
         for ws in list(self._conns):
             if ws._phase == _OPEN:
                 ws.close(1001, "server shutting down")
-            elif ws._phase == _HANDSHAKE:
+            elif ws._phase == _HANDSHAKE or (
+                ws._transport is not None and ws._transport.lingering
+            ):
                 ws.abort()
         if self._conns:
             self._shutdown_timer = self.loop.call_later(

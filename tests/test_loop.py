@@ -200,3 +200,33 @@ def test_signal_handler_runs_on_the_loop(loop: Loop) -> None:
 def test_run_until_times_out(loop: Loop) -> None:
     assert loop.run_until(lambda: False, timeout=0.05) is False
     assert loop.timer_count == 0
+
+
+def test_heap_rebuilt_by_an_io_callback_runs_each_timer_once() -> None:
+    """An I/O callback that cancels enough timers rebuilds the heap mid-tick; the
+    tick must go on with the new heap (stale entries would run twice and make
+    ``timer_count`` drift)."""
+    import socket
+
+    loop = Loop()
+    ran: list[int] = []
+    doomed = [loop.call_later(60, ran.append, -1) for _ in range(200)]
+    due = [loop.call_later(0, ran.append, i) for i in range(3)]
+    a, b = socket.socketpair()
+
+    def on_readable() -> None:
+        a.recv(1)
+        for handle in doomed:
+            handle.cancel()
+
+    loop.add_reader(a.fileno(), on_readable)
+    b.send(b"x")
+    loop.run_until(lambda: len(ran) >= 3, timeout=5)
+    loop.run_until(lambda: False, timeout=0.05)
+    assert sorted(ran) == [0, 1, 2]
+    assert loop.timer_count == 0
+    assert all(not h.cancelled for h in due)
+    loop.remove_reader(a.fileno())
+    a.close()
+    b.close()
+    loop.close()

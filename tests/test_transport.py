@@ -270,3 +270,38 @@ def test_tls_handshake_failure_reports_error(loop: Loop, tmp_path: Path) -> None
     loop.run_until(lambda: bool(client.lost) and bool(server.lost), timeout=10)
     assert isinstance(client.lost[0], ssl.SSLError)
     assert "made" not in client.events
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    return ours, peer
+
+
+def test_close_with_linger_lets_a_sending_peer_finish(loop: Loop) -> None:
+    """Closing with unread input resets a peer that is still sending (on Linux its
+    sendall fails and it never reads our last words: checked by hand with linger=0);
+    a lingering close drains instead, and the peer reads them, then our EOF."""
+    ours, peer = _tcp_pair()
+    protocol = Recorder()
+    transport = Transport(loop, ours, protocol)
+    transport.start()
+    transport.pause_reading()  # what the peer sends now stays unread in our kernel buffer
+    peer.sendall(b"x" * 100_000)
+    transport.write(b"last words")
+    transport.close(linger=2.0)
+    loop.run_until(lambda: False, timeout=0.1)
+    peer.settimeout(5)
+    try:
+        for _ in range(3):  # the peer is still sending, like a browser mid-message
+            peer.sendall(b"y" * 50_000)
+            loop.run_until(lambda: False, timeout=0.05)
+        received = peer.recv(65536)
+        assert peer.recv(65536) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        received = b"<reset>"
+    assert received == b"last words"
+    peer.close()  # our EOF ends a linger at once
+    assert loop.run_until(lambda: bool(protocol.lost), timeout=5)
+    assert protocol.lost == [None]

@@ -115,13 +115,6 @@ def test_graceful_shutdown_closes_with_1001(chromium: Chromium) -> None:
     assert report["close"]["wasClean"], report["close"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: after failing a connection (1009 on a frame header over the limit) the "
-    "server closes TCP at once while the browser is still sending; the unread data turns the "
-    "close into a reset and Chromium reports 1006, never seeing 1009. websockets drains until "
-    "the close handshake and Chromium sees 1009. Remove this marker when fixed.",
-)
 def test_message_over_limit_closes_with_1009(chromium: Chromium) -> None:
     """The browser learns why it was dropped: close code 1009, not a bare 1006."""
     messages: list[dict[str, Any]] = [
