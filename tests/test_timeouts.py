@@ -159,7 +159,8 @@ def test_slow_consumer_closed_with_1008_others_unaffected(
 
 
 def test_echo_backpressure_pauses_reading_instead_of_buffering() -> None:
-    with running_server(Config(write_buffer_limit=None)) as server:
+    # shutdown_timeout: at the end this peer still reads nothing, so our close waits.
+    with running_server(Config(write_buffer_limit=None, shutdown_timeout=1.0)) as server:
         sock = raw_handshake(server.port)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
@@ -173,9 +174,9 @@ def test_echo_backpressure_pauses_reading_instead_of_buffering() -> None:
                 time.sleep(0.01)
         assert offset < len(stream)  # the server stopped taking our data
         ws = server.connections[0]
-        # the server stopped reading instead of buffering without end
+        # the server stopped reading instead of buffering without end (whether it
+        # is writable at this very instant, read from another thread, is a race)
         assert ws.write_buffer_size < 1 << 20
-        assert not ws.writable
         sock.close()
 
 
