@@ -55,7 +55,6 @@ def load_app(spec: str) -> HandlerFactory:
 
 def server_config(args: argparse.Namespace) -> Config:
     """A server :class:`Config` from ``serve``'s flags."""
-    compression = not args.no_compression
     return Config(
         host=args.host,
         port=args.port,
@@ -70,8 +69,7 @@ def server_config(args: argparse.Namespace) -> Config:
         shutdown_timeout=args.shutdown_timeout,
         rate_limit=_seconds(args.rate_limit),
         write_buffer_limit=args.write_buffer_limit if args.write_buffer_limit > 0 else None,
-        compression=compression,
-        extensions=(ServerPerMessageDeflate(),) if compression else (),
+        compression=not args.no_compression,  # permessage-deflate with its defaults
         certfile=args.certfile,
         keyfile=args.keyfile,
         reuse_port=args.workers > 1,
@@ -191,7 +189,6 @@ def connect(args: argparse.Namespace) -> int:
         if not sep:
             raise SystemExit(f"rfc6455: --header needs K:V, not {header!r}")
         headers.append((name.strip(), value.strip()))
-    extensions = () if args.no_compression else (ClientPerMessageDeflate(),)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read_stdin() -> None:
@@ -200,7 +197,10 @@ def connect(args: argparse.Namespace) -> int:
         lines.put(None)
 
     with ws_connect(
-        args.url, extra_headers=headers, subprotocols=args.subprotocol, extensions=extensions
+        args.url,
+        extra_headers=headers,
+        subprotocols=args.subprotocol,
+        compression=not args.no_compression,
     ) as ws:
         threading.Thread(target=read_stdin, daemon=True).start()
         stdin_open = True

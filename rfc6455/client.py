@@ -42,6 +42,7 @@ from ._handshake import ClientHandshake, HandshakeAccepted
 from ._loop import Loop, TimerHandle
 from ._state import ConnectionState
 from ._transport import Transport
+from .permessage_deflate import ClientPerMessageDeflate
 from .server import Config, Handler, Message, WebSocket, _Options
 
 __all__ = [
@@ -340,6 +341,14 @@ class SyncWebSocket:
         self.close()
 
 
+def _offered(
+    compression: bool, extensions: Sequence[ClientExtensionFactory] | None
+) -> Sequence[ClientExtensionFactory]:
+    if not compression:
+        return ()
+    return (ClientPerMessageDeflate(),) if extensions is None else extensions
+
+
 def connect(
     url: str,
     *,
@@ -348,7 +357,8 @@ def connect(
     extra_headers: Sequence[tuple[str, str]] = (),
     subprotocols: Sequence[str] = (),
     origin: str | None = None,
-    extensions: Sequence[ClientExtensionFactory] = (),
+    compression: bool = True,
+    extensions: Sequence[ClientExtensionFactory] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -363,7 +373,9 @@ def connect(
         extra_headers: more request headers (Authorization, Cookie, ...).
         subprotocols: subprotocols to offer, most preferred first.
         origin: an ``Origin`` header to send.
-        extensions: extension factories to offer (e.g. permessage-deflate).
+        compression: offer the extensions (False: offer none).
+        extensions: extension factories to offer; None (the default) offers
+            permessage-deflate (``ClientPerMessageDeflate()``), as browsers do.
         ssl_context: for ``wss://`` (default: system CAs, verification on).
         server_hostname: SNI / certificate name (default: the URL's host).
         max_message_size: largest message accepted (the client fails with 1009).
@@ -396,7 +408,7 @@ def connect(
             parsed.host_header,
             parsed.target,
             subprotocols=subprotocols,
-            extensions=extensions,
+            extensions=_offered(compression, extensions),
             extra_headers=extra_headers,
             origin=origin,
             max_message_size=max_message_size,
@@ -573,11 +585,7 @@ class ClientWebSocket(WebSocket):
             return
         now = self._loop.time()
         timeout = self._opts.handshake_timeout
-        if (
-            self._connecting is not None
-            and timeout is not None
-            and now - self._t_start >= timeout
-        ):
+        if self._connecting is not None and timeout is not None and now - self._t_start >= timeout:
             self._connect_failed(TimeoutError("TCP connect timed out"))
             return
         if self._phase == 0 and timeout is not None and now - self._t_start >= timeout:
@@ -633,7 +641,8 @@ def loop_connect(
     extra_headers: Sequence[tuple[str, str]] = (),
     subprotocols: Sequence[str] = (),
     origin: str | None = None,
-    extensions: Sequence[ClientExtensionFactory] = (),
+    compression: bool = True,
+    extensions: Sequence[ClientExtensionFactory] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -661,7 +670,7 @@ def loop_connect(
         parsed.host_header,
         parsed.target,
         subprotocols=subprotocols,
-        extensions=extensions,
+        extensions=_offered(compression, extensions),
         extra_headers=extra_headers,
         origin=origin,
         max_message_size=max_message_size,

@@ -57,6 +57,7 @@ from ._handshake import HTTPRequest, ServerHandshake, UpgradeRequest
 from ._loop import Loop, TimerHandle
 from ._state import ConnectionState
 from ._transport import Protocol, Transport
+from .permessage_deflate import ServerPerMessageDeflate
 
 __all__ = [
     "Config",
@@ -82,9 +83,7 @@ _ACCEPT_BATCH = 64
 
 #: errno values that mean "out of descriptors or memory": stop accepting for
 #: a while instead of spinning on a listener that stays readable.
-_ACCEPT_BACKOFF_ERRNOS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-)
+_ACCEPT_BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_BACKOFF = 0.25
 
 #: After failing a connection, how long to keep reading (and discarding) what the
@@ -122,9 +121,9 @@ class Config:
         high_water: write buffer above which the handler sees ``writable`` False.
         low_water: write buffer at or below which it is writable again.
         compression: negotiate the extensions in ``extensions`` (False: none).
-        extensions: extension factories, in order; none by default. For
-            compression pass ``(ServerPerMessageDeflate(),)`` from
-            :mod:`rfc6455.permessage_deflate`.
+        extensions: extension factories, in order; None (the default) means
+            permessage-deflate with its defaults (``ServerPerMessageDeflate()``),
+            which every browser offers.
         subprotocols: subprotocols spoken, most preferred first.
         max_header_size: largest request head (431 beyond).
         certfile: PEM certificate chain: serve ``wss://``.
@@ -158,7 +157,7 @@ class Config:
     high_water: int = 64 * 1024
     low_water: int = 16 * 1024
     compression: bool = True
-    extensions: Sequence[ServerExtensionFactory] = field(default_factory=tuple)
+    extensions: Sequence[ServerExtensionFactory] | None = None
     subprotocols: Sequence[str] = field(default_factory=tuple)
     max_header_size: int = 16 * 1024
     certfile: str | None = None
@@ -172,8 +171,13 @@ class Config:
         if not 0 <= self.low_water <= self.high_water:
             raise ValueError("need 0 <= low_water <= high_water")
         for name in (
-            "ping_interval", "ping_timeout", "handshake_timeout", "close_timeout",
-            "idle_timeout", "rate_limit", "rate_burst",
+            "ping_interval",
+            "ping_timeout",
+            "handshake_timeout",
+            "close_timeout",
+            "idle_timeout",
+            "rate_limit",
+            "rate_burst",
         ):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -667,8 +671,11 @@ class WebSocket(Protocol):
                 self._phase = _CLOSING
                 self._t_close = self._loop.now
             self._log(
-                logging.DEBUG, "close frame received (%d %r); state %s",
-                event.code, event.reason, self.state,
+                logging.DEBUG,
+                "close frame received (%d %r); state %s",
+                event.code,
+                event.reason,
+                self.state,
             )
         elif isinstance(event, ConnectionFailed):
             self.close_code = event.code
@@ -916,7 +923,10 @@ class Server:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(config.certfile, config.keyfile)
             self._ssl_context = ctx
-        self._extensions = tuple(config.extensions) if config.compression else ()
+        extensions = config.extensions
+        if extensions is None:
+            extensions = (ServerPerMessageDeflate(),)
+        self._extensions = tuple(extensions) if config.compression else ()
         self._listeners: list[socket.socket] = []
         self._conns: dict[ServerWebSocket, None] = {}
         self._open_count = 0
@@ -1033,9 +1043,7 @@ class Server:
         for ws in list(self._conns):
             if ws._phase == _OPEN:
                 ws.close(1001, "server shutting down")
-            elif ws._phase == _HANDSHAKE or (
-                ws._transport is not None and ws._transport.lingering
-            ):
+            elif ws._phase == _HANDSHAKE or (ws._transport is not None and ws._transport.lingering):
                 ws.abort()
         if self._conns:
             self._shutdown_timer = self.loop.call_later(
@@ -1219,7 +1227,8 @@ class Server:
             ws._log(logging.WARNING, "max connections per IP reached: 503")
             ws._reply_and_close(
                 hs.reject(
-                    503, "too many connections from this address",
+                    503,
+                    "too many connections from this address",
                     [("Retry-After", str(config.retry_after))],
                 )
             )
@@ -1268,8 +1277,11 @@ class Server:
             ws._reply_and_close(
                 hs.respond(
                     426,
-                    [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
-                     ("Content-Type", "text/plain")],
+                    [
+                        ("Upgrade", "websocket"),
+                        ("Sec-WebSocket-Version", "13"),
+                        ("Content-Type", "text/plain"),
+                    ],
                     b"this is a WebSocket endpoint: send an upgrade request\n",
                 )
             )
@@ -1295,10 +1307,24 @@ class Server:
         s = self.stats()
         lines = []
         for name, key, kind, help_ in (
-            ("rfc6455_connections_open", "connections_open", "gauge", "Open WebSocket connections."),
-            ("rfc6455_connections_accepted_total", "connections_total", "counter",
-             "TCP connections accepted."),
-            ("rfc6455_messages_received_total", "messages_in", "counter", "Data messages received."),
+            (
+                "rfc6455_connections_open",
+                "connections_open",
+                "gauge",
+                "Open WebSocket connections.",
+            ),
+            (
+                "rfc6455_connections_accepted_total",
+                "connections_total",
+                "counter",
+                "TCP connections accepted.",
+            ),
+            (
+                "rfc6455_messages_received_total",
+                "messages_in",
+                "counter",
+                "Data messages received.",
+            ),
             ("rfc6455_messages_sent_total", "messages_out", "counter", "Data messages sent."),
             ("rfc6455_bytes_received_total", "bytes_in", "counter", "Bytes received."),
             ("rfc6455_bytes_sent_total", "bytes_out", "counter", "Bytes sent."),
@@ -1376,4 +1402,3 @@ def serve(
 ) -> None:
     """Run a server for ``handler`` until SIGINT/SIGTERM (a shortcut)."""
     Server(Config(host=host, port=port, **options), handler=handler).serve_forever()
-

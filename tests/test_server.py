@@ -572,3 +572,22 @@ def test_message_and_close_in_one_chunk_answered_before_the_close() -> None:
         data = read_until_closed(sock)
         assert data == b"\x81\x04last" + b"\x88\x02\x03\xe8"
         sock.close()
+
+
+def test_compression_is_on_by_default_on_both_sides() -> None:
+    """Issue 4: the server accepts and the client offers permessage-deflate unless told not to."""
+    from rfc6455.client import connect
+
+    with running_server(Config()) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with connect(url) as ws:
+            extensions = dict(ws.response_headers).get("sec-websocket-extensions", "")
+            assert extensions.startswith("permessage-deflate")
+            ws.send("compressible " * 100)
+            assert ws.recv(timeout=10) == "compressible " * 100
+        with connect(url, compression=False) as ws:
+            assert "sec-websocket-extensions" not in dict(ws.response_headers)
+    with running_server(Config(compression=False)) as server, connect(
+        f"ws://127.0.0.1:{server.port}/"
+    ) as ws:
+        assert "sec-websocket-extensions" not in dict(ws.response_headers)

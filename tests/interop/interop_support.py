@@ -638,6 +638,8 @@ def our_client_connect(url: str, *, deflate: dict[str, Any] | None = None,
         from rfc6455.permessage_deflate import ClientPerMessageDeflate
 
         kwargs["extensions"] = [ClientPerMessageDeflate(**deflate)]
+    else:
+        kwargs["compression"] = False  # connect() offers permessage-deflate by default
     kwargs.setdefault("max_message_size", 64 * MIB)
     kwargs.setdefault("timeout", START_TIMEOUT)
     kwargs.setdefault("close_timeout", START_TIMEOUT)
