@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def _examples() -> dict[str, str]:
     text = README.read_text(encoding="utf-8")
-    pattern = re.compile(r"<!-- readme-example: ([\w-]+) -->\n```python\n(.*?)```", re.S)
+    pattern = re.compile(r"<!-- readme-example: ([\w-]+) -->\n```python\n(.*?)```", re.DOTALL)
     return {name: code for name, code in pattern.findall(text)}
 
 
@@ -20,7 +20,7 @@ def test_readme_has_the_sans_io_example() -> None:
 
 def test_sans_io_example_runs() -> None:
     code = _examples()["sans-io"]
-    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"}  # noqa: S102 (running our own README)
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -30,3 +30,25 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert block[1].startswith("bash .ci/run")
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "bash .ci/test" in ci
+
+
+def test_server_and_client_examples_run_together() -> None:
+    """The handler example serves (on a free port), and the client example talks to it."""
+    import threading
+
+    examples = _examples()
+    server_code = examples["server"].replace("port=8765", "port=0")
+    server_code = server_code.replace("server.serve_forever()", "server.start()")
+    namespace: dict[str, object] = {"__name__": "readme_server"}
+    exec(compile(server_code, str(README), "exec"), namespace  # noqa: S102 (running our own README)
+    server = namespace["server"]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)  # type: ignore[attr-defined]
+    thread.start()
+    try:
+        port = server.port  # type: ignore[attr-defined]
+        client_code = examples["client"].replace("8765", str(port))
+        exec(compile(client_code, str(README), "exec"), {"__name__": "readme_client"}  # noqa: S102 (running our own README)
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+        thread.join(10)
+    assert not thread.is_alive()
