@@ -20,7 +20,7 @@ def test_readme_has_the_sans_io_example() -> None:
 
 def test_sans_io_example_runs() -> None:
     code = _examples()["sans-io"]
-    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"}  # noqa: S102 (running our own README)
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})  # noqa: S102 (our own README)
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -40,14 +40,14 @@ def test_server_and_client_examples_run_together() -> None:
     server_code = examples["server"].replace("port=8765", "port=0")
     server_code = server_code.replace("server.serve_forever()", "server.start()")
     namespace: dict[str, object] = {"__name__": "readme_server"}
-    exec(compile(server_code, str(README), "exec"), namespace  # noqa: S102 (running our own README)
+    exec(compile(server_code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
     server = namespace["server"]
     thread = threading.Thread(target=server.serve_forever, daemon=True)  # type: ignore[attr-defined]
     thread.start()
     try:
         port = server.port  # type: ignore[attr-defined]
         client_code = examples["client"].replace("8765", str(port))
-        exec(compile(client_code, str(README), "exec"), {"__name__": "readme_client"}  # noqa: S102 (running our own README)
+        exec(compile(client_code, str(README), "exec"), {"__name__": "readme_client"})  # noqa: S102 (our own README)
     finally:
         server.shutdown()  # type: ignore[attr-defined]
         thread.join(10)
