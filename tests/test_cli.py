@@ -101,6 +101,7 @@ def test_connect_sends_stdin_lines_and_prints_messages(
     _, url = server
     result = subprocess.run(
         [sys.executable, "-m", "rfc6455", "connect", url + "/"],
+        check=False,  # the exit code is asserted below
         input="hello\nworld\n",
         capture_output=True,
         text=True,
