@@ -734,6 +734,7 @@ def run_connections(
     try:
         for c in clients:
             ep.register(c.fd, select.EPOLLIN)
+        window = Window(server_pid)
         deadline = time.monotonic() + hold
         while (left := deadline - time.monotonic()) > 0:
             for fd, _ in ep.poll(min(left, 0.5), 4096):
@@ -746,6 +747,7 @@ def run_connections(
                 pings += 1
                 c.slow_path(data, None)
         after = rss_kib(server_pid) if server_pid else 0
+        idle = window.close()
     finally:
         ep.close()
         close_connections(clients, 0.5)
@@ -760,6 +762,8 @@ def run_connections(
         "rss_after_kib": after,
         "kib_per_conn": (after - before) / conns if server_pid else float("nan"),
         "server_frames_while_idle": pings,
+        # Heartbeats and timers only: an idle server should stay near zero.
+        "server_cpu_util_while_idle": idle["server_cpu_util"],
     }
 
 
@@ -939,7 +943,13 @@ _SUMMARY_KEYS: Final = {
         "server_cpu_util",
         "foreign_cpu_util",
     ],
-    "connections": ["kib_per_conn", "rss_before_kib", "rss_after_kib", "connect_s"],
+    "connections": [
+        "kib_per_conn",
+        "rss_before_kib",
+        "rss_after_kib",
+        "connect_s",
+        "server_cpu_util_while_idle",
+    ],
 }
 
 
@@ -952,6 +962,8 @@ def summarize(mode: str, runs: list[dict[str, Any]], reference: str) -> list[dic
     rows = []
     for (impl, size), group in groups.items():
         row: dict[str, Any] = {"impl": impl, "size": size, "rounds": len(group)}
+        if mode == "connections":
+            row["conns"] = group[0]["conns"]
         for key in _SUMMARY_KEYS[mode]:
             row[key] = _median([_dig(r, key) for r in group])
         rows.append(row)
@@ -1038,14 +1050,24 @@ def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str
             for r in rows
         ]
     else:
-        head = ["implementation", "RSS before MiB", "RSS after MiB", "KiB/conn", f"× {reference}"]
+        head = [
+            "implementation",
+            "conns",
+            "RSS before MiB",
+            "RSS after MiB",
+            "KiB/conn",
+            f"× {reference}",
+            "server CPU while idle",
+        ]
         cells = [
             [
                 r["impl"],
+                r["conns"],
                 _fmt(r["rss_before_kib"] / 1024),
                 _fmt(r["rss_after_kib"] / 1024),
                 _fmt(r["kib_per_conn"], 2),
                 _fmt(r.get("ratio_cost", float("nan")), 2),
+                _fmt(r["server_cpu_util_while_idle"], 3),
             ]
             for r in rows
         ]
