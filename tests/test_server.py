@@ -393,7 +393,7 @@ def test_debug_records_for_messages_and_transitions(caplog: pytest.LogCaptureFix
     with (
         caplog.at_level("DEBUG", logger="rfc6455.server"),
         running_server() as server,
-        connect(url(server)) as ws,
+        connect(url(server), compression=False) as ws,  # a 3-byte frame: 2 + "x"
     ):
         ws.send("x")
         ws.recv(timeout=5)
