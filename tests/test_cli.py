@@ -110,3 +110,32 @@ def test_connect_sends_stdin_lines_and_prints_messages(
     )
     assert result.stdout.splitlines() == ["hello", "world"]
     assert result.returncode == 0
+
+
+def test_serve_workers_share_the_port_and_all_exit_zero() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rfc6455", "serve", "--port", "0", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        urls = []
+        deadline = time.monotonic() + 30
+        while len(urls) < 2 and time.monotonic() < deadline:
+            match = LISTENING.search(proc.stdout.readline())
+            if match:
+                urls.append(f"ws://{match.group(1)}:{match.group(2)}")
+        assert len(urls) == 2 and urls[0] == urls[1]  # two workers, one port
+        for _ in range(4):
+            with connect(urls[0] + "/") as ws:
+                ws.send("hi")
+                assert ws.recv(timeout=10) == "hi"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
