@@ -6,7 +6,10 @@ into events, in wire order, so a message that precedes a protocol error in
 the same chunk is reported before the failure. Replies the protocol requires
 (pong for ping, close for close, close after a failure) are queued in one
 output buffer; ``data_to_send`` drains it and every ``send_*`` call returns
-it first, so bytes always leave in the order they were produced.
+it first, so bytes always leave in the order they were produced. The one
+exception is our closing frame once the peer's close (or a failure) is in:
+it waits in ``_final`` (state REPLYING) until ``data_to_send``, so the
+application can still answer the messages that came before it.
 
 The hot path is an unfragmented, unextended text or binary frame: one
 comparison on the first header byte, one copy of the payload out of the
@@ -14,8 +17,8 @@ receive buffer, one event built without validation. Everything else
 (fragments, control frames, extensions, limits) takes ``_slow_frame``.
 
 Invariants:
-- after ``state`` becomes CLOSED no further event is produced, except
-  nothing: data after a close is ignored (§5.5.1: no data after close).
+- once the peer's close frame is in, or the connection failed, no further
+  input is decoded (§5.5.1: nothing after a close); after EOF, nothing at all.
 - message size is counted after extensions decode, across fragments, and
   checked before a fragment's payload is kept (and, for a fragment still
   arriving, as soon as its header declares a length over the limit).
@@ -94,7 +97,10 @@ class Connection:
     ``events()``, or call ``receive(data)`` for a list). Output: every
     ``send_*`` method and ``send(event)`` returns the bytes to write,
     including any replies queued before; ``data_to_send()`` returns queued
-    replies alone. Call it after feeding data.
+    replies alone. Call it after handling the events of each chunk: when
+    the peer closed (or broke the protocol) it also sends our close frame,
+    after any answers to the messages that preceded it (state REPLYING,
+    then CLOSED).
     """
 
     is_server: bool = True
