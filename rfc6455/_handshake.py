@@ -26,10 +26,11 @@ import http
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import h11
 
+from rfc6455._connection import ClientConnection, ServerConnection
 from rfc6455._constants import GUID
 from rfc6455._errors import HandshakeError, HandshakeRejected, LocalProtocolError
 from rfc6455._events import NEED_DATA, Event, NeedData
@@ -41,9 +42,6 @@ from rfc6455._extensions import (
     is_token,
     parse_extensions,
 )
-
-if TYPE_CHECKING:
-    from rfc6455._connection import ClientConnection, ServerConnection
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -214,6 +212,20 @@ class _State(enum.Enum):
 
 
 # --- server -------------------------------------------------------------------
+
+
+_C = TypeVar("_C", ServerConnection, ClientConnection)
+
+
+def _build_connection(cls: type[_C], handshake: ServerHandshake | ClientHandshake) -> _C:
+    """The connection a handshake hands over: extensions, early bytes, options."""
+    if handshake._state is not _State.ACCEPTED:
+        raise LocalProtocolError("the handshake has not been accepted")
+    return cls(
+        extensions=handshake.extensions,
+        trailing_data=handshake.trailing_data,
+        **handshake._connection_options,
+    )
 
 
 class ServerHandshake:
@@ -544,15 +556,7 @@ class ServerHandshake:
         as its trailing data, and the ``connection_options``.
         """
         if self._connection is None:
-            if self._state is not _State.ACCEPTED:
-                raise LocalProtocolError("the handshake has not been accepted")
-            from rfc6455._connection import ServerConnection
-
-            self._connection = ServerConnection(
-                extensions=self.extensions,
-                trailing_data=self.trailing_data,
-                **self._connection_options,
-            )
+            self._connection = _build_connection(ServerConnection, self)
         return self._connection
 
     def reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> bytes:
@@ -859,13 +863,5 @@ class ClientHandshake:
         response as its trailing data, and the ``connection_options``.
         """
         if self._connection is None:
-            if self._state is not _State.ACCEPTED:
-                raise LocalProtocolError("the handshake has not been accepted")
-            from rfc6455._connection import ClientConnection
-
-            self._connection = ClientConnection(
-                extensions=self.extensions,
-                trailing_data=self.trailing_data,
-                **self._connection_options,
-            )
+            self._connection = _build_connection(ClientConnection, self)
         return self._connection
