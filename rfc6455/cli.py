@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--redis", default=None, metavar="URL")
     serve.add_argument("--max-message-size", type=int, default=1 << 20, metavar="BYTES")
-    serve.add_argument("--max-connections", type=int, default=10_000, metavar="N")
+    serve.add_argument("--max-connections", type=int, default=100_000, metavar="N")
     serve.add_argument("--max-connections-per-ip", type=int, default=0, metavar="N")
     serve.add_argument("--ping-interval", type=float, default=20.0, metavar="S")
     serve.add_argument("--ping-timeout", type=float, default=20.0, metavar="S")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import gc
 import importlib
 import json
 import logging
 import os
 import queue
+import resource
 import signal
 import socket
 import sys
@@ -76,12 +78,33 @@ def server_config(args: argparse.Namespace) -> Config:
     )
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as Go's runtime does).
+
+    A default soft limit of 1,024 would cap a server at about a thousand
+    connections; returns the limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            logger.warning("could not raise the open-file limit above %d", soft)
+    return soft
+
+
 def serve(args: argparse.Namespace) -> int:
     """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0."""
     app = load_app(args.app)
+    raise_fd_limit()
     config = server_config(args)
     if args.workers <= 1:
-        Server(config, handler=app).serve_forever()
+        server = Server(config, handler=app)
+        # What exists now lives as long as the process: keep the collector off it.
+        gc.freeze()
+        server.serve_forever()
         return 0
     return _serve_workers(config, app, args.workers)
 
@@ -125,6 +148,7 @@ def _serve_workers(config: Config, app: HandlerFactory, workers: int) -> int:
 
 def autobahn_server(args: argparse.Namespace) -> int:
     """``rfc6455 autobahn-server``: the echo testee for the fuzzingclient."""
+    raise_fd_limit()
     config = Config(
         host=args.host,
         port=args.port,

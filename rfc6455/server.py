@@ -139,7 +139,9 @@ class Config:
     backlog: int = 1024
     reuse_port: bool = False
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
-    max_connections: int | None = 10_000
+    # A guard against descriptor exhaustion, not a tuning knob: well above the
+    # 10,000 idle connections one process is budgeted for (DESIGN.md).
+    max_connections: int | None = 100_000
     max_connections_per_ip: int | None = None
     retry_after: int = 5
     ping_interval: float | None = 20.0

@@ -139,3 +139,19 @@ def test_serve_workers_share_the_port_and_all_exit_zero() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_serve_raises_the_open_file_limit_to_the_hard_limit() -> None:
+    code = (
+        "import resource\n"
+        "from rfc6455.cli_commands import raise_fd_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+        "assert raise_fd_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard or hard == resource.RLIM_INFINITY)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env(),
+        timeout=60,
+    ).stdout
+    assert out.strip() == "True"
