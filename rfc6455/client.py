@@ -130,6 +130,9 @@ def _client_ssl_context(
 # --- blocking client ----------------------------------------------------------------
 
 
+_REPLYING = ConnectionState.REPLYING
+
+
 class SyncWebSocket:
     """A blocking WebSocket client connection (use :func:`connect`).
 
@@ -171,7 +174,7 @@ class SyncWebSocket:
             ConnectionClosed: the connection is closed or closing.
         """
         conn = self._conn
-        if conn.state is not ConnectionState.OPEN:
+        if conn.state is not ConnectionState.OPEN and conn.state is not _REPLYING:
             raise self._closed_error()
         if isinstance(message, str):
             data = conn.send_text(message)
@@ -184,7 +187,7 @@ class SyncWebSocket:
         if not fragments:
             raise ValueError("no fragments")
         conn = self._conn
-        if conn.state is not ConnectionState.OPEN:
+        if conn.state is not ConnectionState.OPEN and conn.state is not _REPLYING:
             raise self._closed_error()
         last = len(fragments) - 1
         for i, fragment in enumerate(fragments):
@@ -219,6 +222,10 @@ class SyncWebSocket:
         messages = self._messages
         if messages:
             return messages.popleft()
+        if self._conn.state is _REPLYING:
+            # Every message that came before the server's close has been handed
+            # out (and perhaps answered): now our close frame goes.
+            self._flush()
         deadline = None if timeout is None else _now() + timeout
         while True:
             if self._closed:
@@ -276,6 +283,14 @@ class SyncWebSocket:
                     self.close_reason = event.reason
             elif isinstance(event, ConnectionLost) and self.close_code is None:
                 self.close_code = 1006
+        if conn.state is _REPLYING and self._messages:
+            # The server's close (or a failure) came with messages: the application
+            # may answer them first (Autobahn 7.1.1); recv() or close() sends our close.
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        conn = self._conn
         out = conn.data_to_send()
         if out:
             try:
@@ -308,7 +323,9 @@ class SyncWebSocket:
         if self._closed:
             return
         conn = self._conn
-        if conn.state is ConnectionState.OPEN:
+        if conn.state is _REPLYING:
+            self._flush()  # the answer to the server's close
+        elif conn.state is ConnectionState.OPEN:
             try:
                 self._sock.settimeout(self._close_timeout)
                 self._sock.sendall(conn.close(code, reason))

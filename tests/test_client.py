@@ -353,3 +353,58 @@ def test_client_does_not_hang_when_server_never_closes_tcp() -> None:
         for s in held:
             s.close()
         listener.close()
+
+
+def test_client_answers_a_message_that_came_with_the_close() -> None:
+    """Autobahn 7.1.1 from the client side: the server sends a message and its close
+    frame in one write; the echo must leave before our answering close."""
+    from rfc6455._handshake import accept_key
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    received = bytearray()
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip().decode()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key")
+            )
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n"
+                + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
+                + b"\x81\x05hello"  # a text message ...
+                + b"\x88\x02\x03\xe8"  # ... and close 1000, in one write
+            )
+            conn.settimeout(5)
+            while len(received) < 2 + 4 + 5 + 2 + 4 + 2:  # masked echo + masked close
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                received.extend(chunk)
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    try:
+        with our_connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=1) as ws:
+            message = ws.recv(timeout=5)
+            assert message == "hello"
+            ws.send(message)  # allowed: our close has not left yet
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.code == 1000
+        thread.join(5)
+        assert received[0] == 0x81 and received[1] == 0x85  # the echo first, masked
+        key = bytes(received[2:6])
+        assert bytes(b ^ key[i % 4] for i, b in enumerate(received[6:11])) == b"hello"
+        assert received[11] == 0x88  # then our close
+    finally:
+        thread.join(5)
+        listener.close()
