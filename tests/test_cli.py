@@ -151,7 +151,120 @@ def test_serve_raises_the_open_file_limit_to_the_hard_limit() -> None:
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard or hard == resource.RLIM_INFINITY)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env(),
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_env(),
         timeout=60,
     ).stdout
     assert out.strip() == "True"
+
+
+def test_autobahn_client_runs_every_case_then_updates_reports() -> None:
+    """`rfc6455 autobahn-client` against a stand-in for the fuzzingserver's URL protocol:
+    getCaseCount, runCase?case=N&agent=A (echo everything until closed), updateReports."""
+    import json
+    import threading
+
+    from rfc6455.server import Config, Handler, Server, WebSocket
+
+    log: list[tuple[str, object]] = []
+
+    class CaseCount(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            ws.send("2")
+            ws.close()
+
+    class CaseInfo(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            ws.send(json.dumps({"id": "1.1.1"}))
+            ws.close()
+
+    class RunCase(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            self.echoes: list[str | bytes] = []
+            ws.send("text €")
+            ws.send(b"\x00\xff" * 1000)
+            ws.send("x" * 20_000)  # compressible: permessage-deflate is offered
+
+        def on_message(self, ws: WebSocket, message: str | bytes) -> None:
+            self.echoes.append(message)
+            if len(self.echoes) == 3:
+                log.append(("case", self.echoes))
+                ws.close()
+
+    class UpdateReports(Handler):
+        def on_open(self, ws: WebSocket) -> None:
+            log.append(("reports", ws.request.target if ws.request else None))
+            ws.close()
+
+    routes = {
+        "/getCaseCount": CaseCount,
+        "/getCaseInfo": CaseInfo,
+        "/runCase": RunCase,
+        "/updateReports": UpdateReports,
+    }
+    server = Server(Config(port=0), routes=routes)
+    server.start()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rfc6455",
+                "autobahn-client",
+                "--url",
+                f"ws://127.0.0.1:{server.port}",
+                "--agent",
+                "rfc6455 test",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "2 cases" in result.stdout
+    finally:
+        server.shutdown()
+        thread.join(10)
+    cases = [entry for kind, entry in log if kind == "case"]
+    assert cases == [["text €", b"\x00\xff" * 1000, "x" * 20_000]] * 2
+    assert log[-1] == ("reports", "/updateReports?agent=rfc6455%20test")
+
+
+def test_autobahn_server_echoes_large_compressed_messages() -> None:
+    """The fuzzingclient testee: echo, permessage-deflate, limits raised past the
+    16 MiB of the 9.x cases."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rfc6455", "autobahn-server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 30
+        while not url and time.monotonic() < deadline:
+            match = LISTENING.search(proc.stdout.readline())
+            if match:
+                url = f"ws://{match.group(1)}:{match.group(2)}/"
+        assert url
+        big = os.urandom(1 << 20) * 17  # 17 MiB, over the default 1 MiB limit
+        with connect(url, max_message_size=None) as ws:
+            extensions = dict(ws.response_headers).get("sec-websocket-extensions", "")
+            assert extensions.startswith("permessage-deflate")
+            ws.send(big)
+            assert ws.recv(timeout=60) == big
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
