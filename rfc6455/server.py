@@ -132,6 +132,12 @@ class Config:
         keep_request: keep the handshake request (``ws.request``) for the
             connection's life; if False it is dropped after ``on_open``
             (saves memory with many connections).
+        allowed_origins: if set, a request whose ``Origin`` header is not in
+            it is refused with 403 (requests without ``Origin``, which
+            browsers always send, are let through: they are not from a page).
+        check_request: called with each valid upgrade request before it is
+            accepted; raise ``HandshakeError(reason, 401 or 403, headers)`` to
+            refuse it (authentication, for example), with those headers.
     """
 
     host: str = "127.0.0.1"
@@ -166,6 +172,8 @@ class Config:
     keyfile: str | None = None
     ssl_context: ssl.SSLContext | None = None
     keep_request: bool = True
+    allowed_origins: Sequence[str] | None = None
+    check_request: Callable[[UpgradeRequest], None] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -1192,9 +1200,18 @@ class Server:
         return ServerHandshake(
             subprotocols=self.config.subprotocols,
             extensions=self._extensions,
+            check_request=self._check_request,
             max_header_size=self.config.max_header_size,
             max_message_size=self.config.max_message_size,
         )
+
+    def _check_request(self, request: UpgradeRequest) -> None:
+        """Origin and application checks, run by the handshake before it accepts."""
+        allowed = self.config.allowed_origins
+        if allowed is not None and request.origin is not None and request.origin not in allowed:
+            raise HandshakeError(f"origin {request.origin} is not allowed", 403)
+        if self.config.check_request is not None:
+            self.config.check_request(request)
 
     def _factory_for(self, path: str) -> HandlerFactory | None:
         factory = self._routes.get(path)

@@ -113,10 +113,24 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
-            "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ],
         check=True,
         capture_output=True,
@@ -587,7 +601,37 @@ def test_compression_is_on_by_default_on_both_sides() -> None:
             assert ws.recv(timeout=10) == "compressible " * 100
         with connect(url, compression=False) as ws:
             assert "sec-websocket-extensions" not in dict(ws.response_headers)
-    with running_server(Config(compression=False)) as server, connect(
-        f"ws://127.0.0.1:{server.port}/"
-    ) as ws:
+    with (
+        running_server(Config(compression=False)) as server,
+        connect(f"ws://127.0.0.1:{server.port}/") as ws,
+    ):
         assert "sec-websocket-extensions" not in dict(ws.response_headers)
+
+
+def test_origin_and_auth_checks_refuse_with_403_and_401() -> None:
+    from rfc6455 import HandshakeError, HandshakeRejected, UpgradeRequest
+    from rfc6455.client import connect
+
+    def needs_token(request: UpgradeRequest) -> None:
+        if ("authorization", "Bearer good") not in request.headers:
+            raise HandshakeError(
+                "a bearer token is required", 401, [("WWW-Authenticate", "Bearer")]
+            )
+
+    config = Config(allowed_origins=["https://app.example"], check_request=needs_token)
+    with running_server(config) as server:
+        target = f"ws://127.0.0.1:{server.port}/"
+        good = [("Authorization", "Bearer good")]
+        with pytest.raises(HandshakeRejected) as refused:
+            connect(target, origin="https://evil.example", extra_headers=good)
+        assert refused.value.status_code == 403
+        with pytest.raises(HandshakeRejected) as refused:
+            connect(target, origin="https://app.example")
+        assert refused.value.status_code == 401
+        assert ("www-authenticate", "Bearer") in refused.value.headers
+        with connect(target, origin="https://app.example", extra_headers=good) as ws:
+            ws.send("in")
+            assert ws.recv(timeout=5) == "in"
+        with connect(target, extra_headers=good) as ws:  # no Origin: not a browser page
+            ws.send("in")
+            assert ws.recv(timeout=5) == "in"
