@@ -228,6 +228,20 @@ def _build_connection(cls: type[_C], handshake: ServerHandshake | ClientHandshak
     )
 
 
+def _feed(handshake: ServerHandshake | ClientHandshake, data: bytes) -> None:
+    """Both roles' ``receive_data``: EOF bookkeeping, head accounting, then h11."""
+    if handshake._state is _State.ACCEPTED:
+        raise LocalProtocolError("handshake accepted: feed handshake.connection instead")
+    if handshake._eof:
+        if data:
+            raise LocalProtocolError("data received after EOF")
+        return
+    if not data:
+        handshake._eof = True
+    handshake._fed += len(data)
+    handshake._h11.receive_data(data)
+
+
 class ServerHandshake:
     """The server side of the opening handshake (RFC 6455 §4.2), sans-I/O.
 
@@ -302,16 +316,7 @@ class ServerHandshake:
             LocalProtocolError: after :meth:`accept` (feed the connection
                 instead), or data after EOF.
         """
-        if self._state is _State.ACCEPTED:
-            raise LocalProtocolError("handshake accepted: feed handshake.connection instead")
-        if self._eof:
-            if data:
-                raise LocalProtocolError("data received after EOF")
-            return
-        if not data:
-            self._eof = True
-        self._fed += len(data)
-        self._h11.receive_data(data)
+        _feed(self, data)
 
     def next_event(self) -> UpgradeRequest | HTTPRequest | NeedData:
         """The next request, or ``NEED_DATA``.
@@ -715,16 +720,7 @@ class ClientHandshake:
             LocalProtocolError: after acceptance (feed the connection instead),
                 or data after EOF.
         """
-        if self._state is _State.ACCEPTED:
-            raise LocalProtocolError("handshake accepted: feed handshake.connection instead")
-        if self._eof:
-            if data:
-                raise LocalProtocolError("data received after EOF")
-            return
-        if not data:
-            self._eof = True
-        self._fed += len(data)
-        self._h11.receive_data(data)
+        _feed(self, data)
 
     def next_event(self) -> HandshakeAccepted | NeedData:
         """``HandshakeAccepted`` once a valid 101 response is in, else ``NEED_DATA``.
