@@ -11,7 +11,9 @@ from ._close import build_close_payload, parse_close_payload
 from ._connection import ClientConnection, Connection, ServerConnection
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode, Opcode, is_valid_close_code
 from ._errors import (
+    ConnectionClosed,
     ConnectionClosedError,
+    ConnectionClosedOK,
     ExtensionError,
     HandshakeError,
     HandshakeRejected,
@@ -56,7 +58,7 @@ from ._handshake import (
 from ._loop import Loop
 from ._mask import apply_mask, apply_mask_inplace
 from ._state import ConnectionState
-from .client import ConnectionClosed, ReconnectingClient, SyncWebSocket, connect, loop_connect
+from .client import ReconnectingClient, SyncWebSocket, connect, loop_connect
 from .permessage_deflate import (
     ClientPerMessageDeflate,
     PerMessageDeflate,
@@ -96,6 +98,8 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     # errors
     "WebSocketError",
     "LocalProtocolError",
+    "ConnectionClosed",
+    "ConnectionClosedOK",
     "ConnectionClosedError",
     "RemoteProtocolError",
     "ProtocolError",
@@ -126,7 +130,6 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "loop_connect",
     "SyncWebSocket",
     "ReconnectingClient",
-    "ConnectionClosed",
     # frames, masking, constants
     "encode_frame",
     "apply_mask",

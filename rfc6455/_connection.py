@@ -33,12 +33,13 @@ from collections.abc import Iterator, Sequence
 from ._close import build_close_payload, parse_close_payload
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode
 from ._errors import (
-    ConnectionClosedError,
+    ConnectionClosed,
     InvalidUTF8,
     LocalProtocolError,
     MessageTooBig,
     ProtocolError,
     RemoteProtocolError,
+    connection_closed,
 )
 from ._events import (
     NEED_DATA,
@@ -61,7 +62,7 @@ from ._events import (
 from ._extensions import Extension, rsv_mask_of
 from ._frames import UNLIMITED, FrameDecoder, encode_frame, frame_header, scan_error
 from ._mask import apply_mask
-from ._state import ConnectionState, Trigger, next_state
+from ._state import RECEIVING, SENDING, ConnectionState, Trigger, next_state
 
 __all__ = ["ClientConnection", "Connection", "ConnectionState", "ServerConnection"]
 
@@ -184,7 +185,7 @@ class Connection:
         if not data:
             self._receive_eof()
             return
-        if self._eof or (self.state is not _OPEN and self.state is not _CLOSING):
+        if self._eof or self.state not in RECEIVING:
             return  # §5.5.1: nothing after a close frame (or a failure) is read
         try:
             records, error = self._decoder.feed(data)
@@ -477,8 +478,24 @@ class Connection:
 
     def _check_can_send(self, what: str) -> None:
         """Sending is allowed until our close frame has left (OPEN or REPLYING)."""
-        if self.state is not _OPEN and self.state is not _REPLYING:
-            raise ConnectionClosedError(f"cannot send {what}: connection is {self.state.value}")
+        if self.state not in SENDING:
+            raise self.closed_error(f"cannot send {what}: connection is {self.state.value}")
+
+    def closed_error(self, message: str | None = None) -> ConnectionClosed:
+        """The :class:`ConnectionClosed` that says how this connection ended (or is ending).
+
+        The code is the peer's close code, else the code of a failure, else 1006
+        after EOF, else the code of the close frame we sent.
+        """
+        if self.close_received is not None:
+            code, reason = self.close_received.code, self.close_received.reason
+        elif self.failure is not None:
+            code, reason = self.failure.close_code, self.failure.reason
+        elif self._eof or self.close_sent is None:
+            code, reason = int(CloseCode.ABNORMAL_CLOSURE), ""
+        else:
+            code, reason = self.close_sent.code, self.close_sent.reason
+        return connection_closed(code, reason, message)
 
     def _send_data(self, opcode: int, payload: bytes) -> bytes:
         if self.state is not _OPEN:

@@ -10,7 +10,9 @@ the API. After a remote error the connection is terminal.
 from __future__ import annotations
 
 __all__ = [
+    "ConnectionClosed",
     "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ExtensionError",
     "HandshakeError",
     "HandshakeRejected",
@@ -21,6 +23,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "WebSocketError",
+    "connection_closed",
 ]
 
 
@@ -36,8 +39,48 @@ class LocalProtocolError(WebSocketError):
     """
 
 
-class ConnectionClosedError(LocalProtocolError):
-    """An operation needed an open connection, but it is closing or closed."""
+class ConnectionClosed(WebSocketError):
+    """An operation needed an open connection, but it is closing or closed.
+
+    The same tree as websockets: catch ``ConnectionClosed`` for both, or one
+    of its children, :class:`ConnectionClosedOK` (a normal closure) and
+    :class:`ConnectionClosedError` (anything else). Raise it with
+    :func:`connection_closed`, which picks the child from the code.
+
+    Attributes:
+        code: the peer's close code (1005 if its close frame had none), the
+            code we failed the connection with after a protocol error, our own
+            close code while our close frame waits for an answer, or 1006 if
+            the TCP connection ended without a closing handshake.
+        reason: the reason that came with ``code``.
+    """
+
+    def __init__(self, code: int = 1006, reason: str = "", message: str | None = None) -> None:
+        super().__init__(message or f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+    @property
+    def ok(self) -> bool:
+        """True for a normal closure: 1000, 1001, or a close frame without a code (1005)."""
+        return self.code in _OK_CODES
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally (1000, 1001 or 1005)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed with an error code, or without a closing handshake (1006)."""
+
+
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+def connection_closed(code: int, reason: str = "", message: str | None = None) -> ConnectionClosed:
+    """The :class:`ConnectionClosed` child that ``code`` calls for."""
+    cls = ConnectionClosedOK if code in _OK_CODES else ConnectionClosedError
+    return cls(code, reason, message)
 
 
 class RemoteProtocolError(WebSocketError):

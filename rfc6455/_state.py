@@ -19,7 +19,16 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TRANSITIONS", "ConnectionState", "Trigger", "next_state"]
+from ._errors import LocalProtocolError
+
+__all__ = [
+    "RECEIVING",
+    "SENDING",
+    "TRANSITIONS",
+    "ConnectionState",
+    "Trigger",
+    "next_state",
+]
 
 
 class ConnectionState(enum.Enum):
@@ -67,6 +76,19 @@ TRANSITIONS: dict[tuple[ConnectionState, Trigger], ConnectionState] = {
 }
 
 
+#: The guards: states in which we may still send (our close frame has not left) ...
+SENDING: tuple[ConnectionState, ...] = (_S.OPEN, _S.REPLYING)
+#: ... and states in which received bytes are decoded (§5.5.1: nothing after a close).
+RECEIVING: tuple[ConnectionState, ...] = (_S.OPEN, _S.CLOSING)
+
+
 def next_state(state: ConnectionState, trigger: Trigger) -> ConnectionState:
-    """The state after ``trigger``; KeyError if it cannot happen in ``state``."""
-    return TRANSITIONS[(state, trigger)]
+    """The state after ``trigger``.
+
+    Raises:
+        LocalProtocolError: ``trigger`` cannot happen in ``state``.
+    """
+    try:
+        return TRANSITIONS[(state, trigger)]
+    except KeyError:
+        raise LocalProtocolError(f"cannot {trigger.value} in state {state.value}") from None

@@ -23,7 +23,8 @@ import threading
 from typing import Any
 from urllib.parse import quote
 
-from .client import ConnectionClosed, SyncWebSocket
+from ._errors import ConnectionClosed
+from .client import SyncWebSocket
 from .client import connect as ws_connect
 from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
 from .server import Config, EchoHandler, HandlerFactory, Server

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ._connection import ClientConnection
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-from ._errors import ConnectionClosedError, HandshakeError, LocalProtocolError
+from ._errors import ConnectionClosed, HandshakeError, LocalProtocolError, connection_closed
 from ._events import (
     BinaryMessage,
     Close,
@@ -57,25 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("rfc6455.client")
-
-
-class ConnectionClosed(ConnectionClosedError):
-    """The connection is closed; ``code`` and ``reason`` say how.
-
-    ``code`` is the peer's close code (1005 if its close frame had none),
-    the code we failed the connection with after a protocol error, or 1006
-    if the TCP connection ended without a closing handshake.
-    """
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"connection closed: {code} {reason}".rstrip())
-        self.code = code
-        self.reason = reason
-
-    @property
-    def ok(self) -> bool:
-        """True for a normal closure (1000) or going away (1001)."""
-        return self.code in (1000, 1001)
 
 
 @dataclass(frozen=True)
@@ -311,7 +292,7 @@ class SyncWebSocket:
 
     def _closed_error(self) -> ConnectionClosed:
         code = self.close_code if self.close_code is not None else 1006
-        return ConnectionClosed(code, self.close_reason)
+        return connection_closed(code, self.close_reason)
 
     # -- closing ---------------------------------------------------------------------
 

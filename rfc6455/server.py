@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 from ._connection import Connection
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-from ._errors import ConnectionClosedError, HandshakeError
+from ._errors import ConnectionClosed, HandshakeError, connection_closed
 from ._events import (
     BinaryMessage,
     Close,
@@ -419,7 +419,7 @@ class WebSocket(Protocol):
         """
         conn = self._conn
         if conn is None or self._phase != _OPEN:
-            raise ConnectionClosedError("the connection is not open")
+            raise self._closed_error()
         if type(message) is str:
             frame = conn.send_text(message)
         else:
@@ -442,7 +442,7 @@ class WebSocket(Protocol):
         fragmented message is in progress on this connection.
         """
         if self._phase != _OPEN:
-            raise ConnectionClosedError("the connection is not open")
+            raise self._closed_error()
         self.messages_out += 1
         self.bytes_out += len(frame)
         transport = self._transport
@@ -455,7 +455,7 @@ class WebSocket(Protocol):
         """Send a ping (at most 125 bytes)."""
         conn = self._conn
         if conn is None or self._phase != _OPEN:
-            raise ConnectionClosedError("the connection is not open")
+            raise self._closed_error()
         self._write(conn.send_ping(payload))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -553,7 +553,7 @@ class WebSocket(Protocol):
                     continue
                 try:
                     handler.on_message(self, event.data)  # type: ignore[attr-defined]
-                except ConnectionClosedError:
+                except ConnectionClosed:
                     pass
                 except Exception:  # noqa: BLE001 - isolate the failure to this connection
                     self._handler_failed("on_message")
@@ -612,6 +612,11 @@ class WebSocket(Protocol):
 
     # -- internals -----------------------------------------------------------------
 
+    def _closed_error(self) -> ConnectionClosed:
+        if self._conn is not None and self.close_code is None:
+            return self._conn.closed_error("the connection is not open")
+        return connection_closed(self.close_code or 1006, self.close_reason, "the connection is not open")
+
     def _write(self, data: bytes) -> None:
         if not data:
             return
@@ -652,7 +657,7 @@ class WebSocket(Protocol):
                     continue
                 try:
                     handler.on_message(self, event.data)  # type: ignore[attr-defined]
-                except ConnectionClosedError:
+                except ConnectionClosed:
                     pass
                 except Exception:  # noqa: BLE001 - isolate the failure to this connection
                     self._handler_failed("on_message")
@@ -702,7 +707,7 @@ class WebSocket(Protocol):
     def _call(self, method: Callable[[WebSocket, bytes], None], payload: bytes) -> None:
         try:
             method(self, payload)
-        except ConnectionClosedError:
+        except ConnectionClosed:
             pass
         except Exception:  # noqa: BLE001 - isolate the failure to this connection
             self._handler_failed(method.__name__)
@@ -738,7 +743,7 @@ class WebSocket(Protocol):
         self._log(logging.INFO, "open %s (subprotocol %s)", self.path or "/", self.subprotocol)
         try:
             handler.on_open(self)
-        except ConnectionClosedError:
+        except ConnectionClosed:
             pass
         except Exception:  # noqa: BLE001 - isolate the failure to this connection
             self._handler_failed("on_open")

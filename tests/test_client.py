@@ -15,10 +15,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 from websockets.sync.server import ServerConnection, serve
 
-from rfc6455 import HandshakeRejected
+from rfc6455 import ConnectionClosed, HandshakeRejected
 from rfc6455._loop import Loop
 from rfc6455.client import (
-    ConnectionClosed,
     ReconnectingClient,
     loop_connect,
     parse_url,

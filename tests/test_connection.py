@@ -37,6 +37,7 @@ from rfc6455 import (
     ClientConnection,
     Close,
     Connection,
+    ConnectionClosed,
     ConnectionClosedError,
     ConnectionFailed,
     ConnectionLost,
@@ -1060,9 +1061,9 @@ class TestSendAfterClose:
             lambda: conn.send_pong(b""),
             lambda: conn.send(TextMessage(data="x")),
         ):
-            with pytest.raises(ConnectionClosedError):
+            with pytest.raises(ConnectionClosed):
                 call()
-        assert issubclass(ConnectionClosedError, LocalProtocolError)
+        assert issubclass(ConnectionClosedError, ConnectionClosed)
         conn.data_to_send()
         assert conn.close(1000) == b""
 
@@ -1560,7 +1561,7 @@ class TestReplyingState:
             (OP_CLOSE, close_payload(1001)),
         ]
         assert conn.data_to_send() == b""
-        with pytest.raises(ConnectionClosedError):
+        with pytest.raises(ConnectionClosed):
             conn.send_text("too late")
 
     @pytest.mark.parametrize("role", ROLES)
@@ -1599,7 +1600,7 @@ class TestReplyingState:
         # The peer's close was already reported: EOF adds no ConnectionLost.
         assert conn.receive(b"") == []
         assert conn.state is ConnectionState.CLOSED
-        with pytest.raises(ConnectionClosedError):
+        with pytest.raises(ConnectionClosed):
             conn.send_text("x")
         # The answering close still leaves (harmless if the transport is gone).
         assert parse_close(conn.data_to_send(), masked=role == "client") == (1000, b"")

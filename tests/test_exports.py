@@ -38,6 +38,8 @@ INTENDED = {
     # errors
     "WebSocketError",
     "LocalProtocolError",
+    "ConnectionClosed",
+    "ConnectionClosedOK",
     "ConnectionClosedError",
     "RemoteProtocolError",
     "ProtocolError",
@@ -68,7 +70,6 @@ INTENDED = {
     "loop_connect",
     "SyncWebSocket",
     "ReconnectingClient",
-    "ConnectionClosed",
     # frames, masking, constants
     "encode_frame",
     "apply_mask",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from test_server import raw_handshake, read_until_closed, url
 
-from rfc6455.client import ConnectionClosed, connect
+from rfc6455 import ConnectionClosed, connect
 from rfc6455.server import Config, EchoHandler, Server
 
 ROOT = Path(__file__).resolve().parent.parent

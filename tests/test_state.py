@@ -7,7 +7,13 @@ import itertools
 import pytest
 from helpers import OP_CLOSE, OP_TEXT, close_payload, frame
 
-from rfc6455 import ClientConnection, Connection, ConnectionState, ServerConnection
+from rfc6455 import (
+    ClientConnection,
+    Connection,
+    ConnectionState,
+    LocalProtocolError,
+    ServerConnection,
+)
 from rfc6455._state import TRANSITIONS, Trigger, next_state
 
 S = ConnectionState
@@ -40,7 +46,7 @@ def test_next_state(state: ConnectionState, trigger: Trigger) -> None:
     if (state, trigger) in EXPECTED:
         assert next_state(state, trigger) is EXPECTED[(state, trigger)]
     else:
-        with pytest.raises(KeyError):
+        with pytest.raises(LocalProtocolError):
             next_state(state, trigger)
 
 

@@ -18,7 +18,7 @@ from test_server import (
 )
 from websockets.sync.client import connect as ws_connect
 
-from rfc6455.client import ConnectionClosed, connect
+from rfc6455 import ConnectionClosed, connect
 from rfc6455.server import Config, EchoHandler, Handler, Server, WebSocket
 
 

@@ -664,7 +664,7 @@ def our_client_ping(ws: Any, payload: bytes, timeout: float) -> None:
 
 def our_client_close_info(ws: Any, timeout: float) -> tuple[int | None, str | None]:
     """Wait for the peer's close and return (code, reason) as our client reports them."""
-    from rfc6455.client import ConnectionClosed
+    from rfc6455 import ConnectionClosed
 
     try:
         while True:
