@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from rfc6455 import HandshakeRejected
-from rfc6455 import ConnectionClosed, connect
+from rfc6455 import ConnectionClosed, HandshakeRejected, connect
 from rfc6455.server import Config, EchoHandler, Handler, Server, WebSocket
 
 # --- helpers shared by the server test modules ------------------------------------
