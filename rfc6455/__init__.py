@@ -2,7 +2,11 @@
 
 The sans-I/O core (connections, handshake, frames, extensions) contains no
 networking code: it turns bytes into events and events into bytes. The event
-loop, server and client (``rfc6455.server``, ``rfc6455.client``) build on it.
+loop and the connection endpoint build on it; the server (``rfc6455.server``),
+the loop client (``rfc6455.client``) and the blocking client
+(``rfc6455.sync_client``) are siblings on the endpoint, and the application
+layer (``rfc6455.app``: handlers, routing, broadcast) sits on top. The layers
+and the module map: docs/layers.md.
 This module re-exports the public API of every layer; ``__all__`` is the
 single list of public names.
 """
@@ -10,6 +14,7 @@ single list of public names.
 from ._close import build_close_payload, parse_close_payload
 from ._connection import ClientConnection, Connection, ServerConnection
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode, Opcode, is_valid_close_code
+from ._endpoint import WebSocket
 from ._errors import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -58,13 +63,15 @@ from ._handshake import (
 from ._loop import Loop
 from ._mask import apply_mask, apply_mask_inplace
 from ._state import ConnectionState
-from .client import ReconnectingClient, SyncWebSocket, connect, loop_connect
+from .app import EchoHandler, Handler, broadcast
+from .client import ClientWebSocket, ReconnectingClient, loop_connect
 from .permessage_deflate import (
     ClientPerMessageDeflate,
     PerMessageDeflate,
     ServerPerMessageDeflate,
 )
-from .server import Config, EchoHandler, Handler, Server, ServerWebSocket, WebSocket
+from .server import Config, Server, ServerWebSocket
+from .sync_client import SyncWebSocket, connect
 
 __version__ = "0.1.0"
 
@@ -126,6 +133,8 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "EchoHandler",
     "WebSocket",
     "ServerWebSocket",
+    "ClientWebSocket",
+    "broadcast",
     "connect",
     "loop_connect",
     "SyncWebSocket",

@@ -20,6 +20,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "Event",
+    "Message",
     "NeedData",
     "Ping",
     "Pong",
@@ -193,3 +194,8 @@ make_text = _fast1(TextMessage, "data")
 make_binary = _fast1(BinaryMessage, "data")
 make_text_chunk = _fast2(TextChunk, "data", "final")
 make_binary_chunk = _fast2(BinaryChunk, "data", "final")
+
+
+#: A whole data message as the I/O layers hand it out and take it: ``str`` is
+#: text (opcode 0x1), ``bytes`` is binary (opcode 0x2).
+Message = str | bytes

@@ -320,6 +320,10 @@ class Loop:
         if self._thread_id is not None and self._thread_id != threading.get_ident():
             self._wakeup()
 
+    def in_loop_thread(self) -> bool:
+        """True when called from the thread that runs the loop now."""
+        return self._thread_id == threading.get_ident()
+
     @property
     def is_running(self) -> bool:
         """True while :meth:`run_forever` runs."""

@@ -289,13 +289,17 @@ class Transport:
 
     # -- writing ---------------------------------------------------------------
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         """Send ``data``: now if the kernel takes it, else buffered in order.
 
         Writes after :meth:`close` or :meth:`abort` are ignored.
+
+        Returns:
+            The bytes buffered after this write (:attr:`write_buffer_size`), so
+            that a caller can enforce a limit without asking again.
         """
         if self._closing or self._state == _CLOSED or not data:
-            return
+            return self._buffer_size
         if type(data) is not bytes and isinstance(data, bytearray):
             data = bytes(data)  # the caller may reuse its buffer
         buffer = self._buffer
@@ -304,7 +308,7 @@ class Transport:
             self._buffer_size += len(data)
             if self._buffer_size > self.high_water and not self._write_paused:
                 self._pause()
-            return
+            return self._buffer_size
         if self._state == _OPEN:
             try:
                 n = self._sock.send(data)
@@ -312,9 +316,9 @@ class Transport:
                 n = 0
             except OSError as exc:
                 self._fatal(exc)
-                return
+                return 0
             if n == len(data):
-                return
+                return 0
             if n:
                 data = memoryview(data)[n:]
         self._buffer = deque((data,))
@@ -322,6 +326,7 @@ class Transport:
         if self._state == _OPEN:
             self._loop.add_writer(self._fd, self._on_write)
         self._maybe_pause()
+        return self._buffer_size
 
     def writelines(self, chunks: list[bytes]) -> None:
         """Write several chunks; cheaper than joining them first."""

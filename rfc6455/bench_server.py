@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .server import Config, EchoHandler, Handler, Message, Server, WebSocket, broadcast
+from ._endpoint import WebSocket
+from ._events import Message
+from .app import EchoHandler, Handler, broadcast
+from .server import Config, Server
 
 __all__ = ["BroadcastHandler", "main"]
 

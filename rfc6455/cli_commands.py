@@ -24,10 +24,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ._errors import ConnectionClosed
-from .client import SyncWebSocket
-from .client import connect as ws_connect
+from .app import EchoHandler, HandlerFactory
 from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
-from .server import Config, EchoHandler, HandlerFactory, Server
+from .server import Config, Server
+from .sync_client import SyncWebSocket
+from .sync_client import connect as ws_connect
 
 __all__ = ["autobahn_client", "autobahn_server", "connect", "serve"]
 

@@ -1,14 +1,11 @@
-"""WebSocket clients: a blocking one for scripts and tests, and one on the loop.
+"""The WebSocket client on the loop, and a reconnecting wrapper around it.
 
-Strategy: both drive the sans-I/O :class:`ClientHandshake` and
-:class:`ClientConnection`. The blocking client owns a plain blocking socket
-(``settimeout`` per call) and no thread: ``recv`` reads until a message is
-complete, answering pings on the way, so it is as simple as it looks. The
-loop client is the server's :class:`~rfc6455.server.WebSocket` with a client
-handshake in front; it has a periodic check timer of its own (clients are
-few, so one timer per connection is fine) that enforces the same deadlines
-as the server's sweep. :class:`ReconnectingClient` wraps the loop client and
-reconnects with capped exponential backoff and full jitter.
+Strategy: :class:`ClientWebSocket` is the endpoint of ``_endpoint.py`` (the
+same one the server uses) with a client handshake in front. It has a periodic
+check timer of its own (clients are few, so one timer per connection is fine)
+that enforces the same deadlines as the server's sweep.
+:class:`ReconnectingClient` wraps it and reconnects with capped exponential
+backoff and full jitter. The blocking client is in :mod:`rfc6455.sync_client`.
 """
 
 from __future__ import annotations
@@ -19,39 +16,22 @@ import os
 import random
 import socket
 import ssl
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from time import monotonic as _now
-from typing import Any, Self
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from typing import Any, Unpack
 
-from ._connection import ClientConnection
-from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-from ._errors import ConnectionClosed, HandshakeError, LocalProtocolError, connection_closed
-from ._events import (
-    BinaryMessage,
-    Close,
-    ConnectionFailed,
-    ConnectionLost,
-    Pong,
-    TextMessage,
-)
-from ._extensions import ClientExtensionFactory
+from ._client_options import ClientOptions, WebSocketURL, parse_url, prepare
+from ._endpoint import EndpointSettings, PhaseTrigger, WebSocket
+from ._errors import HandshakeError, LocalProtocolError
+from ._events import Message
 from ._handshake import ClientHandshake, HandshakeAccepted
 from ._loop import Loop, TimerHandle
-from ._state import ConnectionState
 from ._transport import Transport
-from .permessage_deflate import ClientPerMessageDeflate
-from .server import Config, Handler, Message, WebSocket, _Options
+from .app import Handler
 
 __all__ = [
     "ClientWebSocket",
-    "ConnectionClosed",
     "ReconnectingClient",
-    "SyncWebSocket",
     "WebSocketURL",
-    "connect",
     "loop_connect",
     "parse_url",
 ]
@@ -59,384 +39,8 @@ __all__ = [
 logger = logging.getLogger("rfc6455.client")
 
 
-@dataclass(frozen=True)
-class WebSocketURL:
-    """The parts of a ``ws://`` or ``wss://`` URL."""
-
-    secure: bool
-    host: str
-    port: int
-    target: str
-
-    @property
-    def host_header(self) -> str:
-        """The ``Host`` header: the host, with the port if it is not the default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.secure else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-
-def parse_url(url: str) -> WebSocketURL:
-    """Split a ``ws://`` / ``wss://`` URL.
-
-    Raises:
-        ValueError: another scheme, no host, or user info in the URL.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"not a WebSocket URL: {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    if parts.username or parts.password:
-        raise ValueError("user info in WebSocket URLs is not supported")
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    return WebSocketURL(secure, parts.hostname, port, target)
-
-
-def _client_ssl_context(
-    url: WebSocketURL, ssl_context: ssl.SSLContext | None
-) -> ssl.SSLContext | None:
-    if not url.secure:
-        if ssl_context is not None:
-            raise ValueError("ssl_context given for a ws:// URL")
-        return None
-    # Certificate verification and host name checking are on by default.
-    return ssl_context if ssl_context is not None else ssl.create_default_context()
-
-
-# --- blocking client ----------------------------------------------------------------
-
-
-_REPLYING = ConnectionState.REPLYING
-
-
-class SyncWebSocket:
-    """A blocking WebSocket client connection (use :func:`connect`).
-
-    Not thread-safe: use it from one thread. Pings from the server are
-    answered whenever the connection reads (inside :meth:`recv`).
-
-    Attributes:
-        subprotocol: the subprotocol the server chose, or None.
-        response_headers: the headers of the 101 response.
-        close_code: set once the connection is closed.
-        close_reason: the reason that came with ``close_code``.
-    """
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        conn: ClientConnection,
-        accepted: HandshakeAccepted,
-        close_timeout: float | None,
-    ) -> None:
-        self._sock = sock
-        self._conn = conn
-        self._messages: deque[Message] = deque()
-        self._close_timeout = close_timeout
-        self.subprotocol = accepted.subprotocol
-        self.response_headers = accepted.headers
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.pongs: list[bytes] = []
-        self._closed = False
-        self._process()  # frames that arrived with the 101 response
-
-    # -- sending ---------------------------------------------------------------------
-
-    def send(self, message: Message) -> None:
-        """Send a text (``str``) or binary (bytes-like) message.
-
-        Raises:
-            ConnectionClosed: the connection is closed or closing.
-        """
-        conn = self._conn
-        if conn.state is not ConnectionState.OPEN and conn.state is not _REPLYING:
-            raise self._closed_error()
-        if isinstance(message, str):
-            data = conn.send_text(message)
-        else:
-            data = conn.send_binary(message)
-        self._sendall(data)
-
-    def send_fragments(self, fragments: Sequence[Message]) -> None:
-        """Send one message as several frames (all ``str`` or all bytes)."""
-        if not fragments:
-            raise ValueError("no fragments")
-        conn = self._conn
-        if conn.state is not ConnectionState.OPEN and conn.state is not _REPLYING:
-            raise self._closed_error()
-        last = len(fragments) - 1
-        for i, fragment in enumerate(fragments):
-            self._sendall(conn.send_fragment(fragment, final=i == last))
-
-    def ping(self, payload: bytes = b"") -> None:
-        """Send a ping; the pong's payload lands in :attr:`pongs` during ``recv``."""
-        if self._conn.state is not ConnectionState.OPEN:
-            raise self._closed_error()
-        self._sendall(self._conn.send_ping(payload))
-
-    def _sendall(self, data: bytes) -> None:
-        try:
-            self._sock.settimeout(None)
-            self._sock.sendall(data)
-        except OSError:
-            self._lost()
-            raise self._closed_error() from None
-
-    # -- receiving -------------------------------------------------------------------
-
-    def recv(self, timeout: float | None = None) -> Message:
-        """The next message: ``str`` for text, ``bytes`` for binary.
-
-        Args:
-            timeout: seconds to wait; None waits forever.
-
-        Raises:
-            TimeoutError: no message within ``timeout``.
-            ConnectionClosed: the connection closed (``code``, ``reason``).
-        """
-        messages = self._messages
-        if messages:
-            return messages.popleft()
-        if self._conn.state is _REPLYING:
-            # Every message that came before the server's close has been handed
-            # out (and perhaps answered): now our close frame goes.
-            self._flush()
-        deadline = None if timeout is None else _now() + timeout
-        while True:
-            if self._closed:
-                raise self._closed_error()
-            remaining = None if deadline is None else max(0.0, deadline - _now())
-            if remaining == 0.0 and deadline is not None:
-                raise TimeoutError("no message received in time")
-            self._read(remaining)
-            if messages:
-                return messages.popleft()
-
-    def __iter__(self) -> Iterator[Message]:
-        """Iterate over messages until the connection closes normally."""
-        while True:
-            try:
-                yield self.recv()
-            except ConnectionClosed as exc:
-                if exc.ok:
-                    return
-                raise
-
-    def _read(self, timeout: float | None) -> None:
-        sock = self._sock
-        closing = self._conn.state is ConnectionState.CLOSED
-        if closing and self._close_timeout is not None:
-            # Closing handshake done: the server should close TCP now (§7.1.1);
-            # do not wait for it longer than the close timeout.
-            timeout = self._close_timeout if timeout is None else min(timeout, self._close_timeout)
-        try:
-            sock.settimeout(timeout)
-            data = sock.recv(65536)
-        except TimeoutError:
-            if closing:
-                self._lost()
-                return
-            raise TimeoutError("no message received in time") from None
-        except OSError:
-            data = b""
-        self._conn.receive_data(data)
-        self._process()
-        if not data:
-            self._lost()
-
-    def _process(self) -> None:
-        conn = self._conn
-        for event in conn.events():
-            cls = type(event)
-            if cls is TextMessage or cls is BinaryMessage:
-                self._messages.append(event.data)  # type: ignore[attr-defined]
-            elif isinstance(event, Pong):
-                self.pongs.append(event.payload)
-            elif isinstance(event, (Close, ConnectionFailed)):
-                if self.close_code is None:
-                    self.close_code = event.code
-                    self.close_reason = event.reason
-            elif isinstance(event, ConnectionLost) and self.close_code is None:
-                self.close_code = 1006
-        if conn.state is _REPLYING and self._messages:
-            # The server's close (or a failure) came with messages: the application
-            # may answer them first (Autobahn 7.1.1); recv() or close() sends our close.
-            return
-        self._flush()
-
-    def _flush(self) -> None:
-        conn = self._conn
-        out = conn.data_to_send()
-        if out:
-            try:
-                self._sock.settimeout(self._close_timeout)
-                self._sock.sendall(out)
-            except OSError:
-                pass
-        if conn.state is ConnectionState.CLOSED and conn.should_close_transport:
-            self._lost()
-
-    def _lost(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.close_code is None:
-            self.close_code = 1006
-        self._sock.close()
-
-    def _closed_error(self) -> ConnectionClosed:
-        code = self.close_code if self.close_code is not None else 1006
-        return connection_closed(code, self.close_reason)
-
-    # -- closing ---------------------------------------------------------------------
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Run the closing handshake (bounded by the close timeout), then close.
-
-        Messages that arrive meanwhile are discarded.
-        """
-        if self._closed:
-            return
-        conn = self._conn
-        if conn.state is _REPLYING:
-            self._flush()  # the answer to the server's close
-        elif conn.state is ConnectionState.OPEN:
-            try:
-                self._sock.settimeout(self._close_timeout)
-                self._sock.sendall(conn.close(code, reason))
-            except OSError:
-                self._lost()
-                return
-        deadline = None if self._close_timeout is None else _now() + self._close_timeout
-        # Wait for the server's close frame and for it to close TCP (§7.1.1).
-        while not self._closed:
-            remaining = None if deadline is None else deadline - _now()
-            if remaining is not None and remaining <= 0:
-                break
-            try:
-                self._read(remaining)
-            except TimeoutError:
-                break
-        if self.close_code is None and conn.close_received is None and conn.close_sent:
-            self.close_code = 1006
-        self._lost()
-
-    @property
-    def closed(self) -> bool:
-        """True once the socket is closed."""
-        return self._closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _offered(
-    compression: bool, extensions: Sequence[ClientExtensionFactory] | None
-) -> Sequence[ClientExtensionFactory]:
-    if not compression:
-        return ()
-    return (ClientPerMessageDeflate(),) if extensions is None else extensions
-
-
-def connect(
-    url: str,
-    *,
-    timeout: float | None = 10.0,
-    close_timeout: float | None = 10.0,
-    extra_headers: Sequence[tuple[str, str]] = (),
-    subprotocols: Sequence[str] = (),
-    origin: str | None = None,
-    compression: bool = True,
-    extensions: Sequence[ClientExtensionFactory] | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-    sock: socket.socket | None = None,
-) -> SyncWebSocket:
-    """Open a blocking WebSocket connection.
-
-    Args:
-        url: ``ws://host[:port]/path`` or ``wss://...``.
-        timeout: the open timeout: TCP connect, TLS and the handshake together.
-        close_timeout: how long :meth:`SyncWebSocket.close` waits for the server.
-        extra_headers: more request headers (Authorization, Cookie, ...).
-        subprotocols: subprotocols to offer, most preferred first.
-        origin: an ``Origin`` header to send.
-        compression: offer the extensions (False: offer none).
-        extensions: extension factories to offer; None (the default) offers
-            permessage-deflate (``ClientPerMessageDeflate()``), as browsers do.
-        ssl_context: for ``wss://`` (default: system CAs, verification on).
-        server_hostname: SNI / certificate name (default: the URL's host).
-        max_message_size: largest message accepted (the client fails with 1009).
-        sock: an already connected socket to use instead of connecting.
-
-    Raises:
-        HandshakeRejected: the server answered with an HTTP status (``status_code``).
-        HandshakeError: the server's answer was not a valid handshake.
-        TimeoutError: the connection did not open within ``timeout``.
-        OSError: the TCP connection or TLS failed.
-
-    Example::
-
-        with connect("ws://127.0.0.1:8765/") as ws:
-            ws.send("hello")
-            print(ws.recv(timeout=5))
-    """
-    parsed = parse_url(url)
-    context = _client_ssl_context(parsed, ssl_context)
-    deadline = None if timeout is None else _now() + timeout
-    if sock is None:
-        sock = socket.create_connection((parsed.host, parsed.port), timeout=timeout)
-    try:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if context is not None:
-            sock.settimeout(timeout)
-            sock = context.wrap_socket(sock, server_hostname=server_hostname or parsed.host)
-        hs = ClientHandshake(
-            parsed.host_header,
-            parsed.target,
-            subprotocols=subprotocols,
-            extensions=_offered(compression, extensions),
-            extra_headers=extra_headers,
-            origin=origin,
-            max_message_size=max_message_size,
-        )
-        sock.settimeout(timeout)
-        sock.sendall(hs.request_bytes())
-        while True:
-            event = hs.next_event()
-            if isinstance(event, HandshakeAccepted):
-                break
-            remaining = None if deadline is None else deadline - _now()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError("opening handshake timed out")
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                raise TimeoutError("opening handshake timed out") from None
-            hs.receive_data(data)
-        return SyncWebSocket(sock, hs.connection, event, close_timeout)
-    except BaseException:
-        sock.close()
-        raise
-
-
-# --- loop client --------------------------------------------------------------------
-
-
 class ClientWebSocket(WebSocket):
-    """A client connection on a :class:`Loop` (see :class:`WebSocket` for the API).
+    """A client connection on a :class:`~rfc6455.Loop` (see :class:`~rfc6455.WebSocket`).
 
     Attributes:
         failure: why the connection could not be opened (None if it opened).
@@ -454,22 +58,23 @@ class ClientWebSocket(WebSocket):
         "response_headers",
     )
 
-    _role = "client"
+    is_client = True
 
     def __init__(
         self,
         loop: Loop,
-        opts: _Options,
+        settings: EndpointSettings,
         handler: Handler,
         hs: ClientHandshake,
         remote_address: Any,
         on_error: Callable[[BaseException], object] | None,
+        on_lost: Callable[[ClientWebSocket], object] | None = None,
     ) -> None:
-        super().__init__(loop, opts, remote_address)
+        super().__init__(loop, settings, remote_address)
         self._hs: ClientHandshake | None = hs
         self._pending_handler: Handler | None = handler
         self._on_error = on_error
-        self._on_lost: Callable[[ClientWebSocket], object] | None = None
+        self._on_lost = on_lost
         self._timer: TimerHandle | None = None
         self._connecting: socket.socket | None = None
         self.failure: BaseException | None = None
@@ -483,7 +88,7 @@ class ClientWebSocket(WebSocket):
 
     def _handshake_data(self, data: bytes) -> None:
         hs = self._hs
-        if hs is None or self._phase != 0:
+        if hs is None or self.state != "handshake":
             return
         try:
             hs.receive_data(data)
@@ -511,6 +116,12 @@ class ClientWebSocket(WebSocket):
                 return
         self._fail(ConnectionError("connection closed during the handshake"))
 
+    def _handshake_timed_out(self) -> None:
+        if self._connecting is not None:
+            self._connect_failed(TimeoutError("TCP connect timed out"))
+        else:
+            self._fail(TimeoutError("opening handshake timed out"))
+
     def _fail(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
@@ -525,11 +136,10 @@ class ClientWebSocket(WebSocket):
         server_hostname: str | None,
     ) -> None:
         loop = self._loop
-        self._t_start = loop.time()
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._timer = loop.call_later(self._opts.sweep_interval(), self._periodic)
+        self._timer = loop.call_later(self._settings.check_interval(), self._periodic)
         err = sock.connect_ex(addr)
 
         def start() -> None:
@@ -542,7 +152,7 @@ class ClientWebSocket(WebSocket):
                 server_side=False,
                 server_hostname=server_hostname,
             )
-            self._transport = transport
+            self.attach(transport)
             transport.start()
 
         def connected() -> None:
@@ -567,31 +177,23 @@ class ClientWebSocket(WebSocket):
     def _connect_failed(self, exc: BaseException) -> None:
         sock = self._connecting
         self._connecting = None
-        if sock is None or self._phase == 3:
+        if sock is None or self.state == "closed":
             return
         if sock.fileno() != -1:
             self._loop.remove_writer(sock.fileno())
         sock.close()
         self.failure = exc
-        self._phase = 3
+        self._move(PhaseTrigger.LOST)
         self._log(logging.INFO, "could not connect: %s", exc)
         self._lost(exc, False)
 
     def _periodic(self) -> None:
         self._timer = None
-        if self._phase == 3:
+        if self.state == "closed":
             return
-        now = self._loop.time()
-        timeout = self._opts.handshake_timeout
-        if self._connecting is not None and timeout is not None and now - self._t_start >= timeout:
-            self._connect_failed(TimeoutError("TCP connect timed out"))
-            return
-        if self._phase == 0 and timeout is not None and now - self._t_start >= timeout:
-            self._fail(TimeoutError("opening handshake timed out"))
-            return
-        self._check(now)
-        if self._phase != 3:
-            self._timer = self._loop.call_later(self._opts.sweep_interval(), self._periodic)
+        self.check_deadlines(self._loop.now)
+        if self.state != "closed":
+            self._timer = self._loop.call_later(self._settings.check_interval(), self._periodic)
 
     def _lost(self, exc: BaseException | None, was_open: bool) -> None:
         if self._timer is not None:
@@ -613,19 +215,6 @@ class ClientWebSocket(WebSocket):
         if on_lost is not None:
             on_lost(self)
 
-    def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
-        if logger.isEnabledFor(level):
-            peer = self._peer_text()
-            logger.log(
-                level,
-                "[#%d %s] " + msg,
-                self.id,
-                peer,
-                *args,
-                exc_info=exc_info,
-                extra={"conn_id": self.id, "peer": peer},
-            )
-
 
 def loop_connect(
     loop: Loop,
@@ -633,18 +222,11 @@ def loop_connect(
     handler: Handler,
     *,
     open_timeout: float | None = 10.0,
-    close_timeout: float | None = 10.0,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
-    extra_headers: Sequence[tuple[str, str]] = (),
-    subprotocols: Sequence[str] = (),
-    origin: str | None = None,
-    compression: bool = True,
-    extensions: Sequence[ClientExtensionFactory] | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     on_error: Callable[[BaseException], object] | None = None,
+    on_lost: Callable[[ClientWebSocket], object] | None = None,
+    **options: Unpack[ClientOptions],
 ) -> ClientWebSocket:
     """Open a client connection on ``loop``; ``handler`` gets its callbacks.
 
@@ -652,35 +234,35 @@ def loop_connect(
     If the connection cannot be opened (refused, TLS error, rejected
     handshake, ``open_timeout``), ``on_error(exc)`` is called instead and
     ``ws.failure`` holds the exception. Name resolution is blocking.
+
+    Args:
+        loop: the loop to run on.
+        url: ``ws://host[:port]/path`` or ``wss://...``.
+        handler: gets the connection's callbacks.
+        open_timeout: TCP connect, TLS and the handshake together.
+        ping_interval: send a ping after this long without hearing from the server.
+        ping_timeout: drop a server silent this long after the ping interval.
+        on_error: called with the exception if the connection cannot be opened.
+        on_lost: called with the connection once its socket is gone, whether
+            it opened or not (after ``on_close`` or ``on_error``).
+        **options: the handshake options of :class:`~rfc6455._client_options.ClientOptions`
+            (the same as :func:`rfc6455.connect`'s).
     """
-    parsed = parse_url(url)
-    context = _client_ssl_context(parsed, ssl_context)
-    opts = _Options(
-        Config(
-            handshake_timeout=open_timeout,
-            close_timeout=close_timeout,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            write_buffer_limit=None,
-        )
+    prepared = prepare(url, options)
+    settings = EndpointSettings(
+        handshake_timeout=open_timeout,
+        close_timeout=prepared.close_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        log=logger,
     )
-    hs = ClientHandshake(
-        parsed.host_header,
-        parsed.target,
-        subprotocols=subprotocols,
-        extensions=_offered(compression, extensions),
-        extra_headers=extra_headers,
-        origin=origin,
-        max_message_size=max_message_size,
-    )
+    parsed = prepared.url
     family, type_, proto, _, addr = socket.getaddrinfo(
         parsed.host, parsed.port, type=socket.SOCK_STREAM
     )[0]
-    ws = ClientWebSocket(loop, opts, handler, hs, addr, on_error)
+    ws = ClientWebSocket(loop, settings, handler, prepared.handshake, addr, on_error, on_lost)
     sock = socket.socket(family, type_, proto)
-    ws._start_connect(
-        sock, addr, context, (server_hostname or parsed.host) if context is not None else None
-    )
+    ws._start_connect(sock, addr, prepared.ssl_context, prepared.server_hostname)
     return ws
 
 
@@ -778,8 +360,7 @@ class ReconnectingClient:
             def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
                 inner.on_close(ws, code, reason)
 
-        ws = loop_connect(self.loop, self.url, _Hooked(), **self._options)
-        ws._on_lost = self._lost
+        ws = loop_connect(self.loop, self.url, _Hooked(), on_lost=self._lost, **self._options)
         self.ws = ws
 
     def _opened(self, ws: WebSocket) -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rfc6455 import _mask
-from rfc6455.client import connect
+from rfc6455 import _mask, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on ws://([\d.]+):(\d+)")
@@ -167,7 +166,7 @@ def test_autobahn_client_runs_every_case_then_updates_reports() -> None:
     import json
     import threading
 
-    from rfc6455.server import Config, Handler, Server, WebSocket
+    from rfc6455 import Config, Handler, Server, WebSocket
 
     log: list[tuple[str, object]] = []
 

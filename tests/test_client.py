@@ -15,17 +15,18 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 from websockets.sync.server import ServerConnection, serve
 
-from rfc6455 import ConnectionClosed, HandshakeRejected
-from rfc6455._loop import Loop
-from rfc6455.client import (
+from rfc6455 import (
+    Config,
+    ConnectionClosed,
+    Handler,
+    HandshakeRejected,
     ReconnectingClient,
+    WebSocket,
     loop_connect,
-    parse_url,
 )
-from rfc6455.client import (
-    connect as our_connect,
-)
-from rfc6455.server import Config, Handler, WebSocket
+from rfc6455 import connect as our_connect
+from rfc6455._loop import Loop
+from rfc6455.client import parse_url
 
 
 def ws_handler(conn: ServerConnection) -> None:

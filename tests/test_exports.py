@@ -66,6 +66,8 @@ INTENDED = {
     "EchoHandler",
     "WebSocket",
     "ServerWebSocket",
+    "ClientWebSocket",
+    "broadcast",
     "connect",
     "loop_connect",
     "SyncWebSocket",

@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from test_server import handshake_request, masked_frame, read_until_closed, running_server
 
+from rfc6455 import Config, Handler, WebSocket
 from rfc6455._connection import Connection
 from rfc6455._transport import Transport
-from rfc6455.server import Config, Handler, WebSocket
 
 PER_KIND = 250  # x 8 kinds = 2,000 connections
 

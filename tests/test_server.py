@@ -22,8 +22,16 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from rfc6455 import ConnectionClosed, HandshakeRejected, connect
-from rfc6455.server import Config, EchoHandler, Handler, Server, WebSocket
+from rfc6455 import (
+    Config,
+    ConnectionClosed,
+    EchoHandler,
+    Handler,
+    HandshakeRejected,
+    Server,
+    WebSocket,
+    connect,
+)
 
 # --- helpers shared by the server test modules ------------------------------------
 
@@ -471,7 +479,7 @@ def test_permessage_deflate_through_the_server() -> None:
 
 
 def test_broadcast_frames_once_and_skips_closed_peers() -> None:
-    from rfc6455.server import broadcast
+    from rfc6455 import broadcast
 
     peers: list[WebSocket] = []
 
@@ -589,7 +597,7 @@ def test_message_and_close_in_one_chunk_answered_before_the_close() -> None:
 
 def test_compression_is_on_by_default_on_both_sides() -> None:
     """Issue 4: the server accepts and the client offers permessage-deflate unless told not to."""
-    from rfc6455.client import connect
+    from rfc6455 import connect
 
     with running_server(Config()) as server:
         url = f"ws://127.0.0.1:{server.port}/"
@@ -608,8 +616,7 @@ def test_compression_is_on_by_default_on_both_sides() -> None:
 
 
 def test_origin_and_auth_checks_refuse_with_403_and_401() -> None:
-    from rfc6455 import HandshakeError, HandshakeRejected, UpgradeRequest
-    from rfc6455.client import connect
+    from rfc6455 import HandshakeError, HandshakeRejected, UpgradeRequest, connect
 
     def needs_token(request: UpgradeRequest) -> None:
         if ("authorization", "Bearer good") not in request.headers:

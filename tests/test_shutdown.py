@@ -13,15 +13,14 @@ from pathlib import Path
 
 from test_server import raw_handshake, read_until_closed, url
 
-from rfc6455 import ConnectionClosed, connect
-from rfc6455.server import Config, EchoHandler, Server
+from rfc6455 import Config, ConnectionClosed, EchoHandler, Server, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVER_SCRIPT = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-from rfc6455.server import Config, Handler, Server
+from rfc6455 import Config, Handler, Server
 
 class Burst(Handler):
     def on_message(self, ws, message):
@@ -129,7 +128,7 @@ def test_second_signal_drops_what_is_left() -> None:
     script = (
         "import logging, sys\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
-        "from rfc6455.server import Config, EchoHandler, Server\n"
+        "from rfc6455 import Config, EchoHandler, Server\n"
         "Server(Config(port=0, shutdown_timeout=60), handler=EchoHandler).serve_forever()\n"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -18,8 +18,7 @@ from test_server import (
 )
 from websockets.sync.client import connect as ws_connect
 
-from rfc6455 import ConnectionClosed, connect
-from rfc6455.server import Config, EchoHandler, Handler, Server, WebSocket
+from rfc6455 import Config, ConnectionClosed, EchoHandler, Handler, Server, WebSocket, connect
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> bool:

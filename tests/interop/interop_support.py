@@ -631,7 +631,7 @@ def our_client_connect(url: str, *, deflate: dict[str, Any] | None = None,
     ``ClientPerMessageDeflate`` arguments (None: offer no extension)."""
     require(importlib.util.find_spec("rfc6455.client") is not None,
             "rfc6455's client (rfc6455/client.py)")
-    from rfc6455.client import connect
+    from rfc6455 import connect
 
     if deflate is not None:
         require_deflate()
@@ -688,7 +688,7 @@ class InProcessServer:
 @contextlib.contextmanager
 def our_inprocess_server(**config: Any) -> Iterator[InProcessServer]:
     """Our echo server in this process, for settings the CLI does not expose."""
-    from rfc6455.server import Config, EchoHandler, Server
+    from rfc6455 import Config, EchoHandler, Server
 
     config.setdefault("max_message_size", 64 * MIB)
     server = Server(Config(host="127.0.0.1", port=0, **config), handler=EchoHandler)

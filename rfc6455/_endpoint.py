@@ -1,0 +1,723 @@
+"""One WebSocket connection on the loop, for both roles: connection <-> transport <-> handler.
+
+Strategy:
+
+* A :class:`WebSocket` is the transport's protocol and the handler's view of
+  the connection at once. Its I/O phase moves through the table
+  :data:`PHASE_TRANSITIONS` (HANDSHAKE → OPEN → CLOSING → CLOSED, or
+  HANDSHAKE → HTTP → CLOSED for a plain request or a refusal); the sans-I/O
+  :class:`~rfc6455.Connection` keeps the finer closing-handshake states of
+  its own table. The role-specific part (which handshake, what to do once the
+  socket is gone) is in the subclasses: ``ServerWebSocket`` (server.py) and
+  ``ClientWebSocket`` (client.py); they never import each other.
+* No per-connection timers. The endpoint stores a few timestamps taken from
+  ``loop.now`` (read once per tick, so the per-message path never reads the
+  clock); :meth:`WebSocket.check_deadlines` compares them with the deadlines
+  (handshake, ping/pong, idle, close, slow consumer) and is called by the
+  server's one periodic sweep, or by a client's own check timer.
+* The per-message path is ``data_received`` → ``conn.receive`` →
+  :meth:`_dispatch` (handler callbacks) → ``conn.send_*`` → :meth:`_write`,
+  the one place that writes to the transport and checks the write-buffer
+  limit. Counters are per connection.
+* Backpressure: ``writable`` / ``on_writable(cb)``; a peer whose write buffer
+  stays over ``write_buffer_limit`` for ``write_buffer_timeout`` seconds is
+  closed with 1008 by the deadline check. Nothing ever blocks.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._connection import Connection
+from ._constants import MAX_CONTROL_PAYLOAD
+from ._errors import ConnectionClosed, LocalProtocolError, connection_closed
+from ._events import (
+    BinaryMessage,
+    Close,
+    ConnectionFailed,
+    ConnectionLost,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from ._state import ConnectionState
+from ._transport import Protocol, Transport
+
+if TYPE_CHECKING:
+    from ._handshake import UpgradeRequest
+    from ._loop import Loop
+    from .app import Handler
+
+__all__ = [
+    "PHASE_TRANSITIONS",
+    "UNLIMITED_BUFFER",
+    "EndpointSettings",
+    "Message",
+    "Phase",
+    "PhaseTrigger",
+    "WebSocket",
+]
+
+
+#: A write-buffer limit that is never reached (``write_buffer_limit=None``).
+UNLIMITED_BUFFER = 1 << 62
+
+#: After failing a connection, how long to keep reading (and discarding) what the
+#: peer still sends before closing, so that the kernel does not answer it with a
+#: reset that could destroy our close frame. Bounded: the peer may never stop.
+FAILURE_LINGER = 2.0
+
+
+class Phase(enum.Enum):
+    """Where one connection stands on the loop (the value is :attr:`WebSocket.state`)."""
+
+    #: TCP (and TLS) up, opening handshake in progress (a client: also connecting).
+    HANDSHAKE = "handshake"
+    #: Messages flow both ways.
+    OPEN = "open"
+    #: A close frame went out or came in (or the peer broke the protocol).
+    CLOSING = "closing"
+    #: The socket is closed; nothing more happens.
+    CLOSED = "closed"
+    #: A plain HTTP answer or a refusal is being written; then the socket closes.
+    HTTP = "http"
+
+
+class PhaseTrigger(enum.Enum):
+    """What moves a connection from one phase to the next."""
+
+    ACCEPTED = "complete the handshake"
+    RESPOND = "answer with plain HTTP"
+    CLOSE = "start closing"
+    LOST = "lose the socket"
+
+
+_H, _O, _C, _X, _P = Phase.HANDSHAKE, Phase.OPEN, Phase.CLOSING, Phase.CLOSED, Phase.HTTP
+
+#: Every legal phase change; anything else is a bug and raises LocalProtocolError.
+PHASE_TRANSITIONS: dict[tuple[Phase, PhaseTrigger], Phase] = {
+    (_H, PhaseTrigger.ACCEPTED): _O,
+    (_H, PhaseTrigger.RESPOND): _P,
+    (_H, PhaseTrigger.LOST): _X,
+    (_P, PhaseTrigger.LOST): _X,
+    (_O, PhaseTrigger.CLOSE): _C,
+    (_O, PhaseTrigger.LOST): _X,
+    (_C, PhaseTrigger.LOST): _X,
+}
+
+_OPEN = Phase.OPEN
+_CLOSING = Phase.CLOSING
+_CONN_CLOSED = ConnectionState.CLOSED
+
+logger = logging.getLogger("rfc6455.endpoint")
+
+
+class EndpointSettings:
+    """The per-connection settings, one object shared by every connection of a server.
+
+    ``None`` disables a timeout; see :class:`rfc6455.Config` for their meaning.
+    """
+
+    __slots__ = (
+        "burst",
+        "close_timeout",
+        "debug",
+        "handshake_timeout",
+        "high_water",
+        "idle_timeout",
+        "logger",
+        "low_water",
+        "ping_interval",
+        "ping_timeout",
+        "rate",
+        "write_buffer_limit",
+        "write_buffer_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        handshake_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        idle_timeout: float | None = None,
+        close_timeout: float | None = 10.0,
+        rate_limit: float | None = None,
+        rate_burst: float | None = None,
+        write_buffer_limit: int | None = None,
+        write_buffer_timeout: float = 5.0,
+        high_water: int = 64 * 1024,
+        low_water: int = 16 * 1024,
+        log: logging.Logger = logger,
+    ) -> None:
+        self.handshake_timeout = handshake_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.idle_timeout = idle_timeout
+        self.close_timeout = close_timeout
+        self.rate = rate_limit
+        self.burst = rate_burst if rate_burst is not None else max(1.0, rate_limit or 0.0)
+        self.write_buffer_limit = (
+            write_buffer_limit if write_buffer_limit is not None else UNLIMITED_BUFFER
+        )
+        self.write_buffer_timeout = write_buffer_timeout
+        self.high_water = high_water
+        self.low_water = low_water
+        self.logger = log
+        # Read once: per-message DEBUG records cost one attribute test when off.
+        self.debug = log.isEnabledFor(logging.DEBUG)
+
+    def check_interval(self) -> float:
+        """How often deadlines are checked: a quarter of the shortest, in [0.05, 1]."""
+        spans = [
+            t
+            for t in (
+                self.handshake_timeout,
+                self.ping_interval,
+                self.ping_timeout,
+                self.idle_timeout,
+                self.close_timeout,
+                self.write_buffer_timeout
+                if self.write_buffer_limit < UNLIMITED_BUFFER
+                else None,
+            )
+            if t is not None
+        ]
+        if not spans:
+            return 1.0
+        return min(1.0, max(0.05, min(spans) / 4))
+
+
+class WebSocket(Protocol):
+    """One WebSocket connection on the loop, as handlers see it.
+
+    Use it from the loop's thread only (handler callbacks run there); from
+    another thread, hand the call over: ``loop.call_soon_threadsafe(ws.send, msg)``.
+
+    Attributes:
+        id: a small integer, unique in this process.
+        remote_address: the peer's address tuple.
+        path: the request path (without the query).
+        request: the handshake request (server side; None if not kept).
+        subprotocol: the negotiated subprotocol, or None.
+        close_code: set when the connection ends (1006 if the peer sent no close).
+        close_reason: the peer's close reason.
+        messages_in / messages_out / bytes_in / bytes_out: counters.
+    """
+
+    __slots__ = (
+        "_conn",
+        "_handler",
+        "_loop",
+        "_phase",
+        "_settings",
+        "_t_close",
+        "_t_msg",
+        "_t_over",
+        "_t_ping",
+        "_t_rx",
+        "_t_start",
+        "_t_tokens",
+        "_tokens",
+        "_transport",
+        "_writable_callbacks",
+        "bytes_in",
+        "bytes_out",
+        "close_code",
+        "close_reason",
+        "id",
+        "messages_in",
+        "messages_out",
+        "path",
+        "remote_address",
+        "request",
+        "subprotocol",
+    )
+
+    _next_id: ClassVar[int] = 0
+    #: True for the client role, whose frames must be masked (never shared).
+    is_client: ClassVar[bool] = False
+
+    def __init__(self, loop: Loop, settings: EndpointSettings, remote_address: Any) -> None:
+        WebSocket._next_id += 1
+        self.id = WebSocket._next_id
+        self._loop = loop
+        self._settings = settings
+        self._transport: Transport | None = None
+        self._conn: Connection | None = None
+        self._handler: Handler | None = None
+        self._phase = Phase.HANDSHAKE
+        now = loop.time()
+        self._t_start = now
+        self._t_rx = now
+        self._t_msg = now
+        # None: no ping outstanding / not over the write-buffer limit.
+        self._t_ping: float | None = None
+        self._t_close = 0.0
+        self._t_over: float | None = None
+        self._tokens = settings.burst
+        self._t_tokens = now
+        self._writable_callbacks: list[Callable[[], object]] | None = None
+        self.remote_address = remote_address
+        self.path = ""
+        self.request: UpgradeRequest | None = None
+        self.subprotocol: str | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.messages_in = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # -- public API ----------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        """True while messages can be sent."""
+        return self._phase is _OPEN
+
+    @property
+    def state(self) -> str:
+        """``"handshake"``, ``"open"``, ``"closing"``, ``"closed"`` or ``"http"``."""
+        return self._phase.value
+
+    @property
+    def started_at(self) -> float:
+        """Loop time at which the connection began (accept or connect)."""
+        return self._t_start
+
+    @property
+    def lingering(self) -> bool:
+        """True while the socket drains the peer's input after a failure."""
+        t = self._transport
+        return t is not None and t.lingering
+
+    def attach(self, transport: Transport) -> None:
+        """The transport that carries this connection, known before ``connection_made``
+        (which comes after the TLS handshake), so that deadlines can abort it."""
+        self._transport = transport
+
+    def log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
+        """Log ``msg % args`` about this connection, prefixed with its id and peer."""
+        self._log(level, msg, *args, exc_info=exc_info)
+
+    def send(self, message: Message) -> None:
+        """Queue a message: ``str`` is sent as text, bytes-like as binary.
+
+        Never blocks; see :attr:`writable` for backpressure.
+
+        Raises:
+            ConnectionClosed: the connection is not open.
+        """
+        conn = self._conn
+        if conn is None or self._phase is not _OPEN:
+            raise self._closed_error()
+        if type(message) is str:
+            frame = conn.send_text(message)
+        else:
+            frame = conn.send_binary(message)  # type: ignore[arg-type]
+        self.messages_out += 1
+        if self._settings.debug:
+            self._log(logging.DEBUG, "sending a %d-byte frame", len(frame))
+        self._write(frame)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Write an already encoded server frame (e.g. the same frame to many peers).
+
+        The caller guarantees ``frame`` is one whole unmasked data frame and no
+        fragmented message is in progress on this connection.
+
+        Raises:
+            ConnectionClosed: the connection is not open.
+            LocalProtocolError: a client connection (its frames must be masked).
+        """
+        if not self.queue_frame(frame):
+            if self.is_client:
+                raise LocalProtocolError("a client cannot send a shared unmasked frame")
+            raise self._closed_error()
+
+    def queue_frame(self, frame: bytes) -> bool:
+        """Like :meth:`send_frame`, but returns False instead of raising.
+
+        The fan-out primitive of :func:`rfc6455.app.broadcast`: one call per
+        subscriber, no exception for the ones that closed meanwhile.
+        """
+        if self._phase is not _OPEN or self.is_client:
+            return False
+        self.messages_out += 1
+        self._write(frame)
+        return True
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping (at most ``MAX_CONTROL_PAYLOAD``, 125, bytes)."""
+        conn = self._conn
+        if conn is None or self._phase is not _OPEN:
+            raise self._closed_error()
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError(f"ping payloads are at most {MAX_CONTROL_PAYLOAD} bytes")
+        self._write(conn.send_ping(payload))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (after the messages already queued).
+
+        The peer has ``close_timeout`` seconds to answer; then the socket is
+        dropped. Closing a connection that is not open does nothing (during
+        the handshake it drops the socket).
+        """
+        phase = self._phase
+        if phase is _OPEN:
+            assert self._conn is not None
+            data = self._conn.close(code, reason)  # raises on a code that may not be sent
+            self._log(logging.DEBUG, "open -> closing: sending close %d %r", code, reason)
+            self._start_closing()
+            self._write(data)
+            if self._conn.should_close_transport and self._transport is not None:
+                self._transport.close()
+        elif phase is Phase.HANDSHAKE or phase is Phase.HTTP:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes queued for this peer that the kernel has not taken yet."""
+        t = self._transport
+        return t.write_buffer_size if t is not None else 0
+
+    @property
+    def writable(self) -> bool:
+        """False while the write buffer is above the high-water mark."""
+        t = self._transport
+        return t is not None and not t.writing_paused
+
+    def on_writable(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the write buffer drains (now, if writable)."""
+        if self.writable or self._transport is None:
+            self._loop.call_soon(callback)
+            return
+        if self._writable_callbacks is None:
+            self._writable_callbacks = []
+        self._writable_callbacks.append(callback)
+
+    def pause_reading(self) -> None:
+        """Stop reading from this peer (its sends will block in its kernel)."""
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from this peer again."""
+        if self._transport is not None and (self._phase is _OPEN or self._phase is _CLOSING):
+            self._transport.resume_reading()
+
+    def check_deadlines(self, now: float) -> None:
+        """Enforce the deadlines at loop time ``now`` (the server's sweep calls this)."""
+        settings = self._settings
+        phase = self._phase
+        if phase is _OPEN:
+            if settings.ping_interval is not None:
+                if self._t_ping is not None:
+                    # Silent for interval + timeout since we last heard from it (not
+                    # since the ping went out): the sweep's lag does not add up.
+                    if (
+                        settings.ping_timeout is not None
+                        and now - self._t_rx >= settings.ping_interval + settings.ping_timeout
+                    ):
+                        self._log(logging.WARNING, "no answer to ping; dropping (1006)")
+                        self.close_code = 1006
+                        self.abort()
+                        return
+                elif now - self._t_rx >= settings.ping_interval:
+                    assert self._conn is not None
+                    self._t_ping = now
+                    self._write(self._conn.send_ping(b""))
+            if settings.idle_timeout is not None and now - self._t_msg >= settings.idle_timeout:
+                self._log(logging.INFO, "idle timeout; closing")
+                self.close(1000, "idle timeout")
+                return
+            if self._t_over is not None:
+                if self.write_buffer_size <= settings.write_buffer_limit:
+                    self._t_over = None
+                elif now - self._t_over >= settings.write_buffer_timeout:
+                    self._log(logging.WARNING, "slow consumer; closing with 1008")
+                    self.close(1008, "slow consumer")
+        elif phase is _CLOSING:
+            if settings.close_timeout is not None and now - self._t_close >= settings.close_timeout:
+                self._log(logging.INFO, "no answer to our close; dropping")
+                self.abort()
+        elif (
+            phase is not Phase.CLOSED
+            and settings.handshake_timeout is not None
+            and now - self._t_start >= settings.handshake_timeout
+        ):
+            self._handshake_timed_out()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} #{self.id} {self.state} {self._peer_text()}>"
+
+    # -- transport protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: Transport) -> None:
+        self._transport = transport
+        transport.set_write_buffer_limits(self._settings.high_water, self._settings.low_water)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self._t_rx = self._loop.now
+        self._t_ping = None  # anything from the peer proves it is alive
+        conn = self._conn
+        if conn is None:
+            self._handshake_data(data)
+            return
+        events = conn.receive(data)
+        if events:
+            self._dispatch(conn, events)
+            return
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+
+    def eof_received(self) -> bool:
+        conn = self._conn
+        if conn is None:
+            self._handshake_eof()
+            return False
+        conn.receive_data(b"")
+        self._dispatch(conn, list(conn.events()))
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        was_open = self._phase is _OPEN or self._phase is _CLOSING
+        self._move(PhaseTrigger.LOST)
+        if self.close_code is None:
+            self.close_code = 1006
+        handler = self._handler
+        self._handler = None
+        self._writable_callbacks = None
+        if handler is not None and was_open:
+            try:
+                handler.on_close(self, self.close_code, self.close_reason)
+            except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                self._log(logging.ERROR, "on_close raised", exc_info=True)
+        self._lost(exc, was_open)
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        self._t_over = None
+        callbacks = self._writable_callbacks
+        if callbacks:
+            self._writable_callbacks = None
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                    self._handler_failed("on_writable callback")
+                    return
+
+    # -- internals -----------------------------------------------------------------
+
+    def _move(self, trigger: PhaseTrigger) -> None:
+        """Change phase by the table; an illegal change is a bug in this module."""
+        try:
+            self._phase = PHASE_TRANSITIONS[(self._phase, trigger)]
+        except KeyError:
+            raise LocalProtocolError(
+                f"cannot {trigger.value} in phase {self._phase.value}"
+            ) from None
+
+    def _start_closing(self) -> None:
+        self._move(PhaseTrigger.CLOSE)
+        self._t_close = self._loop.now
+
+    def _closed_error(self) -> ConnectionClosed:
+        message = "the connection is not open"
+        if self._conn is not None and self.close_code is None:
+            return self._conn.closed_error(message)
+        return connection_closed(self.close_code or 1006, self.close_reason, message)
+
+    def _write(self, data: bytes) -> None:
+        """The one way out: count, write, and notice a peer over the write-buffer limit."""
+        if not data:
+            return
+        self.bytes_out += len(data)
+        transport = self._transport
+        if (
+            transport is not None
+            and transport.write(data) > self._settings.write_buffer_limit
+            and self._t_over is None
+        ):
+            self._t_over = self._loop.now
+            self._log(
+                logging.WARNING,
+                "write buffer over the limit (%d bytes queued)",
+                transport.write_buffer_size,
+            )
+
+    def _dispatch(self, conn: Connection, events: list[Event]) -> None:
+        """Hand a chunk's events to the handler, then flush and maybe close."""
+        handler = self._handler
+        settings = self._settings
+        rate = settings.rate
+        debug = settings.debug
+        count = 0
+        for event in events:
+            cls = type(event)
+            if cls is TextMessage or cls is BinaryMessage:
+                count += 1
+                if rate is not None and not self._take_token():
+                    break
+                if debug:
+                    self._log(
+                        logging.DEBUG,
+                        "received %s message, %d bytes",
+                        "text" if cls is TextMessage else "binary",
+                        len(event.data),  # type: ignore[attr-defined]
+                    )
+                if handler is None or self._phase is not _OPEN:
+                    continue
+                try:
+                    handler.on_message(self, event.data)  # type: ignore[attr-defined]
+                except ConnectionClosed:
+                    pass
+                except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                    self._handler_failed("on_message")
+                    break
+            else:
+                self._control_event(event, handler)
+        if count:
+            self.messages_in += count
+            self._t_msg = self._loop.now
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        if conn.state is _CONN_CLOSED and conn.should_close_transport:
+            transport = self._transport
+            if transport is not None:
+                # After a protocol error the peer may still be sending: linger so that
+                # no reset destroys the close frame that tells it why (1002/1007/1009).
+                transport.close(FAILURE_LINGER if conn.failure is not None else 0.0)
+
+    def _control_event(self, event: Event, handler: Handler | None) -> None:
+        if isinstance(event, Ping):
+            if handler is not None:
+                self._call(handler.on_ping, event.payload)
+        elif isinstance(event, Pong):
+            if handler is not None:
+                self._call(handler.on_pong, event.payload)
+        elif isinstance(event, (Close, ConnectionFailed)):
+            self.close_code = event.code
+            self.close_reason = event.reason
+            if self._phase is _OPEN:
+                self._start_closing()
+            if isinstance(event, Close):
+                self._log(
+                    logging.DEBUG,
+                    "close frame received (%d %r); state %s",
+                    event.code,
+                    event.reason,
+                    self.state,
+                )
+            else:
+                self._log(
+                    logging.INFO, "protocol error: %s (closing %d)", event.reason, event.code
+                )
+        elif isinstance(event, ConnectionLost):
+            self._log(logging.DEBUG, "peer closed the TCP connection")
+            if self._transport is not None:
+                self._transport.close()
+
+    def _call(self, method: Callable[[WebSocket, bytes], None], payload: bytes) -> None:
+        try:
+            method(self, payload)
+        except ConnectionClosed:
+            pass
+        except Exception:  # noqa: BLE001 - isolate the failure to this connection
+            self._handler_failed(method.__name__)
+
+    def _take_token(self) -> bool:
+        settings = self._settings
+        now = self._loop.now
+        assert settings.rate is not None
+        tokens = self._tokens + (now - self._t_tokens) * settings.rate
+        tokens = min(tokens, settings.burst)
+        self._t_tokens = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            self._log(logging.WARNING, "rate limit exceeded; closing with 1008")
+            self.close(1008, "rate limit exceeded")
+            return False
+        self._tokens = tokens - 1.0
+        return True
+
+    def _handler_failed(self, where: str) -> None:
+        self._log(logging.ERROR, "handler error in %s; closing with 1011", where, exc_info=True)
+        if self._phase is _OPEN:
+            self.close(1011, "")
+        else:
+            self.abort()
+
+    def _open(self, conn: Connection, handler: Handler) -> None:
+        """The handshake is done: from now on frames flow."""
+        self._conn = conn
+        self._move(PhaseTrigger.ACCEPTED)
+        self._handler = handler
+        self._t_msg = self._loop.now
+        self._log(logging.INFO, "open %s (subprotocol %s)", self.path or "/", self.subprotocol)
+        try:
+            handler.on_open(self)
+        except ConnectionClosed:
+            pass
+        except Exception:  # noqa: BLE001 - isolate the failure to this connection
+            self._handler_failed("on_open")
+            return
+        if self._phase is _OPEN:
+            self._dispatch(conn, list(conn.events()))  # frames that came with the handshake
+
+    def _peer_text(self) -> str:
+        addr = self.remote_address
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            host = addr[0]
+            return f"[{host}]:{addr[1]}" if ":" in str(host) else f"{host}:{addr[1]}"
+        return str(addr)
+
+    def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
+        log = self._settings.logger
+        if log.isEnabledFor(level):
+            peer = self._peer_text()
+            log.log(
+                level,
+                "[#%d %s] " + msg,
+                self.id,
+                peer,
+                *args,
+                exc_info=exc_info,
+                extra={"conn_id": self.id, "peer": peer},
+            )
+
+    # -- hooks for the roles ---------------------------------------------------------
+
+    def _handshake_data(self, data: bytes) -> None:
+        """Bytes before the connection is open: feed the role's handshake."""
+        raise NotImplementedError
+
+    def _handshake_eof(self) -> None:
+        """EOF before the connection is open."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def _handshake_timed_out(self) -> None:
+        """The handshake (or the HTTP answer) took longer than ``handshake_timeout``."""
+        self._log(logging.WARNING, "handshake timeout; dropping")
+        self.abort()
+
+    def _lost(self, exc: BaseException | None, was_open: bool) -> None:
+        """The socket is closed and ``on_close`` has run."""
