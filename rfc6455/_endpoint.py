@@ -208,6 +208,8 @@ class WebSocket(Protocol):
         close_code: set when the connection ends (1006 if the peer sent no close).
         close_reason: the peer's close reason.
         messages_in / messages_out / bytes_in / bytes_out: counters.
+        writable: False while the write buffer is above the high-water mark
+            (and before and after the connection); see :meth:`on_writable`.
     """
 
     __slots__ = (
@@ -237,6 +239,7 @@ class WebSocket(Protocol):
         "remote_address",
         "request",
         "subprotocol",
+        "writable",
     )
 
     _next_id: ClassVar[int] = 0
@@ -273,6 +276,8 @@ class WebSocket(Protocol):
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
+        # An attribute, not a property: handlers read it after every send.
+        self.writable = False
 
     # -- public API ----------------------------------------------------------------
 
@@ -322,9 +327,14 @@ class WebSocket(Protocol):
         else:
             frame = conn.send_binary(message)  # type: ignore[arg-type]
         self.messages_out += 1
-        if self._settings.debug:
+        settings = self._settings
+        if settings.debug:
             self._log(logging.DEBUG, "sending a %d-byte frame", len(frame))
-        self._write(frame)
+        # _write, inlined: this is the per-message path.
+        self.bytes_out += len(frame)
+        transport = self._transport
+        if transport is not None and transport.write(frame) > settings.write_buffer_limit:
+            self._over_limit()
 
     def send_frame(self, frame: bytes) -> None:
         """Write an already encoded server frame (e.g. the same frame to many peers).
@@ -392,15 +402,9 @@ class WebSocket(Protocol):
         t = self._transport
         return t.write_buffer_size if t is not None else 0
 
-    @property
-    def writable(self) -> bool:
-        """False while the write buffer is above the high-water mark."""
-        t = self._transport
-        return t is not None and not t.writing_paused
-
     def on_writable(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once the write buffer drains (now, if writable)."""
-        if self.writable or self._transport is None:
+        if self.writable or self._transport is None or self._phase is Phase.CLOSED:
             self._loop.call_soon(callback)
             return
         if self._writable_callbacks is None:
@@ -466,6 +470,7 @@ class WebSocket(Protocol):
 
     def connection_made(self, transport: Transport) -> None:
         self._transport = transport
+        self.writable = True
         transport.set_write_buffer_limits(self._settings.high_water, self._settings.low_water)
 
     def data_received(self, data: bytes) -> None:
@@ -501,6 +506,7 @@ class WebSocket(Protocol):
         handler = self._handler
         self._handler = None
         self._writable_callbacks = None
+        self.writable = False
         if handler is not None and was_open:
             try:
                 handler.on_close(self, self.close_code, self.close_reason)
@@ -509,9 +515,10 @@ class WebSocket(Protocol):
         self._lost(exc, was_open)
 
     def pause_writing(self) -> None:
-        pass
+        self.writable = False
 
     def resume_writing(self) -> None:
+        self.writable = True
         self._t_over = None
         callbacks = self._writable_callbacks
         if callbacks:
@@ -545,21 +552,22 @@ class WebSocket(Protocol):
         return connection_closed(self.close_code or 1006, self.close_reason, message)
 
     def _write(self, data: bytes) -> None:
-        """The one way out: count, write, and notice a peer over the write-buffer limit."""
+        """The way out (``send`` inlines it): count, write, notice a slow consumer."""
         if not data:
             return
         self.bytes_out += len(data)
         transport = self._transport
-        if (
-            transport is not None
-            and transport.write(data) > self._settings.write_buffer_limit
-            and self._t_over is None
-        ):
+        if transport is not None and transport.write(data) > self._settings.write_buffer_limit:
+            self._over_limit()
+
+    def _over_limit(self) -> None:
+        """The write buffer went over ``write_buffer_limit``: start the slow-consumer clock."""
+        if self._t_over is None:
             self._t_over = self._loop.now
             self._log(
                 logging.WARNING,
                 "write buffer over the limit (%d bytes queued)",
-                transport.write_buffer_size,
+                self.write_buffer_size,
             )
 
     def _dispatch(self, conn: Connection, events: list[Event]) -> None:

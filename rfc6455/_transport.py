@@ -111,9 +111,9 @@ class Transport:
         "_reading",
         "_sock",
         "_state",
-        "_write_paused",
         "high_water",
         "low_water",
+        "writing_paused",
     )
 
 
@@ -145,8 +145,9 @@ class Transport:
         self._linger = 0.0
         self._linger_timer: TimerHandle | None = None
         self._reading = False
-        self._write_paused = False
         self._state = _HANDSHAKING if ssl_context is not None else _OPEN
+        #: True between ``pause_writing`` and ``resume_writing`` (read-only).
+        self.writing_paused = False
         self.high_water = DEFAULT_HIGH_WATER
         self.low_water = DEFAULT_LOW_WATER
 
@@ -186,11 +187,6 @@ class Transport:
     def write_buffer_size(self) -> int:
         """Bytes accepted by :meth:`write` and not yet taken by the kernel."""
         return self._buffer_size
-
-    @property
-    def writing_paused(self) -> bool:
-        """True between ``pause_writing`` and ``resume_writing``."""
-        return self._write_paused
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the water marks (low defaults to a quarter of high)."""
@@ -306,7 +302,7 @@ class Transport:
         if buffer is not None:
             buffer.append(data)
             self._buffer_size += len(data)
-            if self._buffer_size > self.high_water and not self._write_paused:
+            if self._buffer_size > self.high_water and not self.writing_paused:
                 self._pause()
             return self._buffer_size
         if self._state == _OPEN:
@@ -334,11 +330,11 @@ class Transport:
             self.write(chunk)
 
     def _maybe_pause(self) -> None:
-        if self._buffer_size > self.high_water and not self._write_paused:
+        if self._buffer_size > self.high_water and not self.writing_paused:
             self._pause()
 
     def _pause(self) -> None:
-        self._write_paused = True
+        self.writing_paused = True
         self._protocol.pause_writing()
 
     def _on_write(self) -> None:
@@ -376,8 +372,8 @@ class Transport:
             self._loop.remove_writer(self._fd)
             if self._closing:
                 self._loop.call_soon(self._finish, None)
-        if self._write_paused and self._buffer_size <= self.low_water:
-            self._write_paused = False
+        if self.writing_paused and self._buffer_size <= self.low_water:
+            self.writing_paused = False
             self._protocol.resume_writing()
 
     @staticmethod
