@@ -2,7 +2,7 @@
 
 Run with ``pytest benchmarks/bench_mask.py --benchmark-only`` (add ``--benchmark-json
 FILE`` to keep the numbers). Each size is its own group, so the table compares every
-implementation on the same input. The budget (DESIGN.md): native in-place >= 1.0x a
+implementation on the same input. The budget (issue 2): native in-place >= 1.0x a
 same-size memory copy (``bytes(bytearray)``) at 64 KiB and 1 MiB, and faster than
 websockets' C ``apply_mask`` from 1 KiB up.
 """

@@ -1,4 +1,4 @@
-"""The command line contract of DESIGN.md: info, serve, connect."""
+"""The command line contract (README, "Command line"): info, serve, connect."""
 
 from __future__ import annotations
 

@@ -203,7 +203,7 @@ GOOD_EVENTS: list[Event] = [TextMessage(data="first"), Pong(payload=b"pp")]
 
 
 class TestRejections:
-    """Every rejection, with the close code of RFC 6455 §7.4.1 and DESIGN.md."""
+    """Every rejection, with the close code of RFC 6455 §7.4.1 (docs/close-codes.md)."""
 
     @pytest.mark.parametrize("role", ROLES)
     @pytest.mark.parametrize(("name", "wire", "code"), REJECTIONS, ids=REJECTION_IDS)
@@ -774,7 +774,7 @@ class TestSection7_1_5Eof:
 
 
 class TestSection7_4_1MessageTooBig:
-    """1009 before buffering the excess (DESIGN.md: "before buffering")."""
+    """1009 before buffering the excess (docs/limits.md: "before buffering")."""
 
     @pytest.mark.parametrize("role", ROLES)
     @pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])

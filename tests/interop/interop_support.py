@@ -552,7 +552,7 @@ def our_server(*options: str, app: str = "echo") -> Iterator[OurServer]:
         raise
     # Checked only when the test passed, so they never hide its own failure.
     peer.stop(signal.SIGTERM)
-    # DESIGN.md: SIGTERM starts a graceful shutdown and the process exits 0.
+    # docs/limits.md: SIGTERM starts a graceful shutdown and the process exits 0.
     assert peer.proc.returncode == 0, f"server exit status {peer.proc.returncode}:\n{peer.output()}"
     assert "Traceback" not in peer.output(), peer.output()
 
