@@ -116,6 +116,12 @@ def test_links_stay_in_the_repository(page: Path) -> None:
         assert path.exists(), target
 
 
+def test_readme_links_the_docs_not_design_md() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "DESIGN.md" not in text
+    assert "](docs/index.md)" in text
+
+
 def test_api_page_documents_public_data_by_hand() -> None:
     """autodoc documents module data only when the module's source gives it a ``#:``
     comment, which rfc6455/__init__.py does not: api.md declares those names itself."""
