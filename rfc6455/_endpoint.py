@@ -205,9 +205,14 @@ class WebSocket(Protocol):
         path: the request path (without the query).
         request: the handshake request (server side; None if not kept).
         subprotocol: the negotiated subprotocol, or None.
-        close_code: set when the connection ends (1006 if the peer sent no close).
-        close_reason: the peer's close reason.
-        messages_in / messages_out / bytes_in / bytes_out: counters.
+        close_code: set when the connection ends: the peer's close code, the
+            code we failed the connection with after a protocol error (1002,
+            1007, 1009), or 1006 if the socket ended without a close frame.
+        close_reason: the reason that came with ``close_code``.
+        messages_in: data messages received.
+        messages_out: data messages sent.
+        bytes_in: bytes received (the handshake included).
+        bytes_out: bytes queued for sending (the handshake included).
         writable: False while the write buffer is above the high-water mark
             (and before and after the connection); see :meth:`on_writable`.
     """

@@ -63,7 +63,8 @@ class Handler:
         """A pong arrived."""
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
-        """The connection ended. ``code`` is the peer's close code, 1006 if none."""
+        """The connection ended: ``code`` and ``reason`` as in :attr:`WebSocket.close_code`
+        (the peer's code, ours after a protocol error, 1006 without a close frame)."""
 
 
 class EchoHandler(Handler):

@@ -1,4 +1,4 @@
-"""The ``rfc6455`` command line (documented in docs/layers.md and README: info, serve, connect,
+"""The ``rfc6455`` command line (contract in docs/contracts.md: info, serve, connect,
 autobahn-server, autobahn-client, bench)."""
 
 from __future__ import annotations

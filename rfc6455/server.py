@@ -110,7 +110,7 @@ class Config:
     reuse_port: bool = False
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
     # A guard against descriptor exhaustion, not a tuning knob: well above the
-    # 10,000 idle connections one process is budgeted for (docs/limits.md).
+    # 10,000 idle connections one process is budgeted for (docs/contracts.md, "Budgets").
     max_connections: int | None = 100_000
     max_connections_per_ip: int | None = None
     retry_after: int = 5
