@@ -1,4 +1,11 @@
-"""``rfc6455 bench``: a WebSocket load generator and a side-by-side server runner.
+"""A WebSocket load generator and a side-by-side server runner.
+
+Run it from a checkout (it starts benchmarks/bench_server.py and the peer servers in
+benchmarks/peer_servers by path), on Linux (``epoll``, ``/proc``, CPU affinity)::
+
+    python3 benchmarks/loadgen.py echo|broadcast|connections [options]
+
+``--help`` lists the options; benchmarks/README.md has examples.
 
 Strategy: the load generator is deliberately dumb and cheap. It speaks just enough RFC 6455
 itself (a client handshake, unfragmented binary frames) on raw non-blocking sockets driven by
@@ -26,7 +33,6 @@ import argparse
 import base64
 import errno
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -50,7 +56,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-from ._mask import apply_mask
+# A script in the checkout (never installed): the checkout's rfc6455 first, as the built-in
+# servers get it through PYTHONPATH (see ServerProcess).
+ROOT: Final = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from rfc6455 import apply_mask
 
 __all__ = ["main"]
 
@@ -71,9 +83,11 @@ OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 
-_PEER_SCRIPT: Final = (
-    Path(__file__).resolve().parent.parent / "benchmarks" / "peer_servers" / "websockets_server.py"
-)
+#: The built-in servers started by path: ``--port PORT --mode echo|broadcast [--ping-interval S]``.
+_SERVER_SCRIPTS: Final = {
+    "rfc6455": ROOT / "benchmarks" / "bench_server.py",
+    "websockets": ROOT / "benchmarks" / "peer_servers" / "websockets_server.py",
+}
 
 
 class BenchError(Exception):
@@ -786,23 +800,20 @@ def builtin_command(name: str, mode: str, conns: int) -> str | None:
     """The command template of a built-in server name, or None if ``name`` is not one."""
     py = shlex.quote(sys.executable)
     ping = " --ping-interval 20" if mode == "connections" else ""
-    if name == "rfc6455-serve" or (
-        name == "rfc6455" and importlib.util.find_spec("rfc6455.bench_server") is None
-    ):
+    if name == "rfc6455-serve":
         if mode == "broadcast":
-            raise BenchError("the broadcast benchmark needs rfc6455.bench_server")
+            raise BenchError("the broadcast benchmark needs bench_server.py: --server rfc6455")
         return (
             f"{py} -m rfc6455 serve --port {{port}} --app echo --no-compression"
             f" --ping-interval {20 if ping else 0} --max-connections {max(conns, 1000) * 2}"
             " --log-level WARNING"
         )
-    if name == "rfc6455":
-        return f"{py} -m rfc6455.bench_server --port {{port}} --mode {{mode}}{ping}"
-    if name == "websockets":
-        if not _PEER_SCRIPT.exists():
-            raise BenchError(f"peer script not found: {_PEER_SCRIPT}; use --server NAME=CMD")
-        return f"{py} {shlex.quote(str(_PEER_SCRIPT))} --port {{port}} --mode {{mode}}{ping}"
-    return None
+    script = _SERVER_SCRIPTS.get(name)
+    if script is None:
+        return None
+    if not script.exists():
+        raise BenchError(f"server script not found: {script}; use --server NAME=CMD")
+    return f"{py} {shlex.quote(str(script))} --port {{port}} --mode {{mode}}{ping}"
 
 
 def parse_server_spec(spec: str, mode: str, conns: int) -> tuple[str, str]:
@@ -836,10 +847,9 @@ class ServerProcess:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
 
-        # The built-in commands run ``-m rfc6455...``: make this copy importable from anywhere.
+        # Servers import rfc6455 (``-m rfc6455 serve``, bench_server.py): this checkout's.
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             shlex.split(command),
             env=env,
@@ -1096,9 +1106,8 @@ def _environment() -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``rfc6455 bench`` argument parser."""
+    """The load generator's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="rfc6455 bench",
         description="WebSocket load generator: echo round trips, broadcast fan-out, memory per "
         "idle connection; servers side by side, pinned, interleaved, medians.",
     )
@@ -1108,7 +1117,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="built-in NAME (rfc6455 = rfc6455.bench_server, rfc6455-serve = the "
+        help="built-in NAME (rfc6455 = benchmarks/bench_server.py, rfc6455-serve = the "
         "'rfc6455 serve' CLI, websockets = the peer script) or 'NAME=COMMAND' with {port}, {mode}, "
         "{py} placeholders; repeatable (default: rfc6455 and websockets)",
     )
@@ -1252,9 +1261,12 @@ def _profiled(args: argparse.Namespace, port: int, pid: int, size: int) -> dict[
     return result
 
 
-def main(argv: list[str]) -> int:
-    """Run ``rfc6455 bench MODE [options]``; returns the exit status."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``loadgen.py MODE [options]``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if not hasattr(select, "epoll") or not os.path.exists("/proc/stat"):
+        print("loadgen: needs Linux (epoll, /proc)", file=sys.stderr)
+        return 2
     if args.conns is None:
         args.conns = 10_000 if args.mode == "connections" else 50
     if args.rounds is None:
@@ -1302,7 +1314,7 @@ def main(argv: list[str]) -> int:
         runs.append(best)
 
     if args.profile and shutil.which("py-spy") is None:
-        print("rfc6455 bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        print("loadgen: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
         return 2
     servers: list[tuple[str, str]] = []
     if args.port is None:
@@ -1312,7 +1324,7 @@ def main(argv: list[str]) -> int:
                 for s in (args.server or ["rfc6455", "websockets"])
             ]
         except BenchError as exc:
-            print(f"rfc6455 bench: {exc}", file=sys.stderr)
+            print(f"loadgen: {exc}", file=sys.stderr)
             return 2
     try:
         with pinned(client_cpu):
@@ -1387,3 +1399,7 @@ def _progress_line(mode: str, r: dict[str, Any]) -> str:
         f"{tag} {r['conns']} conns: {r['rss_before_kib'] / 1024:.1f} → "
         f"{r['rss_after_kib'] / 1024:.1f} MiB, {r['kib_per_conn']:.2f} KiB/conn"
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
