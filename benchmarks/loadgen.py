@@ -999,90 +999,50 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+#: The table columns per mode: (heading, summary row key, decimals, divisor). ``{ref}`` in a
+#: heading is the reference implementation; a missing value (no reference) prints as "–".
+_COLUMNS: Final[dict[str, list[tuple[str, str, int, int]]]] = {
+    "echo": [
+        ("msgs/s", "msgs_per_s", 0, 1),
+        ("p50 µs", "rtt_us.p50", 1, 1),
+        ("p99 µs", "rtt_us.p99", 1, 1),
+        ("server µs/msg", "server_us_per_msg", 2, 1),
+        ("server CPU", "server_cpu_util", 2, 1),
+        ("server sys share", "server_sys_share", 2, 1),
+        ("foreign CPU", "foreign_cpu_util", 2, 1),
+        ("msgs/s × {ref}", "ratio_primary", 2, 1),
+        ("µs/msg × {ref}", "ratio_cost", 2, 1),
+    ],
+    "broadcast": [
+        ("last p50 ms", "last_ms.p50", 2, 1),
+        ("last p99 ms", "last_ms.p99", 2, 1),
+        ("first p50 ms", "first_ms.p50", 3, 1),
+        ("client busy ms", "client_busy_ms.p50", 2, 1),
+        ("server µs/delivery", "server_us_per_delivery", 2, 1),
+        ("foreign CPU", "foreign_cpu_util", 2, 1),
+        ("last p99 × {ref}", "ratio_primary", 2, 1),
+        ("µs/delivery × {ref}", "ratio_cost", 2, 1),
+    ],
+    "connections": [
+        ("RSS before MiB", "rss_before_kib", 1, 1024),
+        ("RSS after MiB", "rss_after_kib", 1, 1024),
+        ("KiB/conn", "kib_per_conn", 2, 1),
+        ("× {ref}", "ratio_cost", 2, 1),
+        ("server CPU while idle", "server_cpu_util_while_idle", 3, 1),
+    ],
+}
+
+
 def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str:
     """The summary rows as a markdown table."""
-    if mode == "echo":
-        head = [
-            "implementation",
-            "size B",
-            "msgs/s",
-            "p50 µs",
-            "p99 µs",
-            "server µs/msg",
-            "server CPU",
-            "server sys share",
-            "foreign CPU",
-            f"msgs/s × {reference}",
-            f"µs/msg × {reference}",
-        ]
-        cells = [
-            [
-                r["impl"],
-                r["size"],
-                _fmt(r["msgs_per_s"], 0),
-                _fmt(r["rtt_us.p50"]),
-                _fmt(r["rtt_us.p99"]),
-                _fmt(r["server_us_per_msg"], 2),
-                _fmt(r["server_cpu_util"], 2),
-                _fmt(r["server_sys_share"], 2),
-                _fmt(r["foreign_cpu_util"], 2),
-                _fmt(r.get("ratio_primary", float("nan")), 2),
-                _fmt(r.get("ratio_cost", float("nan")), 2),
-            ]
-            for r in rows
-        ]
-    elif mode == "broadcast":
-        head = [
-            "implementation",
-            "size B",
-            "last p50 ms",
-            "last p99 ms",
-            "first p50 ms",
-            "client busy ms",
-            "server µs/delivery",
-            "foreign CPU",
-            f"last p99 × {reference}",
-            f"µs/delivery × {reference}",
-        ]
-        cells = [
-            [
-                r["impl"],
-                r["size"],
-                _fmt(r["last_ms.p50"], 2),
-                _fmt(r["last_ms.p99"], 2),
-                _fmt(r["first_ms.p50"], 3),
-                _fmt(r["client_busy_ms.p50"], 2),
-                _fmt(r["server_us_per_delivery"], 2),
-                _fmt(r["foreign_cpu_util"], 2),
-                _fmt(r.get("ratio_primary", float("nan")), 2),
-                _fmt(r.get("ratio_cost", float("nan")), 2),
-            ]
-            for r in rows
-        ]
-    else:
-        head = [
-            "implementation",
-            "conns",
-            "RSS before MiB",
-            "RSS after MiB",
-            "KiB/conn",
-            f"× {reference}",
-            "server CPU while idle",
-        ]
-        cells = [
-            [
-                r["impl"],
-                r["conns"],
-                _fmt(r["rss_before_kib"] / 1024),
-                _fmt(r["rss_after_kib"] / 1024),
-                _fmt(r["kib_per_conn"], 2),
-                _fmt(r.get("ratio_cost", float("nan")), 2),
-                _fmt(r["server_cpu_util_while_idle"], 3),
-            ]
-            for r in rows
-        ]
+    second = ("conns", "conns") if mode == "connections" else ("size B", "size")
+    columns = _COLUMNS[mode]
+    head = ["implementation", second[0], *(c[0].format(ref=reference) for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+    for r in rows:
+        cells = [str(r["impl"]), str(r[second[1]])]
+        cells += [_fmt(r.get(key, math.nan) / div, digits) for _, key, digits, div in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
