@@ -23,18 +23,19 @@ Implementations:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from python_kernels import python_kernels
+
 import rfc6455
-from rfc6455 import _connection, _frames, _mask, _mask_py
+from rfc6455 import _mask
 
 CHUNK = 64 * 1024
 
@@ -84,29 +85,6 @@ def run_rfc6455(chunks: Sequence[bytes]) -> Result:
             frames += 1
             nbytes += len(event.data)  # type: ignore[attr-defined]
     return frames, nbytes
-
-
-@contextlib.contextmanager
-def python_kernels() -> Iterator[None]:
-    """Run the connection on the pure-Python twins of the native kernels.
-
-    The module globals the core calls through are swapped, then restored; a
-    name the core no longer uses is left alone.
-    """
-    swaps = [
-        (vars(module), name, twin)
-        for module in (_frames, _connection)
-        for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
-        if name in vars(module)
-    ]
-    saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
-    for namespace, name, twin in swaps:
-        namespace[name] = twin
-    try:
-        yield
-    finally:
-        for namespace, name, original in saved:
-            namespace[name] = original
 
 
 def run_rfc6455_python(chunks: Sequence[bytes]) -> Result:

@@ -21,7 +21,7 @@ except ImportError:  # run from the checkout without installing it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import rfc6455
 
-from rfc6455 import _connection, _frames, _mask_py
+from python_kernels import python_kernels
 
 
 class MyParser:
@@ -51,20 +51,5 @@ class MyParserPython(MyParser):
 
     def feed(self, chunk: bytes) -> int:
         """Feed one chunk with the Python twins of the kernels."""
-        saved = [(namespace, name, namespace[name]) for namespace, name, _ in _SWAPS]
-        for namespace, name, twin in _SWAPS:
-            namespace[name] = twin
-        try:
+        with python_kernels():
             return super().feed(chunk)
-        finally:
-            for namespace, name, original in saved:
-                namespace[name] = original
-
-
-#: (module globals, name, Python twin): what RFC6455_NO_EXTENSIONS=1 would pick.
-_SWAPS = [
-    (vars(module), name, twin)
-    for module in (_frames, _connection)
-    for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
-    if name in vars(module)
-]

@@ -1,5 +1,6 @@
 """The ``rfc6455`` command line (contract in docs/contracts.md: info, serve, connect,
-autobahn-server, autobahn-client, bench)."""
+autobahn-server, autobahn-client). The load generator is a script in the checkout:
+``python3 benchmarks/loadgen.py``."""
 
 from __future__ import annotations
 
@@ -83,10 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     autobahn_client.add_argument("--log-level", default="WARNING")
     autobahn_client.set_defaults(func=_autobahn_client)
 
-    bench = sub.add_parser("bench", help="load generator (echo | broadcast | connections)")
-    bench.add_argument("mode", choices=["echo", "broadcast", "connections"])
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=_bench)
     return parser
 
 
@@ -123,12 +120,6 @@ def _autobahn_client(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     return autobahn_client(args)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
-
-    return bench_main([args.mode, *args.rest])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,7 @@
-"""Tests for ``rfc6455.bench``: the frame helpers, the slow path, and short smoke runs of the
-echo, broadcast and idle-connection benchmarks against real server subprocesses on 127.0.0.1.
+"""Tests for the load generator ``benchmarks/loadgen.py`` and the benchmark server
+``benchmarks/bench_server.py`` (scripts in the checkout, imported here by path): the frame
+helpers, the slow path, and short smoke runs of the echo, broadcast and idle-connection
+benchmarks against real server subprocesses on 127.0.0.1.
 
 The smoke runs are bounded (a few connections, about a second each) and assert the shape and
 sanity of the result, never a speed.
@@ -10,18 +12,40 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import json
 import math
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from helpers import xor_mask
+from test_server import running_server, url
 
-from rfc6455 import bench
-from tests.helpers import xor_mask
+import rfc6455
+from rfc6455 import connect
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    """Import ``benchmarks/NAME.py`` by path (the benchmarks folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("loadgen")
+bench_server = _load("bench_server")
 
 
 def test_client_frame_is_masked_and_decodes_to_the_payload() -> None:
@@ -276,3 +300,39 @@ def test_profile_top_ranks_leaf_lines_by_self_time(tmp_path: Path) -> None:
     )
     top = bench.profile_top(str(raw), top=2)
     assert top == [(0.6, "send (b.py:2)"), (0.3, "recv (b.py:3)")]
+
+
+def test_the_package_holds_no_benchmark_modules() -> None:
+    # Files, not find_spec: an editable install of another checkout would answer for it.
+    package = Path(rfc6455.__file__).parent
+    assert package == BENCHMARKS.parent / "rfc6455"
+    assert not [p.name for p in package.glob("bench*")]
+
+
+def test_script_help_lists_the_modes() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "loadgen.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "{echo,broadcast,connections}" in out and "--server SPEC" in out
+
+
+def test_shared_handler_instance_broadcasts_one_frame_to_others() -> None:
+    hub = bench_server.BroadcastHandler()
+    with (
+        running_server(handler=hub) as server,
+        connect(url(server)) as a,
+        connect(url(server)) as b,
+        connect(url(server)) as c,
+    ):
+        a.send("news")
+        assert b.recv(timeout=5) == "news"
+        assert c.recv(timeout=5) == "news"
+        c.send(b"\x00bin")
+        assert a.recv(timeout=5) == b"\x00bin"
+        assert b.recv(timeout=5) == b"\x00bin"
+        with pytest.raises(TimeoutError):
+            a.recv(timeout=0.1)  # the publisher does not get its own message

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rfc6455 import _mask, connect
+from rfc6455.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on ws://([\d.]+):(\d+)")
@@ -50,6 +51,14 @@ def test_info_follows_the_environment_switch() -> None:
         timeout=60,
     ).stdout
     assert "masking: python" in out.splitlines()
+
+
+def test_bench_is_no_longer_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    # The load generator is benchmarks/loadgen.py in the checkout (tests/test_bench.py).
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "echo"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
 
 
 @pytest.fixture

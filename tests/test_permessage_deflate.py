@@ -1,6 +1,6 @@
 """permessage-deflate runtime (RFC 7692 §6, §7.2): vectors, round trips, limits.
 
-Frames are built and parsed with ``tests.helpers`` (by hand, from RFC 6455),
+Frames are built and parsed with tests/helpers.py (by hand, from RFC 6455),
 and expected compressed bytes come from the RFC's own examples or from zlib
 used directly, never from the code under test.
 """
@@ -13,6 +13,17 @@ import tracemalloc
 import zlib
 
 import pytest
+from helpers import (
+    OP_BINARY,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    chunks,
+    feed_bytewise,
+    frame,
+    parse_close,
+    parse_frames,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,19 +39,8 @@ from rfc6455 import (
     TextMessage,
 )
 from rfc6455.permessage_deflate import PerMessageDeflate
-from tests.helpers import (
-    OP_BINARY,
-    OP_CONT,
-    OP_PING,
-    OP_TEXT,
-    chunks,
-    feed_bytewise,
-    frame,
-    parse_close,
-    parse_frames,
-)
 
-RSV1 = 4  # as tests.helpers.frame counts RSV bits
+RSV1 = 4  # as helpers.frame counts RSV bits
 
 
 def server_with(ext: PerMessageDeflate, **kwargs: object) -> ServerConnection:

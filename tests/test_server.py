@@ -439,26 +439,6 @@ def test_request_is_available_to_the_handler() -> None:
         assert seen == ["ada", "127.0.0.1"]
 
 
-def test_shared_handler_instance_broadcasts_one_frame_to_others() -> None:
-    from rfc6455.bench_server import BroadcastHandler
-
-    hub = BroadcastHandler()
-    with (
-        running_server(handler=hub) as server,
-        connect(url(server)) as a,
-        connect(url(server)) as b,
-        connect(url(server)) as c,
-    ):
-        a.send("news")
-        assert b.recv(timeout=5) == "news"
-        assert c.recv(timeout=5) == "news"
-        c.send(b"\x00bin")
-        assert a.recv(timeout=5) == b"\x00bin"
-        assert b.recv(timeout=5) == b"\x00bin"
-        with pytest.raises(TimeoutError):
-            a.recv(timeout=0.1)  # the publisher does not get its own message
-
-
 def test_permessage_deflate_through_the_server() -> None:
     from rfc6455.permessage_deflate import ServerPerMessageDeflate
 

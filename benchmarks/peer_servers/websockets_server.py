@@ -1,6 +1,6 @@
-"""The comparison peer for ``rfc6455 bench``: a ``websockets`` asyncio server.
+"""The comparison peer for ``benchmarks/loadgen.py``: a ``websockets`` asyncio server.
 
-Modes (same contract as ``rfc6455.bench_server``):
+Modes (same contract as ``benchmarks/bench_server.py``):
 
 * ``echo``: every data message goes back on the connection it came from, with its type;
 * ``broadcast``: every data message goes to every *other* open connection, framed once by

@@ -1,4 +1,11 @@
-"""``rfc6455 bench``: a WebSocket load generator and a side-by-side server runner.
+"""A WebSocket load generator and a side-by-side server runner.
+
+Run it from a checkout (it starts benchmarks/bench_server.py and the peer servers in
+benchmarks/peer_servers by path), on Linux (``epoll``, ``/proc``, CPU affinity)::
+
+    python3 benchmarks/loadgen.py echo|broadcast|connections [options]
+
+``--help`` lists the options; benchmarks/README.md has examples.
 
 Strategy: the load generator is deliberately dumb and cheap. It speaks just enough RFC 6455
 itself (a client handshake, unfragmented binary frames) on raw non-blocking sockets driven by
@@ -26,7 +33,6 @@ import argparse
 import base64
 import errno
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -50,7 +56,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-from ._mask import apply_mask
+# A script in the checkout (never installed): the checkout's rfc6455 first, as the built-in
+# servers get it through PYTHONPATH (see ServerProcess).
+ROOT: Final = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from rfc6455 import apply_mask
 
 __all__ = ["main"]
 
@@ -71,9 +83,11 @@ OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 
-_PEER_SCRIPT: Final = (
-    Path(__file__).resolve().parent.parent / "benchmarks" / "peer_servers" / "websockets_server.py"
-)
+#: The built-in servers started by path: ``--port PORT --mode echo|broadcast [--ping-interval S]``.
+_SERVER_SCRIPTS: Final = {
+    "rfc6455": ROOT / "benchmarks" / "bench_server.py",
+    "websockets": ROOT / "benchmarks" / "peer_servers" / "websockets_server.py",
+}
 
 
 class BenchError(Exception):
@@ -786,23 +800,20 @@ def builtin_command(name: str, mode: str, conns: int) -> str | None:
     """The command template of a built-in server name, or None if ``name`` is not one."""
     py = shlex.quote(sys.executable)
     ping = " --ping-interval 20" if mode == "connections" else ""
-    if name == "rfc6455-serve" or (
-        name == "rfc6455" and importlib.util.find_spec("rfc6455.bench_server") is None
-    ):
+    if name == "rfc6455-serve":
         if mode == "broadcast":
-            raise BenchError("the broadcast benchmark needs rfc6455.bench_server")
+            raise BenchError("the broadcast benchmark needs bench_server.py: --server rfc6455")
         return (
             f"{py} -m rfc6455 serve --port {{port}} --app echo --no-compression"
             f" --ping-interval {20 if ping else 0} --max-connections {max(conns, 1000) * 2}"
             " --log-level WARNING"
         )
-    if name == "rfc6455":
-        return f"{py} -m rfc6455.bench_server --port {{port}} --mode {{mode}}{ping}"
-    if name == "websockets":
-        if not _PEER_SCRIPT.exists():
-            raise BenchError(f"peer script not found: {_PEER_SCRIPT}; use --server NAME=CMD")
-        return f"{py} {shlex.quote(str(_PEER_SCRIPT))} --port {{port}} --mode {{mode}}{ping}"
-    return None
+    script = _SERVER_SCRIPTS.get(name)
+    if script is None:
+        return None
+    if not script.exists():
+        raise BenchError(f"server script not found: {script}; use --server NAME=CMD")
+    return f"{py} {shlex.quote(str(script))} --port {{port}} --mode {{mode}}{ping}"
 
 
 def parse_server_spec(spec: str, mode: str, conns: int) -> tuple[str, str]:
@@ -836,10 +847,9 @@ class ServerProcess:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
 
-        # The built-in commands run ``-m rfc6455...``: make this copy importable from anywhere.
+        # Servers import rfc6455 (``-m rfc6455 serve``, bench_server.py): this checkout's.
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             shlex.split(command),
             env=env,
@@ -989,90 +999,50 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+#: The table columns per mode: (heading, summary row key, decimals, divisor). ``{ref}`` in a
+#: heading is the reference implementation; a missing value (no reference) prints as "–".
+_COLUMNS: Final[dict[str, list[tuple[str, str, int, int]]]] = {
+    "echo": [
+        ("msgs/s", "msgs_per_s", 0, 1),
+        ("p50 µs", "rtt_us.p50", 1, 1),
+        ("p99 µs", "rtt_us.p99", 1, 1),
+        ("server µs/msg", "server_us_per_msg", 2, 1),
+        ("server CPU", "server_cpu_util", 2, 1),
+        ("server sys share", "server_sys_share", 2, 1),
+        ("foreign CPU", "foreign_cpu_util", 2, 1),
+        ("msgs/s × {ref}", "ratio_primary", 2, 1),
+        ("µs/msg × {ref}", "ratio_cost", 2, 1),
+    ],
+    "broadcast": [
+        ("last p50 ms", "last_ms.p50", 2, 1),
+        ("last p99 ms", "last_ms.p99", 2, 1),
+        ("first p50 ms", "first_ms.p50", 3, 1),
+        ("client busy ms", "client_busy_ms.p50", 2, 1),
+        ("server µs/delivery", "server_us_per_delivery", 2, 1),
+        ("foreign CPU", "foreign_cpu_util", 2, 1),
+        ("last p99 × {ref}", "ratio_primary", 2, 1),
+        ("µs/delivery × {ref}", "ratio_cost", 2, 1),
+    ],
+    "connections": [
+        ("RSS before MiB", "rss_before_kib", 1, 1024),
+        ("RSS after MiB", "rss_after_kib", 1, 1024),
+        ("KiB/conn", "kib_per_conn", 2, 1),
+        ("× {ref}", "ratio_cost", 2, 1),
+        ("server CPU while idle", "server_cpu_util_while_idle", 3, 1),
+    ],
+}
+
+
 def markdown_table(mode: str, rows: list[dict[str, Any]], reference: str) -> str:
     """The summary rows as a markdown table."""
-    if mode == "echo":
-        head = [
-            "implementation",
-            "size B",
-            "msgs/s",
-            "p50 µs",
-            "p99 µs",
-            "server µs/msg",
-            "server CPU",
-            "server sys share",
-            "foreign CPU",
-            f"msgs/s × {reference}",
-            f"µs/msg × {reference}",
-        ]
-        cells = [
-            [
-                r["impl"],
-                r["size"],
-                _fmt(r["msgs_per_s"], 0),
-                _fmt(r["rtt_us.p50"]),
-                _fmt(r["rtt_us.p99"]),
-                _fmt(r["server_us_per_msg"], 2),
-                _fmt(r["server_cpu_util"], 2),
-                _fmt(r["server_sys_share"], 2),
-                _fmt(r["foreign_cpu_util"], 2),
-                _fmt(r.get("ratio_primary", float("nan")), 2),
-                _fmt(r.get("ratio_cost", float("nan")), 2),
-            ]
-            for r in rows
-        ]
-    elif mode == "broadcast":
-        head = [
-            "implementation",
-            "size B",
-            "last p50 ms",
-            "last p99 ms",
-            "first p50 ms",
-            "client busy ms",
-            "server µs/delivery",
-            "foreign CPU",
-            f"last p99 × {reference}",
-            f"µs/delivery × {reference}",
-        ]
-        cells = [
-            [
-                r["impl"],
-                r["size"],
-                _fmt(r["last_ms.p50"], 2),
-                _fmt(r["last_ms.p99"], 2),
-                _fmt(r["first_ms.p50"], 3),
-                _fmt(r["client_busy_ms.p50"], 2),
-                _fmt(r["server_us_per_delivery"], 2),
-                _fmt(r["foreign_cpu_util"], 2),
-                _fmt(r.get("ratio_primary", float("nan")), 2),
-                _fmt(r.get("ratio_cost", float("nan")), 2),
-            ]
-            for r in rows
-        ]
-    else:
-        head = [
-            "implementation",
-            "conns",
-            "RSS before MiB",
-            "RSS after MiB",
-            "KiB/conn",
-            f"× {reference}",
-            "server CPU while idle",
-        ]
-        cells = [
-            [
-                r["impl"],
-                r["conns"],
-                _fmt(r["rss_before_kib"] / 1024),
-                _fmt(r["rss_after_kib"] / 1024),
-                _fmt(r["kib_per_conn"], 2),
-                _fmt(r.get("ratio_cost", float("nan")), 2),
-                _fmt(r["server_cpu_util_while_idle"], 3),
-            ]
-            for r in rows
-        ]
+    second = ("conns", "conns") if mode == "connections" else ("size B", "size")
+    columns = _COLUMNS[mode]
+    head = ["implementation", second[0], *(c[0].format(ref=reference) for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+    for r in rows:
+        cells = [str(r["impl"]), str(r[second[1]])]
+        cells += [_fmt(r.get(key, math.nan) / div, digits) for _, key, digits, div in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -1096,9 +1066,8 @@ def _environment() -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``rfc6455 bench`` argument parser."""
+    """The load generator's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="rfc6455 bench",
         description="WebSocket load generator: echo round trips, broadcast fan-out, memory per "
         "idle connection; servers side by side, pinned, interleaved, medians.",
     )
@@ -1108,7 +1077,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="built-in NAME (rfc6455 = rfc6455.bench_server, rfc6455-serve = the "
+        help="built-in NAME (rfc6455 = benchmarks/bench_server.py, rfc6455-serve = the "
         "'rfc6455 serve' CLI, websockets = the peer script) or 'NAME=COMMAND' with {port}, {mode}, "
         "{py} placeholders; repeatable (default: rfc6455 and websockets)",
     )
@@ -1252,9 +1221,12 @@ def _profiled(args: argparse.Namespace, port: int, pid: int, size: int) -> dict[
     return result
 
 
-def main(argv: list[str]) -> int:
-    """Run ``rfc6455 bench MODE [options]``; returns the exit status."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``loadgen.py MODE [options]``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if not hasattr(select, "epoll") or not os.path.exists("/proc/stat"):
+        print("loadgen: needs Linux (epoll, /proc)", file=sys.stderr)
+        return 2
     if args.conns is None:
         args.conns = 10_000 if args.mode == "connections" else 50
     if args.rounds is None:
@@ -1302,7 +1274,7 @@ def main(argv: list[str]) -> int:
         runs.append(best)
 
     if args.profile and shutil.which("py-spy") is None:
-        print("rfc6455 bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        print("loadgen: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
         return 2
     servers: list[tuple[str, str]] = []
     if args.port is None:
@@ -1312,7 +1284,7 @@ def main(argv: list[str]) -> int:
                 for s in (args.server or ["rfc6455", "websockets"])
             ]
         except BenchError as exc:
-            print(f"rfc6455 bench: {exc}", file=sys.stderr)
+            print(f"loadgen: {exc}", file=sys.stderr)
             return 2
     try:
         with pinned(client_cpu):
@@ -1387,3 +1359,7 @@ def _progress_line(mode: str, r: dict[str, Any]) -> str:
         f"{tag} {r['conns']} conns: {r['rss_before_kib'] / 1024:.1f} → "
         f"{r['rss_after_kib'] / 1024:.1f} MiB, {r['kib_per_conn']:.2f} KiB/conn"
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

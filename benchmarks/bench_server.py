@@ -1,4 +1,6 @@
-"""Echo / broadcast server for the benchmark harness (``python -m rfc6455.bench_server``).
+"""Echo / broadcast server for the benchmark harness
+(``python3 benchmarks/bench_server.py --port PORT [--mode echo|broadcast]``; loadgen.py starts
+it as the built-in ``rfc6455`` server).
 
 Follows the contract of the shared bench harness: listen on 127.0.0.1:PORT,
 any path, no extensions, no keepalive pings; ``echo`` sends every data message
@@ -10,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 
-from ._endpoint import WebSocket
-from ._events import Message
-from .app import EchoHandler, Handler, broadcast
-from .server import Config, Server
+# A script in the checkout (never installed): the checkout's rfc6455 first.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from rfc6455 import Config, EchoHandler, Handler, Server, WebSocket, broadcast
+from rfc6455.app import Message
 
 __all__ = ["BroadcastHandler", "main"]
 
