@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rfc6455 import _mask, _mask_py
+from rfc6455 import _kernels, _kernels_py
 
 try:
     from rfc6455 import _native
@@ -45,7 +45,7 @@ def _cases() -> dict[str, Callable[[int], Callable[[], Any]]]:
     cases["memcopy"] = memcopy
 
     if _native is not None:
-        apply_mask, apply_mask_inplace, _ = _mask._native_kernels(_native)
+        apply_mask, apply_mask_inplace, _ = _kernels._native_kernels(_native)
 
         def native_inplace(size: int) -> Callable[[], Any]:
             buf = bytearray(_payload(size))
@@ -68,7 +68,7 @@ def _cases() -> dict[str, Callable[[int], Callable[[], Any]]]:
 
     def python(size: int) -> Callable[[], Any]:
         data = _payload(size)
-        return lambda: _mask_py.apply_mask(data, KEY)
+        return lambda: _kernels_py.apply_mask(data, KEY)
 
     cases["python"] = python
 
@@ -104,7 +104,7 @@ FRAME_SIZES = [125, 1024, 16 * 1024]
 
 def _masked_chunk(size: int) -> tuple[bytearray, int, list[tuple[int, int]]]:
     header = bytes([0x82, 0x80 | size]) if size < 126 else bytes([0x82, 0xFE]) + size.to_bytes(2)
-    one = header + KEY + _mask_py.apply_mask(_payload(size), KEY)
+    one = header + KEY + _kernels_py.apply_mask(_payload(size), KEY)
     count = CHUNK // len(one)
     spans = [(i * len(one) + len(header) + 4, (i + 1) * len(one)) for i in range(count)]
     return bytearray(one * count), count, spans
@@ -123,8 +123,8 @@ def _scan_cases() -> dict[str, Callable[[int], tuple[Callable[[], Any], int]]]:
         return case
 
     if _native is not None:
-        cases["native_scan_frames"] = make_scan(_mask._native_kernels(_native)[2])
-    cases["python_scan_frames"] = make_scan(_mask_py.scan_frames)
+        cases["native_scan_frames"] = make_scan(_kernels._native_kernels(_native)[2])
+    cases["python_scan_frames"] = make_scan(_kernels_py.scan_frames)
 
     if websockets_apply_mask is not None:
         ws_apply_mask = websockets_apply_mask

@@ -12,7 +12,7 @@ that every frame and every payload byte came out.
 
 Implementations:
 - ``rfc6455``: ``ServerConnection`` with the default kernels (native when
-  built, see ``rfc6455._mask.IMPLEMENTATION``);
+  built, see ``rfc6455._kernels.IMPLEMENTATION``);
 - ``rfc6455-python``: the same with the pure-Python twins of the kernels, as
   with ``RFC6455_NO_EXTENSIONS=1`` (swapped in for the duration of a run);
 - ``wsproto``: ``wsproto.connection.Connection(ConnectionType.SERVER)``, the
@@ -34,7 +34,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import rfc6455
-from rfc6455 import _connection, _frames, _mask, _mask_py
+from rfc6455 import _connection, _frames, _kernels, _kernels_py
 
 CHUNK = 64 * 1024
 
@@ -96,7 +96,7 @@ def python_kernels() -> Iterator[None]:
     swaps = [
         (vars(module), name, twin)
         for module in (_frames, _connection)
-        for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
+        for name, twin in (("scan_frames", _kernels_py.scan_frames), ("apply_mask", _kernels_py.apply_mask))
         if name in vars(module)
     ]
     saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
@@ -152,7 +152,7 @@ RUNNERS: dict[str, Callable[[Sequence[bytes]], Result]] = {
 
 def implementation_label() -> str:
     """Which kernels the default ``rfc6455`` runner uses."""
-    return f"masking: {_mask.IMPLEMENTATION}"
+    return f"masking: {_kernels.IMPLEMENTATION}"
 
 
 # ------------------------------------------------------------------ pytest

@@ -21,7 +21,7 @@ except ImportError:  # run from the checkout without installing it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import rfc6455
 
-from rfc6455 import _connection, _frames, _mask_py
+from rfc6455 import _connection, _frames, _kernels_py
 
 
 class MyParser:
@@ -65,6 +65,6 @@ class MyParserPython(MyParser):
 _SWAPS = [
     (vars(module), name, twin)
     for module in (_frames, _connection)
-    for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
+    for name, twin in (("scan_frames", _kernels_py.scan_frames), ("apply_mask", _kernels_py.apply_mask))
     if name in vars(module)
 ]

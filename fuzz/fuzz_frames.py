@@ -83,8 +83,8 @@ with _instrument:
         TextMessage,
         _connection,
         _frames,
-        _mask,
-        _mask_py,
+        _kernels,
+        _kernels_py,
     )
 
     try:
@@ -389,7 +389,7 @@ def python_kernels() -> Iterator[None]:
     swaps = [
         (vars(module), name, twin)
         for module in (_frames, _connection)
-        for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
+        for name, twin in (("scan_frames", _kernels_py.scan_frames), ("apply_mask", _kernels_py.apply_mask))
         if name in vars(module)
     ]
     saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
@@ -409,7 +409,7 @@ def _check_scanner(config: Config, wire: bytes) -> None:
     start = min(len(wire), config.scan_byte >> 7)
     max_payload = _frames.UNLIMITED if config.max_size is None else config.max_size
     results = []
-    for scan in (_mask.scan_frames, _mask_py.scan_frames):
+    for scan in (_kernels.scan_frames, _kernels_py.scan_frames):
         buf = bytearray(wire)
         result = scan(buf, start, len(buf), not config.client, allowed_rsv, max_payload, max_frames)
         results.append((result, bytes(buf)))
@@ -437,7 +437,7 @@ def _check(config: Config, wire: bytes) -> None:
         bytewise = _feed(config, split(wire, (1,)), "events")
         if not _same(bytewise.events, chunked.events):
             raise HarnessFailure(f"bytewise vs chunked:\n{bytewise.events!r}\n{chunked.events!r}")
-    if _mask.IMPLEMENTATION == "c":
+    if _kernels.IMPLEMENTATION == "c":
         with python_kernels():
             python = _feed(config, split(wire, config.chunk_sizes), "next_event")
         if python.events != chunked.events:

@@ -58,7 +58,7 @@ ffibuilder.set_source(
     # build under another suffix cannot shadow a new one.
     py_limited_api=True,
     # A missing or broken compiler must not fail the install: the pure-Python twin in
-    # rfc6455/_mask_py.py takes over.
+    # rfc6455/_kernels_py.py takes over.
     optional=True,
 )
 

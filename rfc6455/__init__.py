@@ -55,8 +55,8 @@ from ._handshake import (
     UpgradeRequest,
     accept_key,
 )
+from ._kernels import apply_mask, apply_mask_inplace
 from ._loop import Loop
-from ._mask import apply_mask, apply_mask_inplace
 from ._state import ConnectionState
 from .client import ReconnectingClient, SyncWebSocket, connect, loop_connect
 from .permessage_deflate import (

@@ -61,7 +61,7 @@ from ._events import (
 )
 from ._extensions import Extension, rsv_mask_of
 from ._frames import UNLIMITED, FrameDecoder, encode_frame, frame_header, scan_error
-from ._mask import apply_mask
+from ._kernels import apply_mask
 from ._state import RECEIVING, SENDING, ConnectionState, Trigger, next_state
 
 __all__ = ["ClientConnection", "Connection", "ConnectionState", "ServerConnection"]

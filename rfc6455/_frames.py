@@ -3,7 +3,7 @@
 Strategy: the decoder keeps one ``bytearray`` receive buffer. Each
 :meth:`FrameDecoder.feed` first drops the bytes consumed by the previous call,
 appends the new chunk, then makes *one* call to ``scan_frames`` (native or
-Python, picked in :mod:`rfc6455._mask`) that decodes every complete frame
+Python, picked in :mod:`rfc6455._kernels`) that decodes every complete frame
 header in the buffer, checks it, unmasks the payload in place and reports
 ``(first byte, payload start, payload end)``. Offsets stay valid until the
 next ``feed``, so the connection copies each payload exactly once, straight
@@ -19,8 +19,8 @@ from typing import Final
 
 from ._constants import MAX_CONTROL_PAYLOAD
 from ._errors import LocalProtocolError, MessageTooBig, ProtocolError, RemoteProtocolError
-from ._mask import apply_mask, scan_frames
-from ._mask_py import (
+from ._kernels import apply_mask, scan_frames
+from ._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
     ERR_LENGTH_MSB,

@@ -50,7 +50,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-from ._mask import apply_mask
+from ._kernels import apply_mask
 
 __all__ = ["main"]
 

@@ -1,7 +1,7 @@
 """Pure-Python twins of the native kernels in ``native/``.
 
 Strategy: same signatures, same results and same error codes as the C
-functions, so :mod:`rfc6455._mask` can pick either and one test matrix covers
+functions, so :mod:`rfc6455._kernels` can pick either and one test matrix covers
 both. Masking XORs whole payloads as big integers, which is the fastest thing
 pure Python can do (a per-byte loop is ~100x slower).
 """

@@ -2,7 +2,7 @@
 
 Strategy: ``rfc6455._native`` is imported here and nowhere else. It is used when it imports
 and ``RFC6455_NO_EXTENSIONS`` is unset or empty at import time; otherwise the twins in
-:mod:`rfc6455._mask_py` are re-exported unchanged. The native wrappers keep the twins'
+:mod:`rfc6455._kernels_py` are re-exported unchanged. The native wrappers keep the twins'
 signatures, results and error messages, so callers and tests cannot tell them apart except
 by :data:`IMPLEMENTATION`. :func:`_native_kernels` builds the wrappers for a given module,
 so tests can run the native ones whatever the environment says.
@@ -24,26 +24,26 @@ from array import array
 from types import ModuleType
 from typing import Any, Protocol
 
-from . import _mask_py
-from ._mask_py import Buffer
+from . import _kernels_py
+from ._kernels_py import Buffer
 
 __all__ = ["IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "scan_frames"]
 
 
 class ApplyMask(Protocol):
-    """The signature of :func:`rfc6455._mask_py.apply_mask`."""
+    """The signature of :func:`rfc6455._kernels_py.apply_mask`."""
 
     def __call__(self, data: Buffer, key: Buffer, offset: int = 0) -> bytes: ...
 
 
 class ApplyMaskInplace(Protocol):
-    """The signature of :func:`rfc6455._mask_py.apply_mask_inplace`."""
+    """The signature of :func:`rfc6455._kernels_py.apply_mask_inplace`."""
 
     def __call__(self, data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None: ...
 
 
 class ScanFrames(Protocol):
-    """The signature of :func:`rfc6455._mask_py.scan_frames`."""
+    """The signature of :func:`rfc6455._kernels_py.scan_frames`."""
 
     def __call__(
         self,
@@ -77,8 +77,8 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
     c_mask_copy = lib.rfc6455_mask_copy
     c_mask_inplace = lib.rfc6455_mask_inplace
     c_scan_frames = lib.rfc6455_scan_frames
-    py_xor = _mask_py._xor
-    err_none = _mask_py.ERR_NONE
+    py_xor = _kernels_py._xor
+    err_none = _kernels_py.ERR_NONE
 
     # Writing into a fresh ``bytes(n)`` saves a copy of the whole output: the object was
     # just allocated (zeroed by calloc), is referenced only here and has no cached hash, so
@@ -214,9 +214,9 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
                 return records, consumed, error, needed
 
     for wrapper, twin in (
-        (apply_mask, _mask_py.apply_mask),
-        (apply_mask_inplace, _mask_py.apply_mask_inplace),
-        (scan_frames, _mask_py.scan_frames),
+        (apply_mask, _kernels_py.apply_mask),
+        (apply_mask_inplace, _kernels_py.apply_mask_inplace),
+        (scan_frames, _kernels_py.scan_frames),
     ):
         wrapper.__qualname__ = twin.__qualname__
         wrapper.__doc__ = twin.__doc__
@@ -242,8 +242,8 @@ apply_mask: ApplyMask
 apply_mask_inplace: ApplyMaskInplace
 scan_frames: ScanFrames
 if _native_module is None:
-    apply_mask = _mask_py.apply_mask
-    apply_mask_inplace = _mask_py.apply_mask_inplace
-    scan_frames = _mask_py.scan_frames
+    apply_mask = _kernels_py.apply_mask
+    apply_mask_inplace = _kernels_py.apply_mask_inplace
+    scan_frames = _kernels_py.scan_frames
 else:
     apply_mask, apply_mask_inplace, scan_frames = _native_kernels(_native_module)
