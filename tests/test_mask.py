@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rfc6455 import _kernels, _kernels_py
+from rfc6455._kernels import KERNELS, PYTHON_KERNELS, Kernels, native_kernels
 
 
 def _import_native() -> ModuleType | None:
@@ -28,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NATIVE = _import_native()
 # Each implementation as (apply_mask, apply_mask_inplace). The native pair is built straight
 # from the extension, so it is tested even when RFC6455_NO_EXTENSIONS makes _kernels use Python.
-IMPLS = [pytest.param((_kernels_py.apply_mask, _kernels_py.apply_mask_inplace), id="python")]
+IMPLS = [pytest.param((PYTHON_KERNELS.apply_mask, PYTHON_KERNELS.apply_mask_inplace), id="python")]
 if NATIVE is not None:
-    _native_apply_mask, _native_apply_mask_inplace, _ = _kernels._native_kernels(NATIVE)
+    NATIVE_KERNELS = native_kernels(NATIVE)
+    _native_apply_mask = NATIVE_KERNELS.apply_mask
+    _native_apply_mask_inplace = NATIVE_KERNELS.apply_mask_inplace
     IMPLS.append(pytest.param((_native_apply_mask, _native_apply_mask_inplace), id="c"))
 
 ApplyMask = Callable[..., bytes]
@@ -216,18 +219,68 @@ class TestImplementationChoice:
     def test_matches_environment(self) -> None:
         if os.environ.get("RFC6455_NO_EXTENSIONS"):
             assert _kernels.IMPLEMENTATION == "python"
+            assert KERNELS is PYTHON_KERNELS
             assert _kernels.apply_mask is _kernels_py.apply_mask
         elif NATIVE is not None:
             assert _kernels.IMPLEMENTATION == "c"
+            assert KERNELS is native_kernels()
             assert _kernels.apply_mask is not _kernels_py.apply_mask
         else:
             assert _kernels.IMPLEMENTATION == "python"
+
+    def test_implementation_is_the_default_kernels_name(self) -> None:
+        assert _kernels.IMPLEMENTATION == KERNELS.name
+        assert (_kernels.apply_mask, _kernels.apply_mask_inplace, _kernels.scan_frames) == (
+            KERNELS.apply_mask,
+            KERNELS.apply_mask_inplace,
+            KERNELS.scan_frames,
+        )
+
+    def test_python_kernels_are_the_twins(self) -> None:
+        assert PYTHON_KERNELS == Kernels(
+            "python", _kernels_py.apply_mask, _kernels_py.apply_mask_inplace, _kernels_py.scan_frames
+        )
+
+    def test_kernels_are_frozen_values(self) -> None:
+        with pytest.raises(AttributeError):
+            PYTHON_KERNELS.name = "c"  # type: ignore[misc]
+        assert not hasattr(PYTHON_KERNELS, "__dict__")
+
+    @needs_native
+    def test_native_kernels_wrap_the_extension_once(self) -> None:
+        kernels = native_kernels()
+        assert kernels.name == "c"
+        assert native_kernels(NATIVE) is kernels
+        # The wrappers pass for the twins in help() and tracebacks.
+        for field in ("apply_mask", "apply_mask_inplace", "scan_frames"):
+            wrapper, twin = getattr(kernels, field), getattr(_kernels_py, field)
+            assert wrapper is not twin
+            assert (wrapper.__qualname__, wrapper.__doc__) == (twin.__qualname__, twin.__doc__)
+
+    def test_native_kernels_need_the_extension(self) -> None:
+        # Without the extension (a None entry in sys.modules makes its import fail) the
+        # default falls back to Python, and asking for the native kernels says why.
+        probe = (
+            "import sys; sys.modules['rfc6455._native'] = None; "
+            "import rfc6455._kernels as m\n"
+            "try:\n    m.native_kernels()\nexcept ImportError:\n    print(m.IMPLEMENTATION)"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "RFC6455_NO_EXTENSIONS"}
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=ROOT,
+        ).stdout.split()
+        assert out == ["python"]
 
     def test_environment_forces_python(self) -> None:
         probe = (
             "import sys, rfc6455._kernels as m, rfc6455._kernels_py as p; "
             "print(m.IMPLEMENTATION, m.scan_frames is p.scan_frames, "
-            "'rfc6455._native' in sys.modules)"
+            "m.KERNELS is m.PYTHON_KERNELS, 'rfc6455._native' in sys.modules)"
         )
         env = dict(os.environ, RFC6455_NO_EXTENSIONS="1")
         out = subprocess.run(
@@ -239,7 +292,7 @@ class TestImplementationChoice:
             cwd=ROOT,
         ).stdout.split()
         # Forced Python does not even load the extension.
-        assert out == ["python", "True", "False"]
+        assert out == ["python", "True", "True", "False"]
 
     @needs_native
     def test_native_chosen_without_the_switch(self) -> None:

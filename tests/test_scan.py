@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfc6455 import _kernels, _kernels_py
+from rfc6455 import _kernels_py
+from rfc6455._kernels import PYTHON_KERNELS, native_kernels
 from rfc6455._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -38,9 +39,9 @@ def _import_native() -> ModuleType | None:
 
 NATIVE = _import_native()
 ScanFrames = Callable[..., tuple[list[int], int, int, int]]
-IMPLS = [pytest.param(_kernels_py.scan_frames, id="python")]
+IMPLS = [pytest.param(PYTHON_KERNELS.scan_frames, id="python")]
 if NATIVE is not None:
-    native_scan_frames = _kernels._native_kernels(NATIVE)[2]
+    native_scan_frames = native_kernels(NATIVE).scan_frames
     IMPLS.append(pytest.param(native_scan_frames, id="c"))
 
 KEY = bytes.fromhex("37fa213d")
