@@ -12,9 +12,9 @@ that every frame and every payload byte came out.
 
 Implementations:
 - ``rfc6455``: ``ServerConnection`` with the default kernels (native when
-  built, see ``rfc6455._kernels.IMPLEMENTATION``);
-- ``rfc6455-python``: the same with the pure-Python twins of the kernels, as
-  with ``RFC6455_NO_EXTENSIONS=1`` (swapped in for the duration of a run);
+  built, see ``rfc6455._kernels.KERNELS``);
+- ``rfc6455-python``: the same given ``kernels=PYTHON_KERNELS``, the
+  pure-Python twins that ``RFC6455_NO_EXTENSIONS=1`` would pick;
 - ``wsproto``: ``wsproto.connection.Connection(ConnectionType.SERVER)``, the
   post-handshake sans-I/O connection;
 - ``websockets``: ``websockets.protocol.Protocol(Side.SERVER)``, the sans-I/O
@@ -23,10 +23,10 @@ Implementations:
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import rfc6455
-from rfc6455 import _connection, _frames, _kernels, _kernels_py
+from rfc6455._kernels import KERNELS, PYTHON_KERNELS, Kernels
 
 CHUNK = 64 * 1024
 
@@ -75,8 +75,8 @@ def build_chunks(size: int, frames: int, chunk: int = CHUNK) -> list[bytes]:
 # the harness costs them the same.
 
 
-def run_rfc6455(chunks: Sequence[bytes]) -> Result:
-    conn = rfc6455.ServerConnection(max_message_size=None)
+def run_rfc6455(chunks: Sequence[bytes], kernels: Kernels | None = None) -> Result:
+    conn = rfc6455.ServerConnection(max_message_size=None, kernels=kernels)
     receive = conn.receive
     frames = nbytes = 0
     for chunk in chunks:
@@ -84,34 +84,6 @@ def run_rfc6455(chunks: Sequence[bytes]) -> Result:
             frames += 1
             nbytes += len(event.data)  # type: ignore[attr-defined]
     return frames, nbytes
-
-
-@contextlib.contextmanager
-def python_kernels() -> Iterator[None]:
-    """Run the connection on the pure-Python twins of the native kernels.
-
-    The module globals the core calls through are swapped, then restored; a
-    name the core no longer uses is left alone.
-    """
-    swaps = [
-        (vars(module), name, twin)
-        for module in (_frames, _connection)
-        for name, twin in (("scan_frames", _kernels_py.scan_frames), ("apply_mask", _kernels_py.apply_mask))
-        if name in vars(module)
-    ]
-    saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
-    for namespace, name, twin in swaps:
-        namespace[name] = twin
-    try:
-        yield
-    finally:
-        for namespace, name, original in saved:
-            namespace[name] = original
-
-
-def run_rfc6455_python(chunks: Sequence[bytes]) -> Result:
-    with python_kernels():
-        return run_rfc6455(chunks)
 
 
 def run_wsproto(chunks: Sequence[bytes]) -> Result:
@@ -144,7 +116,7 @@ def run_websockets(chunks: Sequence[bytes]) -> Result:
 
 RUNNERS: dict[str, Callable[[Sequence[bytes]], Result]] = {
     "rfc6455": run_rfc6455,
-    "rfc6455-python": run_rfc6455_python,
+    "rfc6455-python": functools.partial(run_rfc6455, kernels=PYTHON_KERNELS),
     "wsproto": run_wsproto,
     "websockets": run_websockets,
 }
@@ -152,7 +124,7 @@ RUNNERS: dict[str, Callable[[Sequence[bytes]], Result]] = {
 
 def implementation_label() -> str:
     """Which kernels the default ``rfc6455`` runner uses."""
-    return f"masking: {_kernels.IMPLEMENTATION}"
+    return f"masking: {KERNELS.name}"
 
 
 # ------------------------------------------------------------------ pytest

@@ -21,14 +21,17 @@ except ImportError:  # run from the checkout without installing it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import rfc6455
 
-from rfc6455 import _connection, _frames, _kernels_py
+from rfc6455._kernels import PYTHON_KERNELS, Kernels
 
 
 class MyParser:
     """``rfc6455.ServerConnection`` (post-handshake), default kernels, no size limit."""
 
+    #: The kernels the connection is given; None for the default (native when built).
+    kernels: Kernels | None = None
+
     def __init__(self) -> None:
-        self.conn = rfc6455.ServerConnection(max_message_size=None)
+        self.conn = rfc6455.ServerConnection(max_message_size=None, kernels=self.kernels)
         self.nbytes = 0
 
     def feed(self, chunk: bytes) -> int:
@@ -45,26 +48,8 @@ class MyParser:
 class MyParserPython(MyParser):
     """The same with the pure-Python kernels (as ``RFC6455_NO_EXTENSIONS=1``).
 
-    The kernels are swapped in for each ``feed`` and restored after it, so the
-    other implementations measured in the same process keep the native ones.
+    Only this parser's connection gets them, so the other implementations measured in
+    the same process keep the native ones.
     """
 
-    def feed(self, chunk: bytes) -> int:
-        """Feed one chunk with the Python twins of the kernels."""
-        saved = [(namespace, name, namespace[name]) for namespace, name, _ in _SWAPS]
-        for namespace, name, twin in _SWAPS:
-            namespace[name] = twin
-        try:
-            return super().feed(chunk)
-        finally:
-            for namespace, name, original in saved:
-                namespace[name] = original
-
-
-#: (module globals, name, Python twin): what RFC6455_NO_EXTENSIONS=1 would pick.
-_SWAPS = [
-    (vars(module), name, twin)
-    for module in (_frames, _connection)
-    for name, twin in (("scan_frames", _kernels_py.scan_frames), ("apply_mask", _kernels_py.apply_mask))
-    if name in vars(module)
-]
+    kernels = PYTHON_KERNELS

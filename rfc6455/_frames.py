@@ -2,8 +2,8 @@
 
 Strategy: the decoder keeps one ``bytearray`` receive buffer. Each
 :meth:`FrameDecoder.feed` first drops the bytes consumed by the previous call,
-appends the new chunk, then makes *one* call to ``scan_frames`` (native or
-Python, picked in :mod:`rfc6455._kernels`) that decodes every complete frame
+appends the new chunk, then makes *one* call to ``scan_frames`` (of the
+:class:`~rfc6455._kernels.Kernels` it was given) that decodes every complete frame
 header in the buffer, checks it, unmasks the payload in place and reports
 ``(first byte, payload start, payload end)``. Offsets stay valid until the
 next ``feed``, so the connection copies each payload exactly once, straight
@@ -19,7 +19,7 @@ from typing import Final
 
 from ._constants import MAX_CONTROL_PAYLOAD
 from ._errors import LocalProtocolError, MessageTooBig, ProtocolError, RemoteProtocolError
-from ._kernels import apply_mask, scan_frames
+from ._kernels import KERNELS, Kernels
 from ._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -68,11 +68,33 @@ class FrameDecoder:
         expect_masked: True on the server side (client frames are masked).
         allowed_rsv: RSV bits claimed by negotiated extensions (0x70 mask).
         max_payload: the largest payload a single frame may declare.
+        kernels: the masking and scanning kernels to decode with (default: the
+            native ones when built, see :data:`rfc6455._kernels.KERNELS`);
+            ``PYTHON_KERNELS`` or ``native_kernels()`` pick one explicitly.
     """
 
-    __slots__ = ("_consumed", "_expect_masked", "allowed_rsv", "buffer", "max_payload", "needed")
+    __slots__ = (
+        "_consumed",
+        "_expect_masked",
+        "_scan",
+        "allowed_rsv",
+        "buffer",
+        "kernels",
+        "max_payload",
+        "needed",
+    )
 
-    def __init__(self, *, expect_masked: bool, allowed_rsv: int = 0, max_payload: int = UNLIMITED):
+    def __init__(
+        self,
+        *,
+        expect_masked: bool,
+        allowed_rsv: int = 0,
+        max_payload: int = UNLIMITED,
+        kernels: Kernels = KERNELS,
+    ):
+        #: The kernels given; ``scan_frames`` is bound once, here, for the per-chunk path.
+        self.kernels = kernels
+        self._scan = kernels.scan_frames
         self.buffer = bytearray()
         self._consumed = 0
         self._expect_masked = expect_masked
@@ -93,6 +115,7 @@ class FrameDecoder:
             del buffer[: self._consumed]
             self._consumed = 0
         buffer += data
+        scan_frames = self._scan
         records, consumed, error, needed = scan_frames(
             buffer,
             0,
@@ -156,6 +179,7 @@ def encode_frame(
     fin: bool = True,
     rsv: int = 0,
     mask: bool = False,
+    kernels: Kernels = KERNELS,
 ) -> bytes:
     """Serialize one frame.
 
@@ -166,6 +190,8 @@ def encode_frame(
         rsv: RSV bits as they sit in the first byte (0x40 = RSV1).
         mask: mask the payload with a fresh random key (client frames, §5.3:
             "the masking key MUST be ... unpredictable", so a new one per frame).
+        kernels: the kernels whose ``apply_mask`` masks the payload (default:
+            :data:`rfc6455._kernels.KERNELS`).
     """
     if opcode not in _SENDABLE_OPCODES:
         raise LocalProtocolError(f"opcode {opcode:#x} is reserved (RFC 6455 §5.2)")
@@ -177,4 +203,4 @@ def encode_frame(
     if not mask:
         return frame_header(first, len(payload)) + payload
     key = os.urandom(4)
-    return frame_header(first, len(payload), 0x80) + key + apply_mask(payload, key)
+    return frame_header(first, len(payload), 0x80) + key + kernels.apply_mask(payload, key)
