@@ -31,7 +31,7 @@ import codecs
 from collections.abc import Iterator, Sequence
 
 from ._close import build_close_payload, parse_close_payload
-from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode
+from ._constants import DEFAULT_MAX_MESSAGE_SIZE, MAX_CONTROL_PAYLOAD, CloseCode
 from ._errors import (
     ConnectionClosed,
     InvalidUTF8,
@@ -582,8 +582,10 @@ class Connection:
 
     def _send_control(self, opcode: int, payload: bytes) -> bytes:
         self._check_can_send("a control frame")
-        if len(payload) > 125:
-            raise LocalProtocolError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError(
+                f"control frame payloads are at most {MAX_CONTROL_PAYLOAD} bytes (RFC 6455 §5.5)"
+            )
         return self._emit(self._encode(0x80 | opcode, _to_bytes(payload)))
 
     def close(self, code: int | None = 1000, reason: str = "") -> bytes:

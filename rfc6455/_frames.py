@@ -43,7 +43,10 @@ UNLIMITED: Final = (1 << 63) - 1
 _ERRORS: dict[int, tuple[type[RemoteProtocolError], str]] = {
     ERR_RESERVED_OPCODE: (ProtocolError, "reserved opcode"),
     ERR_RSV_BITS: (ProtocolError, "reserved bits set without a negotiated extension"),
-    ERR_CONTROL_TOO_LONG: (ProtocolError, "control frame payload over 125 bytes"),
+    ERR_CONTROL_TOO_LONG: (
+        ProtocolError,
+        f"control frame payload over {MAX_CONTROL_PAYLOAD} bytes",
+    ),
     ERR_CONTROL_FRAGMENTED: (ProtocolError, "fragmented control frame"),
     ERR_LENGTH_MSB: (ProtocolError, "64-bit payload length with the top bit set"),
     ERR_NON_MINIMAL_LENGTH: (ProtocolError, "payload length not minimally encoded"),
@@ -196,7 +199,9 @@ def encode_frame(
     if opcode not in _SENDABLE_OPCODES:
         raise LocalProtocolError(f"opcode {opcode:#x} is reserved (RFC 6455 §5.2)")
     if opcode & 0x8 and (len(payload) > MAX_CONTROL_PAYLOAD or not fin):
-        raise LocalProtocolError("control frames have at most 125 bytes and are never fragmented")
+        raise LocalProtocolError(
+            f"control frames have at most {MAX_CONTROL_PAYLOAD} bytes and are never fragmented"
+        )
     if rsv & ~0x70:
         raise LocalProtocolError("rsv holds only the RSV1-3 bits (0x70)")
     first = (0x80 if fin else 0) | rsv | opcode

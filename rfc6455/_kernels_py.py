@@ -9,6 +9,8 @@ whole payloads as big integers, which is the fastest thing pure Python can do
 
 from __future__ import annotations
 
+from ._constants import MAX_CONTROL_PAYLOAD
+
 __all__ = ["apply_mask", "apply_mask_inplace", "scan_frames"]
 
 Buffer = bytes | bytearray | memoryview
@@ -124,7 +126,7 @@ def scan_frames(buf: bytearray, start: int, end: int, expect_masked: bool,
             return records, pos, ERR_MASKED, 0
         length = b1 & 0x7F
         if opcode & 0x8:
-            if length > 125:
+            if length > MAX_CONTROL_PAYLOAD:
                 return records, pos, ERR_CONTROL_TOO_LONG, 0
             if not b0 & 0x80:
                 return records, pos, ERR_CONTROL_FRAGMENTED, 0
