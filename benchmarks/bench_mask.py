@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from rfc6455 import _mask, _mask_py
+from rfc6455._kernels import PYTHON_KERNELS, Kernels, native_kernels
 
 try:
     from rfc6455 import _native
 except ImportError:  # pragma: no cover - a pure build
     _native = None  # type: ignore[assignment]
+
+NATIVE_KERNELS: Kernels | None = None if _native is None else native_kernels(_native)
 
 websockets_apply_mask: Callable[..., bytes] | None
 try:
@@ -44,8 +46,9 @@ def _cases() -> dict[str, Callable[[int], Callable[[], Any]]]:
 
     cases["memcopy"] = memcopy
 
-    if _native is not None:
-        apply_mask, apply_mask_inplace, _ = _mask._native_kernels(_native)
+    if _native is not None and NATIVE_KERNELS is not None:
+        apply_mask = NATIVE_KERNELS.apply_mask
+        apply_mask_inplace = NATIVE_KERNELS.apply_mask_inplace
 
         def native_inplace(size: int) -> Callable[[], Any]:
             buf = bytearray(_payload(size))
@@ -68,7 +71,7 @@ def _cases() -> dict[str, Callable[[int], Callable[[], Any]]]:
 
     def python(size: int) -> Callable[[], Any]:
         data = _payload(size)
-        return lambda: _mask_py.apply_mask(data, KEY)
+        return lambda: PYTHON_KERNELS.apply_mask(data, KEY)
 
     cases["python"] = python
 
@@ -104,7 +107,7 @@ FRAME_SIZES = [125, 1024, 16 * 1024]
 
 def _masked_chunk(size: int) -> tuple[bytearray, int, list[tuple[int, int]]]:
     header = bytes([0x82, 0x80 | size]) if size < 126 else bytes([0x82, 0xFE]) + size.to_bytes(2)
-    one = header + KEY + _mask_py.apply_mask(_payload(size), KEY)
+    one = header + KEY + PYTHON_KERNELS.apply_mask(_payload(size), KEY)
     count = CHUNK // len(one)
     spans = [(i * len(one) + len(header) + 4, (i + 1) * len(one)) for i in range(count)]
     return bytearray(one * count), count, spans
@@ -113,7 +116,9 @@ def _masked_chunk(size: int) -> tuple[bytearray, int, list[tuple[int, int]]]:
 def _scan_cases() -> dict[str, Callable[[int], tuple[Callable[[], Any], int]]]:
     cases: dict[str, Callable[[int], tuple[Callable[[], Any], int]]] = {}
 
-    def make_scan(scan: Callable[..., Any]) -> Callable[[int], tuple[Callable[[], Any], int]]:
+    def make_scan(kernels: Kernels) -> Callable[[int], tuple[Callable[[], Any], int]]:
+        scan = kernels.scan_frames
+
         def case(size: int) -> tuple[Callable[[], Any], int]:
             # Scanning unmasks in place; scanning again re-masks: the frames stay valid.
             buf, count, _ = _masked_chunk(size)
@@ -122,9 +127,9 @@ def _scan_cases() -> dict[str, Callable[[int], tuple[Callable[[], Any], int]]]:
 
         return case
 
-    if _native is not None:
-        cases["native_scan_frames"] = make_scan(_mask._native_kernels(_native)[2])
-    cases["python_scan_frames"] = make_scan(_mask_py.scan_frames)
+    for prefix, kernels in (("native", NATIVE_KERNELS), ("python", PYTHON_KERNELS)):
+        if kernels is not None:
+            cases[f"{prefix}_scan_frames"] = make_scan(kernels)
 
     if websockets_apply_mask is not None:
         ws_apply_mask = websockets_apply_mask

@@ -12,9 +12,9 @@ that every frame and every payload byte came out.
 
 Implementations:
 - ``rfc6455``: ``ServerConnection`` with the default kernels (native when
-  built, see ``rfc6455._mask.IMPLEMENTATION``);
-- ``rfc6455-python``: the same with the pure-Python twins of the kernels, as
-  with ``RFC6455_NO_EXTENSIONS=1`` (swapped in for the duration of a run);
+  built, see ``rfc6455._kernels.KERNELS``);
+- ``rfc6455-python``: the same given ``kernels=PYTHON_KERNELS``, the
+  pure-Python twins that ``RFC6455_NO_EXTENSIONS=1`` would pick;
 - ``wsproto``: ``wsproto.connection.Connection(ConnectionType.SERVER)``, the
   post-handshake sans-I/O connection;
 - ``websockets``: ``websockets.protocol.Protocol(Side.SERVER)``, the sans-I/O
@@ -23,6 +23,7 @@ Implementations:
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -32,10 +33,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from python_kernels import python_kernels
-
 import rfc6455
-from rfc6455 import _mask
+from rfc6455._kernels import KERNELS, PYTHON_KERNELS, Kernels
 
 CHUNK = 64 * 1024
 
@@ -76,8 +75,8 @@ def build_chunks(size: int, frames: int, chunk: int = CHUNK) -> list[bytes]:
 # the harness costs them the same.
 
 
-def run_rfc6455(chunks: Sequence[bytes]) -> Result:
-    conn = rfc6455.ServerConnection(max_message_size=None)
+def run_rfc6455(chunks: Sequence[bytes], kernels: Kernels | None = None) -> Result:
+    conn = rfc6455.ServerConnection(max_message_size=None, kernels=kernels)
     receive = conn.receive
     frames = nbytes = 0
     for chunk in chunks:
@@ -85,11 +84,6 @@ def run_rfc6455(chunks: Sequence[bytes]) -> Result:
             frames += 1
             nbytes += len(event.data)  # type: ignore[attr-defined]
     return frames, nbytes
-
-
-def run_rfc6455_python(chunks: Sequence[bytes]) -> Result:
-    with python_kernels():
-        return run_rfc6455(chunks)
 
 
 def run_wsproto(chunks: Sequence[bytes]) -> Result:
@@ -122,7 +116,7 @@ def run_websockets(chunks: Sequence[bytes]) -> Result:
 
 RUNNERS: dict[str, Callable[[Sequence[bytes]], Result]] = {
     "rfc6455": run_rfc6455,
-    "rfc6455-python": run_rfc6455_python,
+    "rfc6455-python": functools.partial(run_rfc6455, kernels=PYTHON_KERNELS),
     "wsproto": run_wsproto,
     "websockets": run_websockets,
 }
@@ -130,7 +124,7 @@ RUNNERS: dict[str, Callable[[Sequence[bytes]], Result]] = {
 
 def implementation_label() -> str:
     """Which kernels the default ``rfc6455`` runner uses."""
-    return f"masking: {_mask.IMPLEMENTATION}"
+    return f"masking: {KERNELS.name}"
 
 
 # ------------------------------------------------------------------ pytest

@@ -37,10 +37,10 @@ Contract checked, for every input (any failure raises and atheris saves it):
    ``ConnectionFailed`` is compared by close code only: the reason names the
    check that fired, and a size limit may fire at the header (split input) or
    at the payload (whole input).
-4. Native == Python: with the C scanner active, the connection running the
-   pure-Python twins produces exactly the same events (reasons included), and
-   ``scan_frames`` itself returns the same records, offsets, error and
-   ``needed`` and leaves the same bytes in the buffer.
+4. Native == Python: with the C kernels the default, a connection given
+   ``kernels=PYTHON_KERNELS`` produces exactly the same events (reasons
+   included), and ``scan_frames`` itself returns the same records, offsets,
+   error and ``needed`` and leaves the same bytes in the buffer.
 5. What the connection queued (pongs, close replies, the failure's close
    frame) parses cleanly at a peer of the other role: one pong per ping with
    the same payload, and a close frame carrying the terminal event's code.
@@ -53,7 +53,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,11 +81,9 @@ with _instrument:
         ServerConnection,
         TextChunk,
         TextMessage,
-        _connection,
         _frames,
-        _mask,
-        _mask_py,
     )
+    from rfc6455._kernels import KERNELS, PYTHON_KERNELS, Kernels
 
     try:
         from rfc6455 import permessage_deflate
@@ -182,7 +180,7 @@ def _deflate_extension(params: int) -> Any:
     )
 
 
-def _new_connection(config: Config) -> Any:
+def _new_connection(config: Config, kernels: Kernels = KERNELS) -> Any:
     cls = ClientConnection if config.client else ServerConnection
     extensions = []
     if config.deflate:
@@ -193,6 +191,7 @@ def _new_connection(config: Config) -> Any:
         extensions=extensions,
         max_message_size=config.max_size,
         stream_messages=config.stream,
+        kernels=kernels,
     )
 
 
@@ -206,9 +205,15 @@ class Run:
     echoed: list[str | bytes]
 
 
-def _feed(config: Config, chunks: Sequence[bytes], api: str, echo: bool = False) -> Run:
+def _feed(
+    config: Config,
+    chunks: Sequence[bytes],
+    api: str,
+    echo: bool = False,
+    kernels: Kernels = KERNELS,
+) -> Run:
     """Feed ``chunks`` then EOF, draining with one of the three input APIs."""
-    conn = _new_connection(config)
+    conn = _new_connection(config, kernels)
     out = []
     if config.local_close:
         out.append(conn.close(1000))
@@ -379,29 +384,6 @@ def _same(a: Sequence[Event], b: Sequence[Event]) -> bool:
     return _comparable(a) == _comparable(b) or _known_bug(a, b)
 
 
-@contextlib.contextmanager
-def python_kernels() -> Iterator[None]:
-    """Run the connection on the pure-Python twins of the native kernels.
-
-    The module globals the core calls through are swapped, then restored; a
-    name the core no longer uses is left alone.
-    """
-    swaps = [
-        (vars(module), name, twin)
-        for module in (_frames, _connection)
-        for name, twin in (("scan_frames", _mask_py.scan_frames), ("apply_mask", _mask_py.apply_mask))
-        if name in vars(module)
-    ]
-    saved = [(namespace, name, namespace[name]) for namespace, name, _ in swaps]
-    for namespace, name, twin in swaps:
-        namespace[name] = twin
-    try:
-        yield
-    finally:
-        for namespace, name, original in saved:
-            namespace[name] = original
-
-
 def _check_scanner(config: Config, wire: bytes) -> None:
     """Call native and Python ``scan_frames`` on the same bytes; compare everything."""
     max_frames = (1, 2, 3, 4, 7, 4096, 4097, 10000, 0)[(config.scan_byte & 0x0F) % 9]
@@ -409,7 +391,7 @@ def _check_scanner(config: Config, wire: bytes) -> None:
     start = min(len(wire), config.scan_byte >> 7)
     max_payload = _frames.UNLIMITED if config.max_size is None else config.max_size
     results = []
-    for scan in (_mask.scan_frames, _mask_py.scan_frames):
+    for scan in (KERNELS.scan_frames, PYTHON_KERNELS.scan_frames):
         buf = bytearray(wire)
         result = scan(buf, start, len(buf), not config.client, allowed_rsv, max_payload, max_frames)
         results.append((result, bytes(buf)))
@@ -437,9 +419,8 @@ def _check(config: Config, wire: bytes) -> None:
         bytewise = _feed(config, split(wire, (1,)), "events")
         if not _same(bytewise.events, chunked.events):
             raise HarnessFailure(f"bytewise vs chunked:\n{bytewise.events!r}\n{chunked.events!r}")
-    if _mask.IMPLEMENTATION == "c":
-        with python_kernels():
-            python = _feed(config, split(wire, config.chunk_sizes), "next_event")
+    if KERNELS is not PYTHON_KERNELS:
+        python = _feed(config, split(wire, config.chunk_sizes), "next_event", kernels=PYTHON_KERNELS)
         if python.events != chunked.events:
             raise HarnessFailure(f"Python vs native:\n{python.events!r}\n{chunked.events!r}")
         _check_scanner(config, wire)

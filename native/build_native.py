@@ -11,20 +11,32 @@ import ``rfc6455``. For a quick in-place build during development::
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CDEF = """
-void rfc6455_mask_inplace(uint8_t *buf, size_t len, const uint8_t *key, size_t offset);
-void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,
-                       size_t offset);
-size_t rfc6455_scan_frames(uint8_t *buf, size_t start, size_t end, int expect_masked,
-                           unsigned allowed_rsv, int64_t max_payload, int64_t *out,
-                           size_t max_frames, int64_t *status);
-"""
+HEADER = os.path.join(HERE, "rfc6455_native.h")
+
+
+def _cdef(header: str) -> str:
+    """The header as cffi's cdef reads it: the prototypes are declared there and only there.
+
+    cffi parses C declarations (comments included) and ``#define NAME <integer>``, but no
+    other preprocessor line, so the include guard and the includes are left out.
+    """
+    with open(header, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return "\n".join(
+        line
+        for line in lines
+        if not line.startswith("#") or re.fullmatch(r"#define \w+ \d+", line)
+    )
+
+
+CDEF = _cdef(HEADER)
 
 
 def _relative(path: str) -> str:
@@ -51,14 +63,14 @@ ffibuilder.set_source(
     '#include "rfc6455_native.h"',
     sources=[_relative(os.path.join(HERE, "rfc6455_native.c"))],
     include_dirs=[_relative(HERE)],
-    depends=[_relative(os.path.join(HERE, "rfc6455_native.h"))],
+    depends=[_relative(HEADER)],
     extra_compile_args=_compile_args(),
     # cffi's generated code uses only the stable ABI; saying so here too gives the module
     # the same name (_native.abi3.so) from pip and from a manual build below, so an old
     # build under another suffix cannot shadow a new one.
     py_limited_api=True,
     # A missing or broken compiler must not fail the install: the pure-Python twin in
-    # rfc6455/_mask_py.py takes over.
+    # rfc6455/_kernels_py.py takes over.
     optional=True,
 )
 

@@ -17,7 +17,7 @@ import zipfile
 _NATIVE_SUFFIXES = (".so", ".pyd")
 
 _PROBE = (
-    "import rfc6455._native, rfc6455._mask as m; "
+    "import rfc6455._native, rfc6455._kernels as m; "
     "assert m.IMPLEMENTATION == 'c', m.IMPLEMENTATION; "
     "assert m.apply_mask(b'Hello', b'\\x37\\xfa\\x21\\x3d') == bytes.fromhex('7f9f4d5158'); "
     "print(rfc6455._native.__file__)"

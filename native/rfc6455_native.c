@@ -5,8 +5,8 @@
  * every step covers a multiple of 4 bytes and the key phase never changes inside the bulk
  * loop. The destination is first aligned byte by byte (large inputs only) so that vector
  * stores never split a cache line; loads and stores stay unaligned-safe. SSE2 is baseline on
- * x86-64; AVX2 is used only when the running CPU reports it (checked at call time, so a wheel
- * built here runs on any x86-64). Everything else falls back to a word-at-a-time loop that
+ * x86-64; AVX2 is used only when the running CPU reports it (asked once, when the module is
+ * loaded, so a wheel built here runs on any x86-64). Everything else falls back to a word-at-a-time loop that
  * compilers auto-vectorize at -O3.
  */
 #include "rfc6455_native.h"
@@ -24,7 +24,7 @@
 #include <immintrin.h>
 #endif
 
-/* Below this size the alignment head and the CPU check cost more than they save. */
+/* Below these sizes the alignment head and the switch to AVX2 cost more than they save. */
 #define ALIGN_MIN 64
 #define AVX2_MIN 256
 
@@ -40,6 +40,18 @@ static inline uint32_t key_word(const uint8_t k[4], size_t phase)
 }
 
 #ifdef RFC6455_HAVE_AVX2
+/* Whether the running CPU has AVX2. Set once by a constructor, which runs when the shared
+ * object is loaded: before any call, so no lock and no race with the threads that call in
+ * without the GIL. __builtin_cpu_init must come first in code that may run before libgcc's
+ * own initialisation, as a constructor may. */
+static int have_avx2;
+
+__attribute__((constructor)) static void detect_avx2(void)
+{
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2") != 0;
+}
+
 __attribute__((target("avx2"))) static size_t xor_avx2(uint8_t *d, const uint8_t *s, size_t n,
                                                        uint32_t w)
 {
@@ -107,7 +119,7 @@ void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8
     n = len - i;
     w = key_word(k, offset + i);
 #ifdef RFC6455_HAVE_AVX2
-    if (n >= AVX2_MIN && __builtin_cpu_supports("avx2"))
+    if (n >= AVX2_MIN && have_avx2)
         j = xor_avx2(d, s, n, w);
 #endif
 #ifdef RFC6455_HAVE_SSE2

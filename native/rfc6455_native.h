@@ -2,7 +2,7 @@
  * Native hot paths of rfc6455: masking (RFC 6455 §5.3) and frame header scanning (§5.2).
  *
  * Plain C99, no Python.h: the cffi build script (build_native.py) wraps these in API mode.
- * Every function has a pure-Python twin in rfc6455/_mask_py.py with the same results; the
+ * Every function has a pure-Python twin in rfc6455/_kernels_py.py with the same results; the
  * error codes below must match the ERR_* constants there.
  */
 #ifndef RFC6455_NATIVE_H

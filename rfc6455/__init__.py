@@ -60,8 +60,8 @@ from ._handshake import (
     UpgradeRequest,
     accept_key,
 )
+from ._kernels import apply_mask, apply_mask_inplace
 from ._loop import Loop
-from ._mask import apply_mask, apply_mask_inplace
 from ._state import ConnectionState
 from .app import EchoHandler, Handler, broadcast
 from .client import ClientWebSocket, ReconnectingClient, loop_connect

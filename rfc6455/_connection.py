@@ -31,7 +31,7 @@ import codecs
 from collections.abc import Iterator, Sequence
 
 from ._close import build_close_payload, parse_close_payload
-from ._constants import DEFAULT_MAX_MESSAGE_SIZE, CloseCode
+from ._constants import DEFAULT_MAX_MESSAGE_SIZE, MAX_CONTROL_PAYLOAD, CloseCode
 from ._errors import (
     ConnectionClosed,
     InvalidUTF8,
@@ -61,7 +61,7 @@ from ._events import (
 )
 from ._extensions import Extension, rsv_mask_of
 from ._frames import UNLIMITED, FrameDecoder, encode_frame, frame_header, scan_error
-from ._mask import apply_mask
+from ._kernels import KERNELS, Kernels
 from ._state import RECEIVING, SENDING, ConnectionState, Trigger, next_state
 
 __all__ = ["ClientConnection", "Connection", "ConnectionState", "ServerConnection"]
@@ -92,6 +92,12 @@ class Connection:
             :class:`BinaryChunk` events, one per frame, instead of whole
             messages (the size limit still applies per message).
         trailing_data: bytes received after the handshake, fed first.
+        kernels: the masking and frame-scanning kernels, for decoding, for
+            masking what a client sends and for checking UTF-8 in a masked
+            text frame still arriving. None (the default) for
+            :data:`rfc6455._kernels.KERNELS` (native when built, unless
+            ``RFC6455_NO_EXTENSIONS`` is set); ``PYTHON_KERNELS`` or
+            ``native_kernels()`` from :mod:`rfc6455._kernels` to pick one.
 
     Input: ``receive_data(data)``; ``receive_data(b"")`` means EOF. Then
     ``next_event()`` until it returns ``NEED_DATA`` (or iterate
@@ -113,6 +119,7 @@ class Connection:
         "_events",
         "_extensions",
         "_final",
+        "_kernels",
         "_mask_frames",
         "_max_size",
         "_msg_opcode",
@@ -138,7 +145,9 @@ class Connection:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         stream_messages: bool = False,
         trailing_data: bytes = b"",
+        kernels: Kernels | None = None,
     ) -> None:
+        self._kernels = kernels = KERNELS if kernels is None else kernels
         self._extensions = tuple(extensions)
         self._max_size = UNLIMITED if max_message_size is None else max_message_size
         self._stream = stream_messages
@@ -152,6 +161,7 @@ class Connection:
             expect_masked=self.is_server,
             allowed_rsv=rsv_mask_of(self._extensions),
             max_payload=max_payload,
+            kernels=kernels,
         )
         self._events: list[Event] = []
         self._event_pos = 0
@@ -428,7 +438,7 @@ class Connection:
         with self._decoder.pending_view() as view:
             chunk = view[header_size + self._partial_checked : header_size + available]
             if key is not None:
-                chunk_bytes = apply_mask(chunk, key, self._partial_checked)
+                chunk_bytes = self._kernels.apply_mask(chunk, key, self._partial_checked)
             else:
                 chunk_bytes = chunk.tobytes()
             chunk.release()
@@ -463,7 +473,12 @@ class Connection:
     def _encode(self, first: int, payload: bytes) -> bytes:
         if self._mask_frames:
             return encode_frame(
-                first & 0x0F, payload, fin=bool(first & 0x80), rsv=first & 0x70, mask=True
+                first & 0x0F,
+                payload,
+                fin=bool(first & 0x80),
+                rsv=first & 0x70,
+                mask=True,
+                kernels=self._kernels,
             )
         return frame_header(first, len(payload)) + payload
 
@@ -567,8 +582,10 @@ class Connection:
 
     def _send_control(self, opcode: int, payload: bytes) -> bytes:
         self._check_can_send("a control frame")
-        if len(payload) > 125:
-            raise LocalProtocolError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError(
+                f"control frame payloads are at most {MAX_CONTROL_PAYLOAD} bytes (RFC 6455 §5.5)"
+            )
         return self._emit(self._encode(0x80 | opcode, _to_bytes(payload)))
 
     def close(self, code: int | None = 1000, reason: str = "") -> bytes:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar
 
+from ._constants import MAX_CONTROL_PAYLOAD
+
 __all__ = [
     "NEED_DATA",
     "BinaryChunk",
@@ -110,8 +112,10 @@ class Ping(Event):
     payload: bytes = b""
 
     def __post_init__(self) -> None:
-        if len(self.payload) > 125:
-            raise ValueError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
+        if len(self.payload) > MAX_CONTROL_PAYLOAD:
+            raise ValueError(
+                f"control frame payloads are at most {MAX_CONTROL_PAYLOAD} bytes (RFC 6455 §5.5)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,8 +125,10 @@ class Pong(Event):
     payload: bytes = b""
 
     def __post_init__(self) -> None:
-        if len(self.payload) > 125:
-            raise ValueError("control frame payloads are at most 125 bytes (RFC 6455 §5.5)")
+        if len(self.payload) > MAX_CONTROL_PAYLOAD:
+            raise ValueError(
+                f"control frame payloads are at most {MAX_CONTROL_PAYLOAD} bytes (RFC 6455 §5.5)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

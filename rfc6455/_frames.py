@@ -2,8 +2,8 @@
 
 Strategy: the decoder keeps one ``bytearray`` receive buffer. Each
 :meth:`FrameDecoder.feed` first drops the bytes consumed by the previous call,
-appends the new chunk, then makes *one* call to ``scan_frames`` (native or
-Python, picked in :mod:`rfc6455._mask`) that decodes every complete frame
+appends the new chunk, then makes *one* call to ``scan_frames`` (of the
+:class:`~rfc6455._kernels.Kernels` it was given) that decodes every complete frame
 header in the buffer, checks it, unmasks the payload in place and reports
 ``(first byte, payload start, payload end)``. Offsets stay valid until the
 next ``feed``, so the connection copies each payload exactly once, straight
@@ -19,8 +19,8 @@ from typing import Final
 
 from ._constants import MAX_CONTROL_PAYLOAD
 from ._errors import LocalProtocolError, MessageTooBig, ProtocolError, RemoteProtocolError
-from ._mask import apply_mask, scan_frames
-from ._mask_py import (
+from ._kernels import KERNELS, Kernels
+from ._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
     ERR_LENGTH_MSB,
@@ -43,7 +43,10 @@ UNLIMITED: Final = (1 << 63) - 1
 _ERRORS: dict[int, tuple[type[RemoteProtocolError], str]] = {
     ERR_RESERVED_OPCODE: (ProtocolError, "reserved opcode"),
     ERR_RSV_BITS: (ProtocolError, "reserved bits set without a negotiated extension"),
-    ERR_CONTROL_TOO_LONG: (ProtocolError, "control frame payload over 125 bytes"),
+    ERR_CONTROL_TOO_LONG: (
+        ProtocolError,
+        f"control frame payload over {MAX_CONTROL_PAYLOAD} bytes",
+    ),
     ERR_CONTROL_FRAGMENTED: (ProtocolError, "fragmented control frame"),
     ERR_LENGTH_MSB: (ProtocolError, "64-bit payload length with the top bit set"),
     ERR_NON_MINIMAL_LENGTH: (ProtocolError, "payload length not minimally encoded"),
@@ -68,11 +71,33 @@ class FrameDecoder:
         expect_masked: True on the server side (client frames are masked).
         allowed_rsv: RSV bits claimed by negotiated extensions (0x70 mask).
         max_payload: the largest payload a single frame may declare.
+        kernels: the masking and scanning kernels to decode with (default: the
+            native ones when built, see :data:`rfc6455._kernels.KERNELS`);
+            ``PYTHON_KERNELS`` or ``native_kernels()`` pick one explicitly.
     """
 
-    __slots__ = ("_consumed", "_expect_masked", "allowed_rsv", "buffer", "max_payload", "needed")
+    __slots__ = (
+        "_consumed",
+        "_expect_masked",
+        "_scan",
+        "allowed_rsv",
+        "buffer",
+        "kernels",
+        "max_payload",
+        "needed",
+    )
 
-    def __init__(self, *, expect_masked: bool, allowed_rsv: int = 0, max_payload: int = UNLIMITED):
+    def __init__(
+        self,
+        *,
+        expect_masked: bool,
+        allowed_rsv: int = 0,
+        max_payload: int = UNLIMITED,
+        kernels: Kernels = KERNELS,
+    ):
+        #: The kernels given; ``scan_frames`` is bound once, here, for the per-chunk path.
+        self.kernels = kernels
+        self._scan = kernels.scan_frames
         self.buffer = bytearray()
         self._consumed = 0
         self._expect_masked = expect_masked
@@ -93,6 +118,7 @@ class FrameDecoder:
             del buffer[: self._consumed]
             self._consumed = 0
         buffer += data
+        scan_frames = self._scan
         records, consumed, error, needed = scan_frames(
             buffer,
             0,
@@ -156,6 +182,7 @@ def encode_frame(
     fin: bool = True,
     rsv: int = 0,
     mask: bool = False,
+    kernels: Kernels = KERNELS,
 ) -> bytes:
     """Serialize one frame.
 
@@ -166,15 +193,19 @@ def encode_frame(
         rsv: RSV bits as they sit in the first byte (0x40 = RSV1).
         mask: mask the payload with a fresh random key (client frames, §5.3:
             "the masking key MUST be ... unpredictable", so a new one per frame).
+        kernels: the kernels whose ``apply_mask`` masks the payload (default:
+            :data:`rfc6455._kernels.KERNELS`).
     """
     if opcode not in _SENDABLE_OPCODES:
         raise LocalProtocolError(f"opcode {opcode:#x} is reserved (RFC 6455 §5.2)")
     if opcode & 0x8 and (len(payload) > MAX_CONTROL_PAYLOAD or not fin):
-        raise LocalProtocolError("control frames have at most 125 bytes and are never fragmented")
+        raise LocalProtocolError(
+            f"control frames have at most {MAX_CONTROL_PAYLOAD} bytes and are never fragmented"
+        )
     if rsv & ~0x70:
         raise LocalProtocolError("rsv holds only the RSV1-3 bits (0x70)")
     first = (0x80 if fin else 0) | rsv | opcode
     if not mask:
         return frame_header(first, len(payload)) + payload
     key = os.urandom(4)
-    return frame_header(first, len(payload), 0x80) + key + apply_mask(payload, key)
+    return frame_header(first, len(payload), 0x80) + key + kernels.apply_mask(payload, key)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from ._mask import IMPLEMENTATION as MASK_IMPLEMENTATION
+from ._kernels import IMPLEMENTATION as MASK_IMPLEMENTATION
 
 __all__ = ["build_parser", "main"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rfc6455 import _mask, connect
+from rfc6455 import _kernels, connect
 from rfc6455.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def test_info_reports_version_and_masking_implementation() -> None:
         timeout=60,
     ).stdout
     assert out.startswith("rfc6455 ")
-    assert f"masking: {_mask.IMPLEMENTATION}" in out.splitlines()
+    assert f"masking: {_kernels.IMPLEMENTATION}" in out.splitlines()
 
 
 def test_info_follows_the_environment_switch() -> None:

@@ -14,7 +14,7 @@ from helpers import RFC_KEY, frame, parse_frames, xor_mask
 
 from rfc6455 import LocalProtocolError, MessageTooBig, ProtocolError, encode_frame
 from rfc6455._frames import MAX_FRAMES_PER_SCAN, FrameDecoder, frame_header, scan_error
-from rfc6455._mask_py import (
+from rfc6455._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
     ERR_LENGTH_MSB,

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfc6455 import _mask, _mask_py
+from rfc6455 import _kernels, _kernels_py
+from rfc6455._kernels import KERNELS, PYTHON_KERNELS, Kernels, native_kernels
 
 
 def _import_native() -> ModuleType | None:
@@ -27,10 +28,12 @@ def _import_native() -> ModuleType | None:
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = _import_native()
 # Each implementation as (apply_mask, apply_mask_inplace). The native pair is built straight
-# from the extension, so it is tested even when RFC6455_NO_EXTENSIONS makes _mask use Python.
-IMPLS = [pytest.param((_mask_py.apply_mask, _mask_py.apply_mask_inplace), id="python")]
+# from the extension, so it is tested even when RFC6455_NO_EXTENSIONS makes _kernels use Python.
+IMPLS = [pytest.param((PYTHON_KERNELS.apply_mask, PYTHON_KERNELS.apply_mask_inplace), id="python")]
 if NATIVE is not None:
-    _native_apply_mask, _native_apply_mask_inplace, _ = _mask._native_kernels(NATIVE)
+    NATIVE_KERNELS = native_kernels(NATIVE)
+    _native_apply_mask = NATIVE_KERNELS.apply_mask
+    _native_apply_mask_inplace = NATIVE_KERNELS.apply_mask_inplace
     IMPLS.append(pytest.param((_native_apply_mask, _native_apply_mask_inplace), id="c"))
 
 ApplyMask = Callable[..., bytes]
@@ -87,7 +90,7 @@ class TestApplyMask:
     def test_large(self, impl: Impl) -> None:
         apply_mask, apply_mask_inplace = impl
         data = pattern((1 << 20) + 3)
-        expected = _mask_py.apply_mask(data, KEY, 3)
+        expected = _kernels_py.apply_mask(data, KEY, 3)
         # Spot-check the twin at the far end against the definition.
         assert expected[-5:] == reference(data, KEY, 3)[-5:]
         assert apply_mask(data, KEY, 3) == expected
@@ -203,31 +206,81 @@ needs_native = pytest.mark.skipif(NATIVE is None, reason="rfc6455._native is not
 )
 def test_c_equals_python(data: bytes, key: bytes, offset: int, start: int) -> None:
     start = min(start, len(data))
-    expected = _mask_py.apply_mask(data[start:], key, offset)
+    expected = _kernels_py.apply_mask(data[start:], key, offset)
     assert _native_apply_mask(data[start:], key, offset) == expected
     assert _native_apply_mask(memoryview(data)[start:], key, offset) == expected
     c_buf, py_buf = bytearray(data), bytearray(data)
     _native_apply_mask_inplace(memoryview(c_buf)[start:], key, offset)
-    _mask_py.apply_mask_inplace(memoryview(py_buf)[start:], key, offset)
+    _kernels_py.apply_mask_inplace(memoryview(py_buf)[start:], key, offset)
     assert c_buf == py_buf
 
 
 class TestImplementationChoice:
     def test_matches_environment(self) -> None:
         if os.environ.get("RFC6455_NO_EXTENSIONS"):
-            assert _mask.IMPLEMENTATION == "python"
-            assert _mask.apply_mask is _mask_py.apply_mask
+            assert _kernels.IMPLEMENTATION == "python"
+            assert KERNELS is PYTHON_KERNELS
+            assert _kernels.apply_mask is _kernels_py.apply_mask
         elif NATIVE is not None:
-            assert _mask.IMPLEMENTATION == "c"
-            assert _mask.apply_mask is not _mask_py.apply_mask
+            assert _kernels.IMPLEMENTATION == "c"
+            assert KERNELS is native_kernels()
+            assert _kernels.apply_mask is not _kernels_py.apply_mask
         else:
-            assert _mask.IMPLEMENTATION == "python"
+            assert _kernels.IMPLEMENTATION == "python"
+
+    def test_implementation_is_the_default_kernels_name(self) -> None:
+        assert _kernels.IMPLEMENTATION == KERNELS.name
+        assert (_kernels.apply_mask, _kernels.apply_mask_inplace, _kernels.scan_frames) == (
+            KERNELS.apply_mask,
+            KERNELS.apply_mask_inplace,
+            KERNELS.scan_frames,
+        )
+
+    def test_python_kernels_are_the_twins(self) -> None:
+        assert PYTHON_KERNELS == Kernels(
+            "python", _kernels_py.apply_mask, _kernels_py.apply_mask_inplace, _kernels_py.scan_frames
+        )
+
+    def test_kernels_are_frozen_values(self) -> None:
+        with pytest.raises(AttributeError):
+            PYTHON_KERNELS.name = "c"  # type: ignore[misc]
+        assert not hasattr(PYTHON_KERNELS, "__dict__")
+
+    @needs_native
+    def test_native_kernels_wrap_the_extension_once(self) -> None:
+        kernels = native_kernels()
+        assert kernels.name == "c"
+        assert native_kernels(NATIVE) is kernels
+        # The wrappers pass for the twins in help() and tracebacks.
+        for field in ("apply_mask", "apply_mask_inplace", "scan_frames"):
+            wrapper, twin = getattr(kernels, field), getattr(_kernels_py, field)
+            assert wrapper is not twin
+            assert (wrapper.__qualname__, wrapper.__doc__) == (twin.__qualname__, twin.__doc__)
+
+    def test_native_kernels_need_the_extension(self) -> None:
+        # Without the extension (a None entry in sys.modules makes its import fail) the
+        # default falls back to Python, and asking for the native kernels says why.
+        probe = (
+            "import sys; sys.modules['rfc6455._native'] = None; "
+            "import rfc6455._kernels as m\n"
+            "try:\n    m.native_kernels()\nexcept ImportError:\n    print(m.IMPLEMENTATION)"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "RFC6455_NO_EXTENSIONS"}
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=ROOT,
+        ).stdout.split()
+        assert out == ["python"]
 
     def test_environment_forces_python(self) -> None:
         probe = (
-            "import sys, rfc6455._mask as m, rfc6455._mask_py as p; "
+            "import sys, rfc6455._kernels as m, rfc6455._kernels_py as p; "
             "print(m.IMPLEMENTATION, m.scan_frames is p.scan_frames, "
-            "'rfc6455._native' in sys.modules)"
+            "m.KERNELS is m.PYTHON_KERNELS, 'rfc6455._native' in sys.modules)"
         )
         env = dict(os.environ, RFC6455_NO_EXTENSIONS="1")
         out = subprocess.run(
@@ -239,11 +292,11 @@ class TestImplementationChoice:
             cwd=ROOT,
         ).stdout.split()
         # Forced Python does not even load the extension.
-        assert out == ["python", "True", "False"]
+        assert out == ["python", "True", "True", "False"]
 
     @needs_native
     def test_native_chosen_without_the_switch(self) -> None:
-        probe = "import rfc6455._mask as m; print(m.IMPLEMENTATION)"
+        probe = "import rfc6455._kernels as m; print(m.IMPLEMENTATION)"
         env = {k: v for k, v in os.environ.items() if k != "RFC6455_NO_EXTENSIONS"}
         out = subprocess.run(
             [sys.executable, "-c", probe],
@@ -258,6 +311,6 @@ class TestImplementationChoice:
     def test_ci_built_the_extension(self) -> None:
         # In CI the extension must have been compiled; a silent fallback to Python fails here.
         if os.environ.get("CI") == "true" and not os.environ.get("RFC6455_NO_EXTENSIONS"):
-            assert _mask.IMPLEMENTATION == "c"
+            assert _kernels.IMPLEMENTATION == "c"
         else:
-            assert _mask.IMPLEMENTATION in ("c", "python")
+            assert _kernels.IMPLEMENTATION in ("c", "python")

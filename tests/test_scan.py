@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rfc6455 import _mask, _mask_py
-from rfc6455._mask_py import (
+from rfc6455 import _kernels_py
+from rfc6455._kernels import PYTHON_KERNELS, native_kernels
+from rfc6455._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
     ERR_LENGTH_MSB,
@@ -38,9 +39,9 @@ def _import_native() -> ModuleType | None:
 
 NATIVE = _import_native()
 ScanFrames = Callable[..., tuple[list[int], int, int, int]]
-IMPLS = [pytest.param(_mask_py.scan_frames, id="python")]
+IMPLS = [pytest.param(PYTHON_KERNELS.scan_frames, id="python")]
 if NATIVE is not None:
-    native_scan_frames = _mask._native_kernels(NATIVE)[2]
+    native_scan_frames = native_kernels(NATIVE).scan_frames
     IMPLS.append(pytest.param(native_scan_frames, id="c"))
 
 KEY = bytes.fromhex("37fa213d")
@@ -73,7 +74,7 @@ def frame(
         header = bytes([b0, mask_bit | 127]) + n.to_bytes(8, "big")
     if key is None:
         return header + payload
-    return header + key + _mask_py.apply_mask(payload, key)
+    return header + key + _kernels_py.apply_mask(payload, key)
 
 
 def scan(
@@ -319,7 +320,7 @@ class TestNativeWrapper:
         # The C call releases the GIL; each call must still read back its own results.
         def work(size: int, errors: list[str]) -> None:
             data = frame(0x2, bytes([size]) * size, key=KEY) * (size + 1)
-            expected = _mask_py.scan_frames(bytearray(data), 0, len(data), SERVER, 0, BIG, 4096)
+            expected = _kernels_py.scan_frames(bytearray(data), 0, len(data), SERVER, 0, BIG, 4096)
             for _ in range(1000):
                 got = native_scan_frames(bytearray(data), 0, len(data), SERVER, 0, BIG, 4096)
                 if got != expected:
@@ -400,7 +401,7 @@ def _compare(
     end = max(start, min(end, len(data)))
     py_buf, c_buf = bytearray(data), bytearray(data)
     args = (start, end, expect_masked, allowed_rsv, max_payload, max_frames)
-    expected = _mask_py.scan_frames(py_buf, *args)
+    expected = _kernels_py.scan_frames(py_buf, *args)
     assert native_scan_frames(c_buf, *args) == expected
     assert c_buf == py_buf
 
@@ -454,6 +455,6 @@ def test_error_codes_match_the_c_header() -> None:
     defined = {
         name: int(value) for name, value in re.findall(r"#define RFC6455_(ERR_\w+) (\d+)", header)
     }
-    twin = {name: value for name, value in vars(_mask_py).items() if name.startswith("ERR_")}
+    twin = {name: value for name, value in vars(_kernels_py).items() if name.startswith("ERR_")}
     assert defined == twin
     assert len(set(twin.values())) == len(twin)

@@ -1,16 +1,22 @@
 """Pure-Python twins of the native kernels in ``native/``.
 
 Strategy: same signatures, same results and same error codes as the C
-functions, so :mod:`rfc6455._mask` can pick either and one test matrix covers
-both. Masking XORs whole payloads as big integers, which is the fastest thing
-pure Python can do (a per-byte loop is ~100x slower).
+functions, so :mod:`rfc6455._kernels` can offer either (its ``PYTHON_KERNELS``
+bundles these three functions) and one test matrix covers both. Masking XORs
+whole payloads as big integers, which is the fastest thing pure Python can do
+(a per-byte loop is ~100x slower).
 """
 
 from __future__ import annotations
 
+from ._constants import MAX_CONTROL_PAYLOAD
+
 __all__ = ["apply_mask", "apply_mask_inplace", "scan_frames"]
 
 Buffer = bytes | bytearray | memoryview
+
+#: What ``scan_frames`` returns: ``(records, consumed, error, needed)``.
+ScanResult = tuple[list[int], int, int, int]
 
 # Error codes returned by scan_frames; must match native/rfc6455_native.h.
 ERR_NONE = 0
@@ -83,15 +89,8 @@ def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 
     data[:] = _xor(data, _check_key(key), offset)
 
 
-def scan_frames(
-    buf: bytearray,
-    start: int,
-    end: int,
-    expect_masked: bool,
-    allowed_rsv: int,
-    max_payload: int,
-    max_frames: int,
-) -> tuple[list[int], int, int, int]:
+def scan_frames(buf: bytearray, start: int, end: int, expect_masked: bool,
+                allowed_rsv: int, max_payload: int, max_frames: int, /) -> ScanResult:
     """Decode the headers of the complete frames in ``buf[start:end]``.
 
     Masked payloads are unmasked in place. Returns ``(records, consumed,
@@ -127,7 +126,7 @@ def scan_frames(
             return records, pos, ERR_MASKED, 0
         length = b1 & 0x7F
         if opcode & 0x8:
-            if length > 125:
+            if length > MAX_CONTROL_PAYLOAD:
                 return records, pos, ERR_CONTROL_TOO_LONG, 0
             if not b0 & 0x80:
                 return records, pos, ERR_CONTROL_FRAGMENTED, 0

@@ -1,11 +1,17 @@
-"""The one place that picks the native (cffi) or pure-Python masking and scanning kernels.
+"""The kernels: masking and frame scanning, native (cffi) or pure Python, as values.
 
-Strategy: ``rfc6455._native`` is imported here and nowhere else. It is used when it imports
-and ``RFC6455_NO_EXTENSIONS`` is unset or empty at import time; otherwise the twins in
-:mod:`rfc6455._mask_py` are re-exported unchanged. The native wrappers keep the twins'
-signatures, results and error messages, so callers and tests cannot tell them apart except
-by :data:`IMPLEMENTATION`. :func:`_native_kernels` builds the wrappers for a given module,
-so tests can run the native ones whatever the environment says.
+Strategy: a :class:`Kernels` is an immutable bundle of the three kernel functions. There are
+two kinds: :data:`PYTHON_KERNELS`, the twins in :mod:`rfc6455._kernels_py`, and
+:func:`native_kernels`, wrappers around the C functions of ``rfc6455._native`` that keep
+the twins' signatures, results and error messages, so callers and tests cannot tell them
+apart except by :attr:`Kernels.name`. The frame decoder and the connection take a
+``Kernels`` as a parameter (default :data:`KERNELS`), so one process can run both side by
+side without touching any module global.
+
+:data:`KERNELS` is the default choice, made once at import: the native kernels when
+``rfc6455._native`` imports and ``RFC6455_NO_EXTENSIONS`` is unset or empty, else the
+Python ones (the extension is then not even imported). This module is the only one that
+imports ``rfc6455._native``.
 
 The wrappers are on the per-chunk path, so each does the least Python work it can: one
 ``ffi.from_buffer`` per buffer (none for ``bytes``, which cffi passes as they are), the
@@ -18,32 +24,47 @@ take the pure-Python path.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from array import array
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from . import _mask_py
-from ._mask_py import Buffer
+from . import _kernels_py
+from ._kernels_py import Buffer, ScanResult
 
-__all__ = ["IMPLEMENTATION", "apply_mask", "apply_mask_inplace", "scan_frames"]
+__all__ = [
+    "IMPLEMENTATION",
+    "KERNELS",
+    "PYTHON_KERNELS",
+    "Kernels",
+    "apply_mask",
+    "apply_mask_inplace",
+    "native_kernels",
+    "scan_frames",
+]
 
 
 class ApplyMask(Protocol):
-    """The signature of :func:`rfc6455._mask_py.apply_mask`."""
+    """The signature of :func:`rfc6455._kernels_py.apply_mask`."""
 
     def __call__(self, data: Buffer, key: Buffer, offset: int = 0) -> bytes: ...
 
 
 class ApplyMaskInplace(Protocol):
-    """The signature of :func:`rfc6455._mask_py.apply_mask_inplace`."""
+    """The signature of :func:`rfc6455._kernels_py.apply_mask_inplace`."""
 
     def __call__(self, data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None: ...
 
 
 class ScanFrames(Protocol):
-    """The signature of :func:`rfc6455._mask_py.scan_frames`."""
+    """The signature of :func:`rfc6455._kernels_py.scan_frames`, declared once.
+
+    The arguments are positional: every caller passes them so, and an implementation may
+    name them as it likes.
+    """
 
     def __call__(
         self,
@@ -54,8 +75,34 @@ class ScanFrames(Protocol):
         allowed_rsv: int,
         max_payload: int,
         max_frames: int,
-    ) -> tuple[list[int], int, int, int]: ...
+        /,
+    ) -> ScanResult: ...
 
+
+@dataclass(frozen=True, slots=True)
+class Kernels:
+    """One implementation of the kernels; pass it to ``FrameDecoder`` / ``Connection``.
+
+    Callers that are on the hot path bind the functions once (``self._scan =
+    kernels.scan_frames``), not per call.
+
+    Attributes:
+        name: ``"c"`` for the native kernels, ``"python"`` for the pure-Python twins.
+        apply_mask: see :func:`rfc6455._kernels_py.apply_mask`.
+        apply_mask_inplace: see :func:`rfc6455._kernels_py.apply_mask_inplace`.
+        scan_frames: see :func:`rfc6455._kernels_py.scan_frames`.
+    """
+
+    name: str
+    apply_mask: ApplyMask
+    apply_mask_inplace: ApplyMaskInplace
+    scan_frames: ScanFrames
+
+
+#: The pure-Python twins: the only definition of "the Python kernels".
+PYTHON_KERNELS: Final = Kernels(
+    "python", _kernels_py.apply_mask, _kernels_py.apply_mask_inplace, _kernels_py.scan_frames
+)
 
 # Below this size the big-integer XOR of the twin is as fast as entering C through cffi
 # (~0.7 us for either, measured here); the in-place C path wins at every size.
@@ -67,8 +114,27 @@ _CAP = 4096
 _INT64_MAX = (1 << 63) - 1
 
 
-def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, ScanFrames]:
-    """Wrap the C functions of ``native`` with the twins' Python signatures and errors."""
+def native_kernels(module: ModuleType | None = None) -> Kernels:
+    """The native kernels: the C functions of ``module`` with the twins' signatures and errors.
+
+    Args:
+        module: a built ``rfc6455._native``-like cffi module (``ffi`` and ``lib``); by
+            default ``rfc6455._native`` itself, imported now whatever
+            ``RFC6455_NO_EXTENSIONS`` says, so tests can run both kernels in one process.
+
+    Returns:
+        The same :class:`Kernels` for the same module on every call.
+
+    Raises:
+        ImportError: ``module`` is None and ``rfc6455._native`` is not built.
+    """
+    if module is None:
+        from . import _native as module
+    return _wrap_native(module)
+
+
+@functools.cache
+def _wrap_native(native: ModuleType) -> Kernels:
     ffi: Any = native.ffi
     lib: Any = native.lib
     from_buffer = ffi.from_buffer
@@ -77,8 +143,7 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
     c_mask_copy = lib.rfc6455_mask_copy
     c_mask_inplace = lib.rfc6455_mask_inplace
     c_scan_frames = lib.rfc6455_scan_frames
-    py_xor = _mask_py._xor
-    err_none = _mask_py.ERR_NONE
+    py_xor = _kernels_py._xor
 
     # Writing into a fresh ``bytes(n)`` saves a copy of the whole output: the object was
     # just allocated (zeroed by calloc), is referenced only here and has no cached hash, so
@@ -144,41 +209,42 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
         records = from_buffer(i64, results, True)
         return results, records, records + at_status
 
-    def scan_frames(
-        buf: bytearray,
-        start: int,
-        end: int,
-        expect_masked: bool,
-        allowed_rsv: int,
-        max_payload: int,
-        max_frames: int,
-    ) -> tuple[list[int], int, int, int]:
+    def scan_frames(buf: bytearray, start: int, end: int, expect_masked: bool,
+                    allowed_rsv: int, max_payload: int, max_frames: int, /) -> ScanResult:
         # Only a server (expect_masked) writes into buf; a client may scan read-only bytes.
         cbuf = from_buffer(u8, buf, expect_masked)
         if not 0 <= start <= end <= len(cbuf):
             raise ValueError("scan_frames needs 0 <= start <= end <= len(buf)")
-        if not 0 < max_frames <= _CAP:
-            return scan_in_rounds(
-                buf, start, end, expect_masked, allowed_rsv, max_payload, max_frames
-            )
         # Decoded lengths are < 2**63, so clamping keeps every comparison the same.
         if not -1 <= max_payload <= _INT64_MAX:
             max_payload = -1 if max_payload < 0 else _INT64_MAX
+        # ~x & 0x70 only looks at bits 4-6 of allowed_rsv, even for a negative int.
+        allowed_rsv &= 0x70
+        # One C call per result array's worth of frames (the decoder never asks for more).
+        want = max_frames if 0 < max_frames <= _CAP else max(0, min(_CAP, max_frames))
         # The entry goes back only on success; one lost to an exception is just garbage.
         results, records_out, status = entry = free.pop() if free else new_results()
-        # ~x & 0x70 only looks at bits 4-6 of allowed_rsv, even for a negative int.
         n = c_scan_frames(
-            cbuf,
-            start,
-            end,
-            expect_masked,
-            allowed_rsv & 0x70,
-            max_payload,
-            records_out,
-            max_frames,
-            status,
+            cbuf, start, end, expect_masked, allowed_rsv, max_payload, records_out, want, status
         )
         records: list[int] = results[: 3 * n].tolist()
+        # More frames wanted than one array holds and it is full, so the C call stopped on
+        # the count: go on from where it stopped.
+        while n == want and max_frames > want:
+            max_frames -= want
+            want = min(_CAP, max_frames)
+            n = c_scan_frames(
+                cbuf,
+                results[at_status],
+                end,
+                expect_masked,
+                allowed_rsv,
+                max_payload,
+                records_out,
+                want,
+                status,
+            )
+            records += results[: 3 * n].tolist()
         consumed = results[at_status]
         error = results[at_status + 1]
         needed = results[at_status + 2]
@@ -188,62 +254,31 @@ def _native_kernels(native: ModuleType) -> tuple[ApplyMask, ApplyMaskInplace, Sc
             needed += 1 << 64
         return records, consumed, error, needed
 
-    def scan_in_rounds(
-        buf: bytearray,
-        start: int,
-        end: int,
-        expect_masked: bool,
-        allowed_rsv: int,
-        max_payload: int,
-        max_frames: int,
-    ) -> tuple[list[int], int, int, int]:
-        # More frames than one result array holds: several C calls, each going on from
-        # where the last one stopped (a full array means it stopped on the count).
-        if max_frames <= 0:
-            return [], start, err_none, 0
-        records: list[int] = []
-        consumed = start
-        while True:
-            want = min(_CAP, max_frames)
-            more, consumed, error, needed = scan_frames(
-                buf, consumed, end, expect_masked, allowed_rsv, max_payload, want
-            )
-            records += more
-            max_frames -= want
-            if len(more) < 3 * want or not max_frames:
-                return records, consumed, error, needed
-
     for wrapper, twin in (
-        (apply_mask, _mask_py.apply_mask),
-        (apply_mask_inplace, _mask_py.apply_mask_inplace),
-        (scan_frames, _mask_py.scan_frames),
+        (apply_mask, _kernels_py.apply_mask),
+        (apply_mask_inplace, _kernels_py.apply_mask_inplace),
+        (scan_frames, _kernels_py.scan_frames),
     ):
         wrapper.__qualname__ = twin.__qualname__
         wrapper.__doc__ = twin.__doc__
-    return apply_mask, apply_mask_inplace, scan_frames
+    return Kernels("c", apply_mask, apply_mask_inplace, scan_frames)
 
 
-def _load_native() -> ModuleType | None:
+def _default_kernels() -> Kernels:
     if os.environ.get("RFC6455_NO_EXTENSIONS"):
-        return None
+        return PYTHON_KERNELS
     try:
-        from . import _native
+        return native_kernels()
     except ImportError:
-        return None
-    return _native
+        return PYTHON_KERNELS
 
 
-_native_module = _load_native()
+#: The kernels used unless a caller passes others: native when built and not switched off.
+KERNELS: Final = _default_kernels()
 
-#: ``"c"`` when the native kernels are in use, ``"python"`` otherwise.
-IMPLEMENTATION: str = "python" if _native_module is None else "c"
+#: ``"c"`` when the native kernels are the default, ``"python"`` otherwise.
+IMPLEMENTATION: Final = KERNELS.name
 
-apply_mask: ApplyMask
-apply_mask_inplace: ApplyMaskInplace
-scan_frames: ScanFrames
-if _native_module is None:
-    apply_mask = _mask_py.apply_mask
-    apply_mask_inplace = _mask_py.apply_mask_inplace
-    scan_frames = _mask_py.scan_frames
-else:
-    apply_mask, apply_mask_inplace, scan_frames = _native_kernels(_native_module)
+apply_mask: Final = KERNELS.apply_mask
+apply_mask_inplace: Final = KERNELS.apply_mask_inplace
+scan_frames: Final = KERNELS.scan_frames
