@@ -213,7 +213,7 @@ class Loop:
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        """Run ``callback(*args)`` once the clock has moved ``delay`` seconds past now."""
+        """Run ``callback(*args)`` once the clock reads ``delay`` seconds more than now."""
         return self.call_at(self._clock() + delay, callback, *args)
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
@@ -371,6 +371,8 @@ class Loop:
         """Run ticks until :meth:`stop` is called."""
         if self._running:
             raise RuntimeError("the loop is already running")
+        if self._closed:
+            raise RuntimeError("the loop is closed")
         self._enter()
         try:
             while not self._stopping:
@@ -407,6 +409,8 @@ class Loop:
         Returns:
             how many I/O callbacks and callbacks ran (0: there was nothing to do).
         """
+        if self._closed:
+            raise RuntimeError("the loop is closed")
         deadline = None if timeout is None else monotonic() + timeout
         self._enter()
         try:
@@ -415,8 +419,6 @@ class Loop:
             self._leave()
 
     def _enter(self) -> None:
-        if self._closed:
-            raise RuntimeError("the loop is closed")
         self._running = True
         self._thread_id = threading.get_ident()
 
