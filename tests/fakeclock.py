@@ -17,8 +17,7 @@ from typing import Any
 
 from test_server import handshake_request
 
-from rfc6455 import Loop
-from rfc6455.server import Config, EchoHandler, Server
+from rfc6455 import Config, EchoHandler, Loop, Server
 
 #: A step small enough to stand for "just before", exact in binary floating
 #: point (so that ``t - EPS + EPS == t``).
