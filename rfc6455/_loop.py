@@ -6,7 +6,8 @@ Strategy: one thread owns the loop. A tick is
    earliest timer, else block forever (an idle loop uses no CPU);
 2. ``select`` and call the reader/writer callbacks of the ready file
    descriptors directly (I/O callbacks are the hot path: no queueing);
-3. move the timers that are due into the ready queue;
+3. read the clock once into ``loop.now`` and move the timers that are due
+   into the ready queue;
 4. run exactly the callbacks that were ready when step 4 began; whatever they
    schedule runs on the next tick, so a callback that reschedules itself can
    never starve I/O.
@@ -16,9 +17,26 @@ to a socketpair that the loop watches: ``deque.append`` is atomic, so there is
 no lock. Cancelled timers stay in the heap until popped; when they are more
 than half of it the heap is rebuilt so that churn cannot leak memory.
 
-``loop.time()`` is :func:`time.monotonic`. ``loop.now`` is the time read once
-per tick, right after ``select`` returns: the server stamps activity with it
-so that the per-message path never calls the clock.
+Time: one injectable clock, ``Loop(clock=...)`` (default
+:func:`time.monotonic`), is the only source of loop time: ``loop.time()``,
+``call_later``, when timers are due and ``loop.now``. ``loop.now`` is the
+clock read once per tick, right after ``select`` returns: the server stamps
+activity with it so that the per-message path never calls the clock.
+
+Waiting is the one thing the clock cannot fake: ``select`` sleeps in real
+time. With a real clock the loop sleeps until the earliest timer. A *virtual*
+clock (one with a true ``virtual`` attribute, like the tests' ``FakeClock``)
+moves only when it is told to, so sleeping cannot bring a timer closer and the
+loop never sleeps for one: a due timer makes the select timeout 0, a timer in
+the future does not count, and the loop waits only for I/O, for another thread
+(``call_soon_threadsafe``, ``stop``) or for the real-time bound of
+:meth:`Loop.run_once` / :meth:`Loop.run_until`. Those bounds are always real
+seconds (:func:`time.monotonic`), whatever the clock: they limit how long a
+call may block, they are not loop deadlines, and under a fake clock a test
+that fails must fail, not hang. A test thus runs real socket I/O on a
+``Loop(clock=fake)``, calls ``fake.advance(10.0)``, and runs a tick or a few
+(``run_once()``, ``run_until(predicate, timeout=5)``) to see the deadline
+fire exactly when the fake clock passes it.
 """
 
 from __future__ import annotations
@@ -125,9 +143,28 @@ class Loop:
     """A selectors event loop: readers, writers, timers, signals, thread wakeup.
 
     Not thread-safe except for :meth:`call_soon_threadsafe` and :meth:`stop`.
+
+    Args:
+        clock: the loop's time source, seconds as a float that never goes
+            back; every timer, :meth:`time` and :attr:`now` read it.
+            :func:`time.monotonic` by default. A clock object with a true
+            ``virtual`` attribute only moves when told to (a fake clock for
+            tests): the loop then never sleeps waiting for a timer, since
+            sleeping cannot make one due; it runs the timers the clock has
+            passed on the next tick. Advance such a clock from the loop's
+            thread (between ``run_*`` calls or in a callback), or from another
+            thread with ``loop.call_soon_threadsafe(clock.advance, dt)`` so
+            that a blocked loop wakes up. Whatever the clock, the ``timeout``
+            of :meth:`run_once` and :meth:`run_until` is real time.
+
+    Attributes:
+        now: the clock as read once per tick, right after ``select`` returns
+            (what the I/O callbacks and timers of that tick should use).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = monotonic) -> None:
+        self._clock = clock
+        self._virtual = bool(getattr(clock, "virtual", False))
         self._selector = selectors.DefaultSelector()
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
@@ -138,7 +175,7 @@ class Loop:
         self._thread_id: int | None = None
         self._signal_handlers: dict[int, Handle] = {}
         self._old_wakeup_fd: int | None = None
-        self.now = monotonic()
+        self.now = clock()
         #: Number of completed ticks (for tests and diagnostics).
         self.ticks = 0
         #: Read buffer shared by the transports of this loop (see READ_BUFFER_SIZE).
@@ -152,8 +189,13 @@ class Loop:
     # -- time ---------------------------------------------------------------
 
     def time(self) -> float:
-        """The loop's clock: :func:`time.monotonic`, in seconds."""
-        return monotonic()
+        """The loop's clock, read now (:func:`time.monotonic` unless injected)."""
+        return self._clock()
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the loop was created with."""
+        return self._clock
 
     # -- callbacks and timers -----------------------------------------------
 
@@ -171,11 +213,11 @@ class Loop:
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        """Run ``callback(*args)`` after ``delay`` seconds (at the earliest)."""
-        return self.call_at(monotonic() + delay, callback, *args)
+        """Run ``callback(*args)`` once the clock reads ``delay`` seconds more than now."""
+        return self.call_at(self._clock() + delay, callback, *args)
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        """Run ``callback(*args)`` at loop time ``when`` (at the earliest)."""
+        """Run ``callback(*args)`` on the first tick whose :attr:`now` is at least ``when``."""
         timer = TimerHandle(when, callback, args, self)
         heapq.heappush(self._timers, timer)
         return timer
@@ -335,21 +377,21 @@ class Loop:
             raise RuntimeError("the loop is already running")
         if self._closed:
             raise RuntimeError("the loop is closed")
-        self._running = True
-        self._thread_id = threading.get_ident()
+        self._enter()
         try:
             while not self._stopping:
                 self._tick()
         finally:
-            self._stopping = False
-            self._running = False
-            self._thread_id = None
+            self._leave()
 
     def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Run ticks until ``predicate()`` is true or ``timeout`` passes; return it."""
+        """Run ticks until ``predicate()`` is true or ``timeout`` passes; return it.
+
+        ``timeout`` is in real seconds (:func:`time.monotonic`) whatever the
+        loop's clock: it bounds how long the call may block. None: no bound.
+        """
         deadline = None if timeout is None else monotonic() + timeout
-        self._running = True
-        self._thread_id = threading.get_ident()
+        self._enter()
         try:
             while not predicate():
                 if deadline is not None and monotonic() >= deadline:
@@ -359,26 +401,56 @@ class Loop:
                 self._tick(deadline)
             return True
         finally:
-            self._stopping = False
-            self._running = False
-            self._thread_id = None
+            self._leave()
 
-    def _tick(self, deadline: float | None = None) -> None:
+    def run_once(self, timeout: float | None = 0.0) -> int:
+        """Run one tick, waiting at most ``timeout`` real seconds for I/O.
+
+        The tick runs what is ready: I/O callbacks, callbacks queued before it,
+        timers due by the clock. With the default ``timeout=0`` it never
+        blocks; None waits as long as :meth:`run_forever` would.
+
+        Returns:
+            how many I/O callbacks and callbacks ran (0: there was nothing to do).
+        """
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        deadline = None if timeout is None else monotonic() + timeout
+        self._enter()
+        try:
+            return self._tick(deadline)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        self._running = True
+        self._thread_id = threading.get_ident()
+
+    def _leave(self) -> None:
+        self._stopping = False
+        self._running = False
+        self._thread_id = None
+
+    def _tick(self, deadline: float | None = None) -> int:
         ready = self._ready
         timers = self._timers
         if ready or self._stopping:
             timeout: float | None = 0.0
         elif timers:
-            timeout = timers[0].when - monotonic()
-            timeout = max(timeout, 0.0)
+            # The earliest entry may be a cancelled one: at worst an early wakeup.
+            timeout = timers[0].when - self._clock()
+            if timeout <= 0.0:
+                timeout = 0.0
+            elif self._virtual:
+                timeout = None  # sleeping does not move a virtual clock
         else:
             timeout = None
         if deadline is not None:
-            limit = max(deadline - monotonic(), 0.0)
+            limit = max(deadline - monotonic(), 0.0)  # real time, whatever the clock
             if timeout is None or timeout > limit:
                 timeout = limit
         events = self._selector.select(timeout)
-        self.now = now = monotonic()
+        self.now = now = self._clock()
         for key, mask in events:
             cbs = key.data
             try:
@@ -408,7 +480,8 @@ class Loop:
             top._scheduled = False
             top._loop = None
             ready.append(top)
-        for _ in range(len(ready)):
+        n = len(ready)
+        for _ in range(n):
             handle = ready.popleft()
             if not handle._cancelled:
                 try:
@@ -416,6 +489,7 @@ class Loop:
                 except Exception:
                     logger.exception("unhandled error in callback %r", handle._callback)
         self.ticks += 1
+        return len(events) + n
 
     def close(self) -> None:
         """Release the selector and the wakeup socketpair. The loop must be stopped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from fakeclock import EPS, FakeClock, advance, fake_server, settle
 from test_server import running_server, url
 from websockets.datastructures import Headers
 from websockets.http11 import Response
@@ -185,33 +187,67 @@ def test_loop_client_with_websockets_server() -> None:
         assert loop.fd_count == 1  # only the loop's own wakeup socket
 
 
-def test_loop_client_connection_refused_and_open_timeout() -> None:
+def test_loop_client_connection_refused() -> None:
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()
+    errors: list[BaseException] = []
+    with Loop() as loop:
+        ws = loop_connect(loop, f"ws://127.0.0.1:{port}/", Handler(), on_error=errors.append)
+        assert loop.run_until(lambda: bool(errors), timeout=10)
+        settle(loop)
+        assert loop.timer_count == 0
+        assert loop.fd_count == 1
+    assert isinstance(errors[0], ConnectionRefusedError)
+    assert ws.failure is errors[0]
+
+
+def test_loop_client_open_timeout_on_a_silent_server() -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
     errors: list[BaseException] = []
+    clock = FakeClock()
     try:
-        with Loop() as loop:
-            loop_connect(loop, f"ws://127.0.0.1:{port}/", Handler(), on_error=errors.append)
-            loop_connect(
+        with Loop(clock=clock) as loop:
+            ws = loop_connect(
                 loop,
                 f"ws://127.0.0.1:{silent.getsockname()[1]}/",
                 Handler(),
-                open_timeout=0.3,
+                open_timeout=4.0,
                 on_error=errors.append,
             )
-            assert loop.run_until(lambda: len(errors) == 2, timeout=10)
-            loop.run_until(lambda: False, timeout=0.05)
+            settle(loop)
+            conn, _ = silent.accept()
+            conn.settimeout(5)
+            assert conn.recv(4096).startswith(b"GET / HTTP/1.1\r\n")  # waiting for a 101
+            advance(loop, clock, 4.0 - EPS, step=1.0)  # the client checks once a second
+            assert errors == []
+            assert ws.state == "handshake"
+            advance(loop, clock, EPS)
+            assert len(errors) == 1
+            assert isinstance(errors[0], TimeoutError)
+            assert "opening handshake timed out" in str(errors[0])
             assert loop.timer_count == 0
             assert loop.fd_count == 1
+            conn.close()
     finally:
         silent.close()
-    assert isinstance(errors[0], ConnectionRefusedError)
-    assert isinstance(errors[1], TimeoutError)
+
+
+def record_delays(client: ReconnectingClient) -> list[float]:
+    """Make ``client`` note every back-off delay it draws (still drawn by it)."""
+    delays: list[float] = []
+    draw = client.next_delay
+
+    def recorded() -> float:
+        delay = draw()
+        delays.append(delay)
+        return delay
+
+    client.next_delay = recorded  # type: ignore[method-assign]
+    return delays
 
 
 class DropFirst(Handler):
@@ -225,7 +261,7 @@ class DropFirst(Handler):
             ws.close(1012, "restarting")
 
 
-def test_reconnecting_client() -> None:
+def test_reconnecting_client_waits_exactly_its_backoff() -> None:
     DropFirst.seen = 0
     reconnected: list[WebSocket] = []
     opened: list[int] = []
@@ -234,24 +270,42 @@ def test_reconnecting_client() -> None:
         def on_open(self, ws: WebSocket) -> None:
             opened.append(ws.id)
 
-    with running_server(Config(), handler=DropFirst) as server, Loop() as loop:
+    # server and client on one loop on a fake clock
+    with fake_server(Config(), handler=DropFirst) as (server, clock):
+        loop = server.loop
         client = ReconnectingClient(
             loop,
             url(server),
             Client,
             on_reconnect=reconnected.append,
-            initial_delay=0.05,
-            max_delay=0.2,
+            initial_delay=4.0,
+            max_delay=8.0,
         )
+        delays = record_delays(client)
         client.start()
+        # opened, closed by the server with 1012: the back-off is drawn, not yet waited
+        assert loop.run_until(lambda: bool(delays), timeout=10)
+        first = client.ws
+        assert first is not None and first.close_code == 1012
+        assert len(opened) == 1
+        assert 0.0 <= delays[0] <= 4.0  # the first delay is at most initial_delay
+        due = clock() + delays[0]
+        clock.advance_to(max(clock(), math.nextafter(due, 0.0)))
+        settle(loop)
+        assert client.ws is first  # one tick of the clock before: no new attempt
+        clock.advance_to(due)
         assert loop.run_until(lambda: len(reconnected) == 1, timeout=10)
         assert len(opened) == 2
         assert client.connections == 2
+        assert client.failures == 0
         client.stop()
         assert loop.run_until(lambda: client.ws is not None and client.ws.state == "closed",
                               timeout=10)
-        loop.run_until(lambda: False, timeout=0.1)
+        settle(loop)
         assert loop.timer_count == 0  # no reconnection scheduled after stop()
+        advance(loop, clock, 3600.0)
+        assert client.connections == 2
+        assert len(delays) == 1
 
 
 def test_backoff_is_capped_and_jittered() -> None:
@@ -274,16 +328,32 @@ def test_reconnecting_client_gives_up_after_max_attempts() -> None:
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()
-    with Loop() as loop:
+    clock = FakeClock()
+    with Loop(clock=clock) as loop:
         client = ReconnectingClient(
-            loop, f"ws://127.0.0.1:{port}/", Handler, initial_delay=0.01, max_delay=0.02,
+            loop, f"ws://127.0.0.1:{port}/", Handler, initial_delay=4.0, max_delay=8.0,
             max_attempts=3,
         )
+        delays = record_delays(client)
         client.start()
-        assert loop.run_until(lambda: client.failures == 4, timeout=10)
-        loop.run_until(lambda: False, timeout=0.1)
+        assert loop.run_until(lambda: client.failures == 1, timeout=10)
+        for failures in (1, 2, 3):
+            assert client.failures == failures
+            assert len(delays) == failures
+            # full jitter under a cap that doubles from initial_delay up to max_delay
+            assert 0.0 <= delays[-1] <= min(8.0, 4.0 * 2.0 ** (failures - 1))
+            due = clock() + delays[-1]
+            clock.advance_to(max(clock(), math.nextafter(due, 0.0)))
+            settle(loop)
+            assert client.failures == failures  # not retried before its time
+            clock.advance_to(due)
+            assert loop.run_until(lambda n=failures: client.failures == n + 1, timeout=10)
+        settle(loop)
+        assert client.failures == 4  # the first attempt and 3 retries
+        assert len(delays) == 3
+        assert loop.timer_count == 0  # gave up
+        advance(loop, clock, 3600.0)
         assert client.failures == 4
-        assert loop.timer_count == 0
 
 
 def test_loop_client_over_tls(tmp_path: Any) -> None:

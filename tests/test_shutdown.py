@@ -11,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from test_server import raw_handshake, read_until_closed, url
+from fakeclock import EPS, advance, fake_server, handshake, read_available, settle
+from helpers import parse_close
+from test_server import raw_handshake, url
 
 from rfc6455 import Config, ConnectionClosed, EchoHandler, Server, connect
 
@@ -104,24 +106,23 @@ def test_shutdown_from_another_thread_closes_with_1001() -> None:
 
 
 def test_shutdown_timeout_drops_peers_that_never_answer() -> None:
-    server = Server(Config(port=0, shutdown_timeout=0.3), handler=EchoHandler)
-    server.start()
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    sock = raw_handshake(server.port)
-    try:
-        started = time.monotonic()
-        server.shutdown()
-        data = read_until_closed(sock)  # we never answer the close frame
-        assert data.startswith(b"\x88")
-        assert int.from_bytes(data[2:4], "big") == 1001
-        thread.join(10)
-        assert not thread.is_alive()
-        assert time.monotonic() - started < 10  # bounded by the shutdown timeout, not hung
-    finally:
+    with fake_server(Config(shutdown_timeout=2.5)) as (server, clock):
+        loop = server.loop
+        sock = handshake(server)
+        server.shutdown()  # the shutdown timer runs from now
+        settle(loop)
+        data, closed = read_available(sock)  # we never answer the close frame
+        assert parse_close(data, masked=False) == (1001, b"server shutting down")
+        assert not closed
+        advance(loop, clock, 2.5 - EPS, step=0.5)
+        assert read_available(sock) == (b"", False)
+        assert len(server.connections) == 1
+        assert server.sockets != []  # not done: the listener is still open
+        advance(loop, clock, EPS)
+        assert read_available(sock) == (b"", True)  # dropped at the shutdown timeout
+        assert server.connections == []
+        assert server.sockets == []  # and the shutdown is complete
         sock.close()
-        server.shutdown()
-        thread.join(10)
 
 
 def test_second_signal_drops_what_is_left() -> None:

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakeclock import EPS, FakeClock, settle
 
 from rfc6455._loop import Loop
 from rfc6455._transport import Protocol, Transport
@@ -167,7 +168,7 @@ def test_abort_drops_buffer_and_reports_once(loop: Loop) -> None:
     t.abort()
     t.close()
     loop.run_until(lambda: bool(proto.lost), timeout=5)
-    loop.run_until(lambda: False, timeout=0.05)
+    settle(loop)
     assert proto.lost == [None]
     assert t.write_buffer_size == 0
     assert loop.fd_count == base - 1  # its selector key is gone
@@ -204,7 +205,7 @@ def test_pause_and_resume_reading(loop: Loop) -> None:
     t.start()
     t.pause_reading()
     b.send(b"held")
-    loop.run_until(lambda: False, timeout=0.05)
+    settle(loop)
     assert proto.data == b""
     t.resume_reading()
     loop.run_until(lambda: bool(proto.data), timeout=5)
@@ -291,12 +292,12 @@ def test_close_with_linger_lets_a_sending_peer_finish(loop: Loop) -> None:
     peer.sendall(b"x" * 100_000)
     transport.write(b"last words")
     transport.close(linger=2.0)
-    loop.run_until(lambda: False, timeout=0.1)
+    settle(loop)
     peer.settimeout(5)
     try:
         for _ in range(3):  # the peer is still sending, like a browser mid-message
             peer.sendall(b"y" * 50_000)
-            loop.run_until(lambda: False, timeout=0.05)
+            settle(loop)
         received = peer.recv(65536)
         assert peer.recv(65536) == b""
     except (ConnectionResetError, BrokenPipeError):
@@ -305,3 +306,31 @@ def test_close_with_linger_lets_a_sending_peer_finish(loop: Loop) -> None:
     peer.close()  # our EOF ends a linger at once
     assert loop.run_until(lambda: bool(protocol.lost), timeout=5)
     assert protocol.lost == [None]
+
+
+def test_linger_ends_at_its_deadline_when_the_peer_never_closes() -> None:
+    clock = FakeClock()
+    with Loop(clock=clock) as loop:
+        ours, peer = _tcp_pair()
+        protocol = Recorder()
+        transport = Transport(loop, ours, protocol)
+        transport.start()
+        transport.write(b"bye")
+        transport.close(linger=2.0)
+        settle(loop)
+        assert transport.lingering
+        peer.settimeout(5)
+        assert peer.recv(100) == b"bye"
+        assert peer.recv(100) == b""  # our FIN comes at once; the linger is for its input
+        peer.sendall(b"still talking")  # read and discarded
+        settle(loop)
+        clock.advance(2.0 - EPS)
+        settle(loop)
+        assert protocol.lost == []
+        assert transport.lingering
+        clock.advance(EPS)
+        settle(loop)
+        assert protocol.lost == [None]
+        assert not transport.lingering
+        assert loop.timer_count == 0
+        peer.close()
