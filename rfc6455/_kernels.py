@@ -143,7 +143,7 @@ def _wrap_native(native: ModuleType) -> Kernels:
     c_mask_copy = lib.rfc6455_mask_copy
     c_mask_inplace = lib.rfc6455_mask_inplace
     c_scan_frames = lib.rfc6455_scan_frames
-    py_xor = _kernels_py._xor
+    py_xor = _kernels_py.xor_bytes
 
     # Writing into a fresh ``bytes(n)`` saves a copy of the whole output: the object was
     # just allocated (zeroed by calloc), is referenced only here and has no cached hash, so

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._constants import MAX_CONTROL_PAYLOAD
 
-__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames"]
+__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames", "xor_bytes"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -40,7 +40,9 @@ def _check_key(key: Buffer) -> bytes:
     return key
 
 
-def _xor(data: Buffer, key: bytes, offset: int) -> bytes:
+def xor_bytes(data: Buffer, key: bytes, offset: int) -> bytes:
+    """``data`` XOR the repeated ``key`` from key byte ``offset``; no checks (the kernels'
+    shared step: callers have validated ``key``)."""
     n = len(data)
     if n == 0:
         return b""
@@ -67,7 +69,7 @@ def apply_mask(data: Buffer, key: Buffer, offset: int = 0) -> bytes:
     Raises:
         ValueError: ``key`` is not 4 bytes long.
     """
-    return _xor(data, _check_key(key), offset)
+    return xor_bytes(data, _check_key(key), offset)
 
 
 def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None:
@@ -86,7 +88,7 @@ def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 
         raise TypeError("apply_mask_inplace needs a writable buffer")
     if not isinstance(data, (bytearray, memoryview)):
         raise TypeError("apply_mask_inplace needs a writable buffer")
-    data[:] = _xor(data, _check_key(key), offset)
+    data[:] = xor_bytes(data, _check_key(key), offset)
 
 
 def scan_frames(buf: bytearray, start: int, end: int, expect_masked: bool,
@@ -158,7 +160,7 @@ def scan_frames(buf: bytearray, start: int, end: int, expect_masked: bool,
         payload_end = pos + total
         if masked and length:
             key = bytes(buf[payload_start - 4 : payload_start])
-            buf[payload_start:payload_end] = _xor(buf[payload_start:payload_end], key, 0)
+            buf[payload_start:payload_end] = xor_bytes(buf[payload_start:payload_end], key, 0)
         records += (b0, payload_start, payload_end)
         pos = payload_end
         frames += 1
