@@ -242,6 +242,26 @@ def _feed(handshake: ServerHandshake | ClientHandshake, data: bytes) -> None:
     handshake._h11.receive_data(data)
 
 
+_Read = TypeVar("_Read")
+
+
+def _next_event(
+    handshake: ServerHandshake | ClientHandshake, read: Callable[[], _Read]
+) -> _Read | NeedData:
+    """Both roles' ``next_event``: a stored error again; nothing while the caller
+    answers; else ``read()``, and a ``HandshakeError`` from it ends the handshake."""
+    if handshake._error is not None:
+        raise handshake._error
+    if handshake._state is not _State.READING:
+        return NEED_DATA
+    try:
+        return read()
+    except HandshakeError as exc:
+        handshake._error = exc
+        handshake._state = _State.ERROR
+        raise
+
+
 class ServerHandshake:
     """The server side of the opening handshake (RFC 6455 §4.2), sans-I/O.
 
@@ -329,16 +349,7 @@ class ServerHandshake:
             HandshakeError: the request is malformed or refused; answer with
                 :meth:`reject_bytes` and close. Raised again on later calls.
         """
-        if self._error is not None:
-            raise self._error
-        if self._state is not _State.READING:
-            return NEED_DATA
-        try:
-            return self._read()
-        except HandshakeError as exc:
-            self._error = exc
-            self._state = _State.ERROR
-            raise
+        return _next_event(self, self._read)
 
     def _read(self) -> UpgradeRequest | HTTPRequest | NeedData:
         while True:
@@ -733,18 +744,9 @@ class ClientHandshake:
                 on later calls.
             LocalProtocolError: :meth:`request_bytes` was not called yet.
         """
-        if self._error is not None:
-            raise self._error
-        if not self._requested:
+        if not self._requested and self._error is None:
             raise LocalProtocolError("call request_bytes() first")
-        if self._state is not _State.READING:
-            return NEED_DATA
-        try:
-            return self._read()
-        except HandshakeError as exc:
-            self._error = exc
-            self._state = _State.ERROR
-            raise
+        return _next_event(self, self._read)
 
     def _read(self) -> HandshakeAccepted | NeedData:
         while True:

@@ -8,7 +8,7 @@ import argparse
 import logging
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from ._kernels import IMPLEMENTATION as MASK_IMPLEMENTATION
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-compression", action="store_true")
     serve.add_argument("--certfile", default=None)
     serve.add_argument("--keyfile", default=None)
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_command("serve"))
 
     connect = sub.add_parser("connect", help="interactive client: stdin lines to text messages")
     connect.add_argument("url")
@@ -71,18 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--subprotocol", action="append", default=[])
     connect.add_argument("--no-compression", action="store_true")
     connect.add_argument("--log-level", default="WARNING")
-    connect.set_defaults(func=_connect)
+    connect.set_defaults(func=_command("connect"))
 
     autobahn_server = sub.add_parser("autobahn-server", help="echo testee for the fuzzingclient")
     _add_server_options(autobahn_server, default_port=9001)
-    autobahn_server.set_defaults(func=_autobahn_server)
+    autobahn_server.set_defaults(func=_command("autobahn_server"))
 
     autobahn_client = sub.add_parser("autobahn-client", help="testee client for the fuzzingserver")
     autobahn_client.add_argument("--url", default="ws://127.0.0.1:9001")
     autobahn_client.add_argument("--agent", default="rfc6455")
     autobahn_client.add_argument("--cases", default="*", metavar="GLOB")
     autobahn_client.add_argument("--log-level", default="WARNING")
-    autobahn_client.set_defaults(func=_autobahn_client)
+    autobahn_client.set_defaults(func=_command("autobahn_client"))
 
     return parser
 
@@ -94,32 +94,18 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .cli_commands import serve
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The subcommand ``name`` of :mod:`rfc6455.cli_commands`, imported only when it runs
+    (``info`` must not pay for the server and client imports)."""
 
-    _setup_logging(args.log_level)
-    return serve(args)
+    def run(args: argparse.Namespace) -> int:
+        from . import cli_commands
 
+        _setup_logging(args.log_level)
+        result: int = getattr(cli_commands, name)(args)
+        return result
 
-def _connect(args: argparse.Namespace) -> int:
-    from .cli_commands import connect
-
-    _setup_logging(args.log_level)
-    return connect(args)
-
-
-def _autobahn_server(args: argparse.Namespace) -> int:
-    from .cli_commands import autobahn_server
-
-    _setup_logging(args.log_level)
-    return autobahn_server(args)
-
-
-def _autobahn_client(args: argparse.Namespace) -> int:
-    from .cli_commands import autobahn_client
-
-    _setup_logging(args.log_level)
-    return autobahn_client(args)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
