@@ -75,27 +75,6 @@ def _skip_member(app: Any, what: str, name: str, obj: Any, skip: bool, options: 
     return None
 
 
-def _blank_line_before_lists(
-    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
-) -> None:
-    """Module docstrings write ``Invariants:`` with the list right below it; reST needs a
-    blank line between a paragraph and a list (else: "Unexpected indentation")."""
-    i = 1
-    while i < len(lines):
-        line = lines[i].lstrip()
-        previous = lines[i - 1]
-        if (
-            line.startswith(("- ", "* "))
-            and previous.strip().endswith(":")
-            and not previous.strip().endswith("::")
-            and len(previous) - len(previous.lstrip()) == len(lines[i]) - len(line)
-        ):
-            lines.insert(i, "")
-            i += 1
-        i += 1
-
-
 def setup(app: Any) -> None:
     app.connect("autodoc-process-docstring", _note_module)
-    app.connect("autodoc-process-docstring", _blank_line_before_lists)
     app.connect("autodoc-skip-member", _skip_member)

@@ -17,6 +17,7 @@ receive buffer, one event built without validation. Everything else
 (fragments, control frames, extensions, limits) takes ``_slow_frame``.
 
 Invariants:
+
 - once the peer's close frame is in, or the connection failed, no further
   input is decoded (§5.5.1: nothing after a close); after EOF, nothing at all.
 - message size is counted after extensions decode, across fragments, and

@@ -9,6 +9,7 @@ negotiated parameters forbid context takeover, so such connections hold zlib
 memory only while a message is in flight.
 
 Invariants:
+
 - receiving never inflates more than ``max_size + 1`` bytes per call: zlib's
   ``max_length`` bounds the output, so a compression bomb costs at most the
   message size limit before the connection fails with 1009.
