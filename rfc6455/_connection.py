@@ -267,6 +267,16 @@ class Connection:
         return data
 
     @property
+    def receiving(self) -> bool:
+        """True while a frame or a fragmented message has started and not completed."""
+        return self._decoder.pending > 0 or self._msg_opcode != 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Incoming bytes held now: the partial frame and the partial message."""
+        return self._decoder.pending + (self._msg_size if self._msg_opcode else 0)
+
+    @property
     def should_close_transport(self) -> bool:
         """True once the transport should be closed after writing pending output.
 

@@ -45,6 +45,7 @@ from ._events import (
     Pong,
     TextMessage,
 )
+from ._limits import MESSAGES_PER_TICK, EndpointSettings, Incident
 from ._state import ConnectionState
 from ._transport import Protocol, Transport
 
@@ -55,17 +56,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PHASE_TRANSITIONS",
-    "UNLIMITED_BUFFER",
-    "EndpointSettings",
-    "Message",
     "Phase",
     "PhaseTrigger",
     "WebSocket",
 ]
 
-
-#: A write-buffer limit that is never reached (``write_buffer_limit=None``).
-UNLIMITED_BUFFER = 1 << 62
 
 #: After failing a connection, how long to keep reading (and discarding) what the
 #: peer still sends before closing, so that the kernel does not answer it with a
@@ -114,83 +109,10 @@ _OPEN = Phase.OPEN
 _CLOSING = Phase.CLOSING
 _CONN_CLOSED = ConnectionState.CLOSED
 
-logger = logging.getLogger("rfc6455.endpoint")
-
-
-class EndpointSettings:
-    """The per-connection settings, one object shared by every connection of a server.
-
-    ``None`` disables a timeout; see :class:`rfc6455.Config` for their meaning.
-    """
-
-    __slots__ = (
-        "burst",
-        "close_timeout",
-        "debug",
-        "handshake_timeout",
-        "high_water",
-        "idle_timeout",
-        "logger",
-        "low_water",
-        "ping_interval",
-        "ping_timeout",
-        "rate",
-        "write_buffer_limit",
-        "write_buffer_timeout",
-    )
-
-    def __init__(
-        self,
-        *,
-        handshake_timeout: float | None = 10.0,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        idle_timeout: float | None = None,
-        close_timeout: float | None = 10.0,
-        rate_limit: float | None = None,
-        rate_burst: float | None = None,
-        write_buffer_limit: int | None = None,
-        write_buffer_timeout: float = 5.0,
-        high_water: int = 64 * 1024,
-        low_water: int = 16 * 1024,
-        log: logging.Logger = logger,
-    ) -> None:
-        self.handshake_timeout = handshake_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.idle_timeout = idle_timeout
-        self.close_timeout = close_timeout
-        self.rate = rate_limit
-        self.burst = rate_burst if rate_burst is not None else max(1.0, rate_limit or 0.0)
-        self.write_buffer_limit = (
-            write_buffer_limit if write_buffer_limit is not None else UNLIMITED_BUFFER
-        )
-        self.write_buffer_timeout = write_buffer_timeout
-        self.high_water = high_water
-        self.low_water = low_water
-        self.logger = log
-        # Read once: per-message DEBUG records cost one attribute test when off.
-        self.debug = log.isEnabledFor(logging.DEBUG)
-
-    def check_interval(self) -> float:
-        """How often deadlines are checked: a quarter of the shortest, in [0.05, 1]."""
-        spans = [
-            t
-            for t in (
-                self.handshake_timeout,
-                self.ping_interval,
-                self.ping_timeout,
-                self.idle_timeout,
-                self.close_timeout,
-                self.write_buffer_timeout
-                if self.write_buffer_limit < UNLIMITED_BUFFER
-                else None,
-            )
-            if t is not None
-        ]
-        if not spans:
-            return 1.0
-        return min(1.0, max(0.05, min(spans) / 4))
+# Why reading is paused (a bit each): reading resumes only when no reason is left.
+_HOLD_APP = 1  # pause_reading() from the application
+_HOLD_WRITE = 2  # our write buffer is over write_buffer_limit: stop taking more work
+_HOLD_BACKLOG = 4  # events left over from the last chunk wait for the next tick
 
 
 class WebSocket(Protocol):
@@ -218,14 +140,19 @@ class WebSocket(Protocol):
     """
 
     __slots__ = (
+        "_backlog",
         "_conn",
         "_handler",
+        "_held",
+        "_holds",
+        "_logged",
         "_loop",
         "_phase",
         "_settings",
         "_t_close",
         "_t_msg",
         "_t_over",
+        "_t_partial",
         "_t_ping",
         "_t_rx",
         "_t_start",
@@ -268,6 +195,12 @@ class WebSocket(Protocol):
         self._t_ping: float | None = None
         self._t_close = 0.0
         self._t_over: float | None = None
+        # Since when a frame or fragmented message has been arriving (None: none is).
+        self._t_partial: float | None = None
+        self._backlog: list[Event] | None = None
+        self._holds = 0
+        self._held = 0  # incoming bytes reported to the memory budget
+        self._logged: set[Incident] | None = None
         self._tokens = settings.burst
         self._t_tokens = now
         self._writable_callbacks: list[Callable[[], object]] | None = None
@@ -418,13 +351,12 @@ class WebSocket(Protocol):
 
     def pause_reading(self) -> None:
         """Stop reading from this peer (its sends will block in its kernel)."""
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._hold(_HOLD_APP)
 
     def resume_reading(self) -> None:
-        """Read from this peer again."""
-        if self._transport is not None and (self._phase is _OPEN or self._phase is _CLOSING):
-            self._transport.resume_reading()
+        """Read from this peer again (unless the server holds reading for its own reasons:
+        a full write buffer, or messages of the last chunk not handled yet)."""
+        self._release(_HOLD_APP)
 
     def check_deadlines(self, now: float) -> None:
         """Enforce the deadlines at loop time ``now`` (the server's sweep calls this)."""
@@ -439,7 +371,7 @@ class WebSocket(Protocol):
                         settings.ping_timeout is not None
                         and now - self._t_rx >= settings.ping_interval + settings.ping_timeout
                     ):
-                        self._log(logging.WARNING, "no answer to ping; dropping (1006)")
+                        self._incident(Incident.PING_TIMEOUT, "no answer to ping; dropping (1006)")
                         self.close_code = 1006
                         self.abort()
                         return
@@ -447,19 +379,30 @@ class WebSocket(Protocol):
                     assert self._conn is not None
                     self._t_ping = now
                     self._write(self._conn.send_ping(b""))
+            if (
+                self._t_partial is not None
+                and settings.message_timeout is not None
+                and now - self._t_partial >= settings.message_timeout
+            ):
+                self._incident(Incident.MESSAGE_TIMEOUT, "message not completed in time; 1008")
+                self._fail(1008, "message timeout")
+                return
             if settings.idle_timeout is not None and now - self._t_msg >= settings.idle_timeout:
-                self._log(logging.INFO, "idle timeout; closing")
+                self._incident(Incident.IDLE_TIMEOUT, "idle timeout; closing", level=logging.INFO)
                 self.close(1000, "idle timeout")
                 return
             if self._t_over is not None:
                 if self.write_buffer_size <= settings.write_buffer_limit:
                     self._t_over = None
+                    self._release(_HOLD_WRITE)
                 elif now - self._t_over >= settings.write_buffer_timeout:
-                    self._log(logging.WARNING, "slow consumer; closing with 1008")
+                    self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
                     self.close(1008, "slow consumer")
         elif phase is _CLOSING:
             if settings.close_timeout is not None and now - self._t_close >= settings.close_timeout:
-                self._log(logging.INFO, "no answer to our close; dropping")
+                self._incident(
+                    Incident.CLOSE_TIMEOUT, "no answer to our close; dropping", level=logging.INFO
+                )
                 self.abort()
         elif (
             phase is not Phase.CLOSED
@@ -489,10 +432,14 @@ class WebSocket(Protocol):
         events = conn.receive(data)
         if events:
             self._dispatch(conn, events)
-            return
-        out = conn.data_to_send()
-        if out:
-            self._write(out)
+        else:
+            out = conn.data_to_send()
+            if out:
+                self._write(out)
+        if conn.receiving:
+            self._partial(conn)
+        elif self._t_partial is not None or self._held:
+            self._partial_done()
 
     def eof_received(self) -> bool:
         conn = self._conn
@@ -511,12 +458,17 @@ class WebSocket(Protocol):
         handler = self._handler
         self._handler = None
         self._writable_callbacks = None
+        self._backlog = None
         self.writable = False
+        if self._held:
+            self._partial_done()
         if handler is not None and was_open:
             try:
                 handler.on_close(self, self.close_code, self.close_reason)
             except Exception:  # noqa: BLE001 - isolate the failure to this connection
-                self._log(logging.ERROR, "on_close raised", exc_info=True)
+                self._incident(
+                    Incident.HANDLER_ERROR, "on_close raised", level=logging.ERROR, exc_info=True
+                )
         self._lost(exc, was_open)
 
     def pause_writing(self) -> None:
@@ -525,6 +477,7 @@ class WebSocket(Protocol):
     def resume_writing(self) -> None:
         self.writable = True
         self._t_over = None
+        self._release(_HOLD_WRITE)
         callbacks = self._writable_callbacks
         if callbacks:
             self._writable_callbacks = None
@@ -566,17 +519,81 @@ class WebSocket(Protocol):
             self._over_limit()
 
     def _over_limit(self) -> None:
-        """The write buffer went over ``write_buffer_limit``: start the slow-consumer clock."""
+        """The write buffer went over ``write_buffer_limit``: start the slow-consumer clock
+        and stop reading, so that a peer that does not read cannot make us queue more."""
         if self._t_over is None:
             self._t_over = self._loop.now
-            self._log(
-                logging.WARNING,
-                "write buffer over the limit (%d bytes queued)",
+            self._incident(
+                Incident.WRITE_LIMIT,
+                "write buffer over the limit (%d bytes queued); reading paused",
                 self.write_buffer_size,
             )
+        t = self._transport
+        if t is not None and t.writing_paused:  # resume_writing will release it
+            self._hold(_HOLD_WRITE)
+
+    def _hold(self, reason: int) -> None:
+        if not self._holds and self._transport is not None:
+            self._transport.pause_reading()
+        self._holds |= reason
+
+    def _release(self, reason: int) -> None:
+        if self._holds & reason:
+            self._holds &= ~reason
+            t = self._transport
+            if not self._holds and t is not None and (self._phase is _OPEN or self._phase is _CLOSING):
+                t.resume_reading()
+
+    def _partial(self, conn: Connection) -> None:
+        """A frame or message is still arriving: start its deadline, charge the budget."""
+        if self._t_partial is None:
+            self._t_partial = self._loop.now
+        budget = self._settings.budget
+        if budget is not None:
+            self._held = held = conn.buffered_bytes
+            if budget.update(self, held):
+                for ws in budget.offenders():
+                    ws._over_budget()
+
+    def _partial_done(self) -> None:
+        self._t_partial = None
+        if self._held:
+            self._held = 0
+            budget = self._settings.budget
+            if budget is not None:
+                budget.update(self, 0)
+
+    def _over_budget(self) -> None:
+        """This connection holds the most of a server over its memory budget: fail it."""
+        self._incident(
+            Incident.MEMORY_BUDGET, "holding %d bytes of a server over its memory budget; 1013",
+            self._held,
+        )
+        self._partial_done()
+        self._fail(1013, "server memory budget exceeded")
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Send a close frame and drop the connection without waiting for the answer."""
+        if self._phase is _OPEN:
+            assert self._conn is not None
+            data = self._conn.close(code, reason)
+            self.close_code, self.close_reason = code, reason
+            self._start_closing()
+            self._write(data)
+        self._backlog = None
+        if self._transport is not None:
+            self._transport.close()
 
     def _dispatch(self, conn: Connection, events: list[Event]) -> None:
-        """Hand a chunk's events to the handler, then flush and maybe close."""
+        """Hand events to the handler (at most MESSAGES_PER_TICK per tick), then flush."""
+        if len(events) > MESSAGES_PER_TICK:
+            # One peer's flood must not delay the others: the rest waits for the next
+            # tick, and reading waits for the rest (so events stay in wire order).
+            if self._backlog is None:
+                self._hold(_HOLD_BACKLOG)
+                self._loop.call_soon(self._drain_backlog)
+            self._backlog = events[MESSAGES_PER_TICK:]
+            events = events[:MESSAGES_PER_TICK]
         handler = self._handler
         settings = self._settings
         rate = settings.rate
@@ -586,6 +603,8 @@ class WebSocket(Protocol):
             cls = type(event)
             if cls is TextMessage or cls is BinaryMessage:
                 count += 1
+                if self._phase is not _OPEN:
+                    continue
                 if rate is not None and not self._take_token():
                     break
                 if debug:
@@ -595,7 +614,7 @@ class WebSocket(Protocol):
                         "text" if cls is TextMessage else "binary",
                         len(event.data),  # type: ignore[attr-defined]
                     )
-                if handler is None or self._phase is not _OPEN:
+                if handler is None:
                     continue
                 try:
                     handler.on_message(self, event.data)  # type: ignore[attr-defined]
@@ -609,6 +628,8 @@ class WebSocket(Protocol):
         if count:
             self.messages_in += count
             self._t_msg = self._loop.now
+        if self._backlog is not None and self._phase is _OPEN:
+            return  # our answers (pongs, a close reply) leave after the backlog's
         out = conn.data_to_send()
         if out:
             self._write(out)
@@ -618,6 +639,15 @@ class WebSocket(Protocol):
                 # After a protocol error the peer may still be sending: linger so that
                 # no reset destroys the close frame that tells it why (1002/1007/1009).
                 transport.close(FAILURE_LINGER if conn.failure is not None else 0.0)
+
+    def _drain_backlog(self) -> None:
+        backlog = self._backlog
+        self._backlog = None
+        conn = self._conn
+        if backlog is not None and conn is not None and self._phase is not Phase.CLOSED:
+            self._dispatch(conn, backlog)
+        if self._backlog is None:
+            self._release(_HOLD_BACKLOG)
 
     def _control_event(self, event: Event, handler: Handler | None) -> None:
         if isinstance(event, Ping):
@@ -665,14 +695,20 @@ class WebSocket(Protocol):
         self._t_tokens = now
         if tokens < 1.0:
             self._tokens = tokens
-            self._log(logging.WARNING, "rate limit exceeded; closing with 1008")
+            self._incident(Incident.RATE_LIMIT, "rate limit exceeded; closing with 1008")
             self.close(1008, "rate limit exceeded")
             return False
         self._tokens = tokens - 1.0
         return True
 
     def _handler_failed(self, where: str) -> None:
-        self._log(logging.ERROR, "handler error in %s; closing with 1011", where, exc_info=True)
+        self._incident(
+            Incident.HANDLER_ERROR,
+            "handler error in %s; closing with 1011",
+            where,
+            level=logging.ERROR,
+            exc_info=True,
+        )
         if self._phase is _OPEN:
             self.close(1011, "")
         else:
@@ -702,6 +738,24 @@ class WebSocket(Protocol):
             return f"[{host}]:{addr[1]}" if ":" in str(host) else f"{host}:{addr[1]}"
         return str(addr)
 
+    def _incident(
+        self,
+        incident: Incident,
+        msg: str,
+        *args: Any,
+        level: int = logging.WARNING,
+        exc_info: bool = False,
+    ) -> None:
+        """Count ``incident`` (every time) and log it (once per connection and kind)."""
+        self._settings.incidents.add(incident)
+        logged = self._logged
+        if logged is None:
+            logged = self._logged = set()
+        elif incident in logged:
+            return
+        logged.add(incident)
+        self._log(level, msg, *args, exc_info=exc_info)
+
     def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         log = self._settings.logger
         if log.isEnabledFor(level):
@@ -729,7 +783,7 @@ class WebSocket(Protocol):
 
     def _handshake_timed_out(self) -> None:
         """The handshake (or the HTTP answer) took longer than ``handshake_timeout``."""
-        self._log(logging.WARNING, "handshake timeout; dropping")
+        self._incident(Incident.HANDSHAKE_TIMEOUT, "handshake timeout; dropping")
         self.abort()
 
     def _lost(self, exc: BaseException | None, was_open: bool) -> None:

@@ -37,18 +37,28 @@ _METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("rfc6455_messages_sent_total", "messages_out", "counter", "Data messages sent."),
     ("rfc6455_bytes_received_total", "bytes_in", "counter", "Bytes received."),
     ("rfc6455_bytes_sent_total", "bytes_out", "counter", "Bytes sent."),
+    (
+        "rfc6455_incoming_buffered_bytes",
+        "incoming_buffered_bytes",
+        "gauge",
+        "Incoming bytes held in partial frames and messages (the memory budget's total).",
+    ),
 )
 
 _TEXT = ("Content-Type", "text/plain")
 
 
-def render_metrics(stats: Mapping[str, int]) -> str:
+def render_metrics(stats: Mapping[str, int], incidents: Mapping[str, int]) -> str:
     """The counters in the Prometheus text exposition format (version 0.0.4)."""
     lines = []
     for name, key, kind, help_ in _METRICS:
         lines.append(f"# HELP {name} {help_}")
         lines.append(f"# TYPE {name} {kind}")
         lines.append(f"{name} {stats[key]}")
+    lines.append("# HELP rfc6455_incidents_total Limits hit, by kind (docs/security.md).")
+    lines.append("# TYPE rfc6455_incidents_total counter")
+    for kind, count in sorted(incidents.items()):
+        lines.append(f'rfc6455_incidents_total{{kind="{kind}"}} {count}')
     return "\n".join(lines) + "\n"
 
 
@@ -59,20 +69,20 @@ class PlainHTTP:
         router: tells which paths are WebSocket endpoints (426 for a plain GET).
         routes: path → function returning ``(status, headers, body)``; they
             take precedence over the built-in paths.
-        stats: returns the server's counters for ``/metrics``.
+        metrics: renders ``/metrics`` (the server's counters, read at scrape time).
     """
 
-    __slots__ = ("_router", "_routes", "_stats")
+    __slots__ = ("_metrics", "_router", "_routes")
 
     def __init__(
         self,
         router: Router,
         routes: Mapping[str, HTTPRoute] | None,
-        stats: Callable[[], Mapping[str, int]],
+        metrics: Callable[[], str],
     ) -> None:
         self._router = router
         self._routes = dict(routes or {})
-        self._stats = stats
+        self._metrics = metrics
 
     def respond(self, request: HTTPRequest) -> HTTPResponse:
         """The response to ``request``; a failing custom route is a logged 500."""
@@ -87,7 +97,7 @@ class PlainHTTP:
         if path == "/healthz":
             return 200, [_TEXT], b"ok\n"
         if path == "/metrics":
-            body = render_metrics(self._stats()).encode()
+            body = self._metrics().encode()
             return 200, [("Content-Type", "text/plain; version=0.0.4")], body
         if self._router.is_endpoint(path):
             return (

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from ._endpoint import Message, WebSocket
+from ._endpoint import WebSocket
+from ._events import Message
 from ._frames import frame_header
 
 __all__ = [

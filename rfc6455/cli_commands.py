@@ -70,9 +70,11 @@ def server_config(args: argparse.Namespace) -> Config:
         handshake_timeout=_seconds(args.handshake_timeout),
         close_timeout=_seconds(args.close_timeout),
         idle_timeout=_seconds(args.idle_timeout),
+        message_timeout=_seconds(args.message_timeout),
         shutdown_timeout=args.shutdown_timeout,
         rate_limit=_seconds(args.rate_limit),
         write_buffer_limit=args.write_buffer_limit if args.write_buffer_limit > 0 else None,
+        memory_budget=args.memory_budget if args.memory_budget > 0 else None,
         compression=not args.no_compression,  # permessage-deflate with its defaults
         certfile=args.certfile,
         keyfile=args.keyfile,

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from typing import Any, Unpack
 
 from ._client_options import ClientOptions, WebSocketURL, parse_url, prepare
-from ._endpoint import EndpointSettings, PhaseTrigger, WebSocket
+from ._endpoint import PhaseTrigger, WebSocket
 from ._errors import HandshakeError, LocalProtocolError
 from ._events import Message
 from ._handshake import ClientHandshake, HandshakeAccepted
+from ._limits import EndpointSettings
 from ._loop import Loop, TimerHandle
 from ._transport import Transport
 from .app import Handler
@@ -94,7 +95,7 @@ class ClientWebSocket(WebSocket):
             hs.receive_data(data)
             event = hs.next_event()
         except (HandshakeError, LocalProtocolError) as exc:
-            self._fail(exc)
+            self._fail_open(exc)
             return
         if isinstance(event, HandshakeAccepted):
             self._hs = None
@@ -112,17 +113,17 @@ class ClientWebSocket(WebSocket):
                 hs.receive_data(b"")
                 hs.next_event()
             except (HandshakeError, LocalProtocolError) as exc:
-                self._fail(exc)
+                self._fail_open(exc)
                 return
-        self._fail(ConnectionError("connection closed during the handshake"))
+        self._fail_open(ConnectionError("connection closed during the handshake"))
 
     def _handshake_timed_out(self) -> None:
         if self._connecting is not None:
             self._connect_failed(TimeoutError("TCP connect timed out"))
         else:
-            self._fail(TimeoutError("opening handshake timed out"))
+            self._fail_open(TimeoutError("opening handshake timed out"))
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail_open(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
         self._log(logging.INFO, "could not connect: %s", exc)
@@ -224,6 +225,7 @@ def loop_connect(
     open_timeout: float | None = 10.0,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
+    message_timeout: float | None = 60.0,
     on_error: Callable[[BaseException], object] | None = None,
     on_lost: Callable[[ClientWebSocket], object] | None = None,
     **options: Unpack[ClientOptions],
@@ -242,6 +244,8 @@ def loop_connect(
         open_timeout: TCP connect, TLS and the handshake together.
         ping_interval: send a ping after this long without hearing from the server.
         ping_timeout: drop a server silent this long after the ping interval.
+        message_timeout: time the server has to complete a frame or fragmented
+            message it started (1008 after it).
         on_error: called with the exception if the connection cannot be opened.
         on_lost: called with the connection once its socket is gone, whether
             it opened or not (after ``on_close`` or ``on_error``).
@@ -254,6 +258,7 @@ def loop_connect(
         close_timeout=prepared.close_timeout,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        message_timeout=message_timeout,
         log=logger,
     )
     parsed = prepared.url

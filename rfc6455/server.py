@@ -32,11 +32,12 @@ from typing import Any
 
 from ._connection import Connection
 from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-from ._endpoint import EndpointSettings, PhaseTrigger, WebSocket
+from ._endpoint import PhaseTrigger, WebSocket
 from ._errors import HandshakeError
 from ._extensions import ServerExtensionFactory
 from ._handshake import HTTPRequest, ServerHandshake, UpgradeRequest
 from ._http import HTTPRoute, PlainHTTP, render_metrics
+from ._limits import EndpointSettings, Incident
 from ._loop import Loop, TimerHandle
 from ._transport import Transport
 from .app import Handler, HandlerFactory, Router
@@ -67,7 +68,9 @@ class Config:
         reuse_port: set ``SO_REUSEPORT`` (several processes on one port).
         max_message_size: largest message accepted (1009 beyond).
         max_connections: open WebSocket connections; more get 503 + Retry-After.
-        max_connections_per_ip: open connections per client address (503).
+        max_connections_per_ip: sockets per client address, counted from accept
+            (so sockets still in the handshake count too): the ones over it get
+            503 + Retry-After, and past twice the limit they are closed at once.
         retry_after: seconds announced in ``Retry-After`` with a 503.
         ping_interval: send a ping after this long without hearing from the peer.
         ping_timeout: drop a peer that stays silent this long after the ping
@@ -77,11 +80,18 @@ class Config:
         handshake_timeout: time from accept to a complete handshake (slowloris).
         close_timeout: time the peer has to answer our close frame.
         idle_timeout: close (1000) a connection without data messages this long.
+        message_timeout: time a peer has to complete a frame or a fragmented
+            message once it started one (1008 "message timeout"): a peer that
+            trickles a message cannot hold its buffer for ever.
         shutdown_timeout: time :meth:`Server.shutdown` waits for closing handshakes.
         rate_limit: data messages per second per connection (token bucket; 1008).
         rate_burst: bucket size (default: ``max(1, rate_limit)``).
         write_buffer_limit: bytes queued for a peer above which it is a slow consumer.
         write_buffer_timeout: how long it may stay above before it is closed (1008).
+            Reading from that peer pauses while it is above the limit.
+        memory_budget: incoming bytes (partial frames and messages) all
+            connections may hold together; above it the largest holders are
+            failed first (1013) until the total is back under.
         high_water: write buffer above which the handler sees ``writable`` False.
         low_water: write buffer at or below which it is writable again.
         compression: negotiate the extensions in ``extensions`` (False: none).
@@ -119,6 +129,8 @@ class Config:
     handshake_timeout: float | None = 10.0
     close_timeout: float | None = 10.0
     idle_timeout: float | None = None
+    # 60 s for a whole message: slow mobile links still send 1 MiB in far less.
+    message_timeout: float | None = 60.0
     shutdown_timeout: float = 10.0
     rate_limit: float | None = None
     rate_burst: float | None = None
@@ -126,6 +138,8 @@ class Config:
     # for write_buffer_timeout means the peer cannot keep up.
     write_buffer_limit: int | None = 1 << 20
     write_buffer_timeout: float = 5.0
+    # 256 MiB: 256 peers each holding a maximum-size (1 MiB) message at once.
+    memory_budget: int | None = 256 << 20
     high_water: int = 64 * 1024
     low_water: int = 16 * 1024
     compression: bool = True
@@ -150,6 +164,7 @@ class Config:
             "handshake_timeout",
             "close_timeout",
             "idle_timeout",
+            "message_timeout",
             "rate_limit",
             "rate_burst",
         ):
@@ -160,6 +175,10 @@ class Config:
             raise ValueError("timeouts cannot be negative")
         if self.keyfile and not self.certfile:
             raise ValueError("keyfile without certfile")
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise ValueError(f"memory_budget must be positive or None, not {self.memory_budget}")
+        if self.max_connections_per_ip is not None and self.max_connections_per_ip <= 0:
+            raise ValueError("max_connections_per_ip must be positive or None")
 
     def endpoint_settings(self) -> EndpointSettings:
         """The per-connection settings every connection of a server shares."""
@@ -169,12 +188,14 @@ class Config:
             ping_timeout=self.ping_timeout,
             idle_timeout=self.idle_timeout,
             close_timeout=self.close_timeout,
+            message_timeout=self.message_timeout,
             rate_limit=self.rate_limit,
             rate_burst=self.rate_burst,
             write_buffer_limit=self.write_buffer_limit,
             write_buffer_timeout=self.write_buffer_timeout,
             high_water=self.high_water,
             low_water=self.low_water,
+            memory_budget=self.memory_budget,
             log=logger,
         )
 
@@ -182,12 +203,14 @@ class Config:
 class ServerWebSocket(WebSocket):
     """The server's side of one connection (see :class:`~rfc6455.WebSocket`)."""
 
-    __slots__ = ("_hs", "_server")
+    __slots__ = ("_hs", "_refusal", "_server")
 
     def __init__(self, server: Server, remote_address: Any) -> None:
         super().__init__(server.loop, server._settings, remote_address)
         self._server: Server | None = server
         self._hs: ServerHandshake | None = None
+        # Set at accept when the client's address is over max_connections_per_ip.
+        self._refusal: str | None = None
 
     def _handshake_data(self, data: bytes) -> None:
         server = self._server
@@ -286,7 +309,7 @@ class Server:
         if routes is None and handler is None:
             raise ValueError("give routes or handler")
         self.router = Router(routes, handler)
-        self._plain_http = PlainHTTP(self.router, http_routes, self.stats)
+        self._plain_http = PlainHTTP(self.router, http_routes, self.metrics_text)
         self._own_loop = loop is None
         self.loop = loop if loop is not None else Loop()
         self._settings = config.endpoint_settings()
@@ -303,6 +326,7 @@ class Server:
         self._listeners: list[socket.socket] = []
         self._conns: dict[ServerWebSocket, None] = {}
         self._open_count = 0
+        # Sockets per client address, from accept to connection_lost.
         self._per_ip: dict[str, int] = {}
         self._sweep_timer: TimerHandle | None = None
         self._accept_timer: TimerHandle | None = None
@@ -511,7 +535,18 @@ class Server:
         except OSError:  # already reset by the peer
             sock.close()
             return
+        ip = _ip_of(addr)
+        sockets = self._per_ip.get(ip, 0)
+        limit = self.config.max_connections_per_ip
+        if limit is not None and sockets >= 2 * limit:
+            # Twice the limit: no more descriptors for this address, not even for a 503.
+            self._settings.incidents.add(Incident.PER_IP_LIMIT)
+            logger.debug("%s holds %d sockets: closed at accept", ip, sockets)
+            sock.close()
+            return
         ws = ServerWebSocket(self, addr)
+        if limit is not None and sockets >= limit:
+            ws._refusal = "too many connections from this address"
         try:
             transport = Transport(
                 self.loop, sock, ws, ssl_context=self._ssl_context, server_side=True
@@ -520,6 +555,7 @@ class Server:
             sock.close()
             return
         ws.attach(transport)
+        self._per_ip[ip] = sockets + 1
         self._conns[ws] = None
         self.connections_total += 1
         if self._sweep_timer is None:
@@ -543,12 +579,12 @@ class Server:
         totals["bytes_out"] += ws.bytes_out
         if was_open:
             self._open_count -= 1
-            ip = _ip_of(ws.remote_address)
-            n = self._per_ip.get(ip, 0) - 1
-            if n > 0:
-                self._per_ip[ip] = n
-            else:
-                self._per_ip.pop(ip, None)
+        ip = _ip_of(ws.remote_address)
+        n = self._per_ip.get(ip, 0) - 1
+        if n > 0:
+            self._per_ip[ip] = n
+        else:
+            self._per_ip.pop(ip, None)
         if not self._conns:
             if self._sweep_timer is not None:
                 self._sweep_timer.cancel()
@@ -572,8 +608,19 @@ class Server:
         allowed = self.config.allowed_origins
         if allowed is not None and request.origin is not None and request.origin not in allowed:
             raise HandshakeError(f"origin {request.origin} is not allowed", 403)
-        if self.config.check_request is not None:
-            self.config.check_request(request)
+        hook = self.config.check_request
+        if hook is not None:
+            try:
+                hook(request)
+            except HandshakeError:
+                raise
+            except Exception:  # a broken hook fails this request only
+                # The traceback once per server; later failures are counted (metrics).
+                incidents = self._settings.incidents
+                if not incidents[Incident.HOOK_ERROR]:
+                    logger.exception("check_request raised; answering 500")
+                incidents.add(Incident.HOOK_ERROR)
+                raise HandshakeError("internal server error", 500) from None
 
     def _upgrade(self, ws: ServerWebSocket, hs: ServerHandshake, request: UpgradeRequest) -> None:
         path = request.target.split("?", 1)[0]
@@ -603,9 +650,7 @@ class Server:
         keep_request = self.config.keep_request
         if keep_request:
             ws.request = request
-        ip = _ip_of(ws.remote_address)
         self._open_count += 1
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         ws.accept(response, conn, handler)
         if not keep_request:
             ws.request = None
@@ -618,10 +663,10 @@ class Server:
         if config.max_connections is not None and self._open_count >= config.max_connections:
             ws.log(logging.WARNING, "max connections (%d) reached: 503", config.max_connections)
             return "too many connections"
-        limit = config.max_connections_per_ip
-        if limit is not None and self._per_ip.get(_ip_of(ws.remote_address), 0) >= limit:
-            ws.log(logging.WARNING, "max connections per IP reached: 503")
-            return "too many connections from this address"
+        if ws._refusal is not None:
+            ws.log(logging.INFO, "max connections per IP reached: 503")
+            self._settings.incidents.add(Incident.PER_IP_LIMIT)
+            return ws._refusal
         return None
 
     # -- metrics -------------------------------------------------------------------
@@ -636,11 +681,17 @@ class Server:
             totals["bytes_out"] += ws.bytes_out
         totals["connections_open"] = self._open_count
         totals["connections_total"] = self.connections_total
+        budget = self._settings.budget
+        totals["incoming_buffered_bytes"] = budget.total if budget is not None else 0
         return totals
+
+    def incidents(self) -> dict[str, int]:
+        """How often each limit was hit (rate limit, slow consumer, timeouts, ...)."""
+        return {i.value: n for i, n in self._settings.incidents.counts.items()}
 
     def metrics_text(self) -> str:
         """The counters in the Prometheus text exposition format."""
-        return render_metrics(self.stats())
+        return render_metrics(self.stats(), self.incidents())
 
 
 def _bind_accept(server: Server, sock: socket.socket) -> Callable[[], None]:

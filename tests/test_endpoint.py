@@ -24,13 +24,8 @@ from rfc6455 import (
     apply_mask,
     broadcast,
 )
-from rfc6455._endpoint import (
-    PHASE_TRANSITIONS,
-    UNLIMITED_BUFFER,
-    EndpointSettings,
-    Phase,
-    PhaseTrigger,
-)
+from rfc6455._endpoint import PHASE_TRANSITIONS, Phase, PhaseTrigger
+from rfc6455._limits import UNLIMITED_BUFFER, EndpointSettings
 
 EXPECTED = {
     (Phase.HANDSHAKE, PhaseTrigger.ACCEPTED): Phase.OPEN,
