@@ -4,12 +4,23 @@ Strategy: bytes in, events out; events in, bytes out. ``receive_data`` runs
 the frame decoder over the new bytes at once and turns every complete frame
 into events, in wire order, so a message that precedes a protocol error in
 the same chunk is reported before the failure. Replies the protocol requires
-(pong for ping, close for close, close after a failure) are queued in one
-output buffer; ``data_to_send`` drains it and every ``send_*`` call returns
-it first, so bytes always leave in the order they were produced. The one
-exception is our closing frame once the peer's close (or a failure) is in:
-it waits in ``_final`` (state REPLYING) until ``data_to_send``, so the
+(pong for ping, close for close, close after a failure) wait in the
+connection; ``data_to_send`` returns them and every ``send_*`` call returns
+a waiting pong first, so bytes always leave in the order they were produced.
+The one exception is our closing frame once the peer's close (or a failure)
+is in: it waits in ``_final`` (state REPLYING) until ``data_to_send``, so the
 application can still answer the messages that came before it.
+
+At most one automatic pong waits, the latest (RFC 6455 §5.5.3: an endpoint
+that has not yet answered earlier pings "MAY elect to send a Pong frame for
+only the most recently processed Ping frame"), so a ping flood costs one
+pong per flush, not one per ping. A ping that arrives while a pong still
+waits (not yet taken by ``data_to_send`` or a ``send_*`` call) replaces that
+pong's payload; the pong keeps its place. No order can change by it: a
+waiting pong is the only frame the connection holds for output (whatever
+the application sends takes the pong along, in front), so nothing sits
+behind it to overtake, and a frame sent after it was still sent after it.
+Every ``Ping`` is still reported as an event.
 
 The hot path is an unfragmented, unextended text or binary frame: one
 comparison on the first header byte, one copy of the payload out of the
@@ -108,7 +119,9 @@ class Connection:
     replies alone. Call it after handling the events of each chunk: when
     the peer closed (or broke the protocol) it also sends our close frame,
     after any answers to the messages that preceded it (state REPLYING,
-    then CLOSED).
+    then CLOSED). Pings are answered automatically, with at most one pong
+    per flush: the one for the latest ping received since the last flush
+    (RFC 6455 §5.5.3).
     """
 
     is_server: bool = True
@@ -128,9 +141,9 @@ class Connection:
         "_msg_rsv",
         "_msg_size",
         "_msg_utf8",
-        "_out",
         "_partial_checked",
         "_partial_utf8",
+        "_pong",
         "_send_opcode",
         "_stream",
         "close_received",
@@ -166,7 +179,8 @@ class Connection:
         )
         self._events: list[Event] = []
         self._event_pos = 0
-        self._out: list[bytes] = []
+        # The payload of the pong owed for the latest ping, until it is sent.
+        self._pong: bytes | None = None
         # Our close frame while REPLYING: it leaves with the next data_to_send().
         self._final = b""
         #: OPEN, CLOSING (our close sent), REPLYING (our answering close queued) or CLOSED.
@@ -255,15 +269,11 @@ class Connection:
         connection's output (state CLOSED): call it after answering the
         events received so far.
         """
-        out = self._out
+        data = b"" if self._pong is None else self._take_pong()
         if self._final:
-            out.append(self._final)
+            data += self._final
             self._final = b""
             self.state = next_state(self.state, Trigger.FLUSH_CLOSE)
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
         return data
 
     @property
@@ -383,7 +393,8 @@ class Connection:
         if opcode == _OP_PING:
             self._events.append(Ping(payload=payload))
             if self.state is _OPEN:
-                self._out.append(self._encode(0x80 | _OP_PONG, payload))
+                # §5.5.3: one pong for the latest ping; it replaces any still waiting.
+                self._pong = payload
             return True
         if opcode == _OP_PONG:
             self._events.append(Pong(payload=payload))
@@ -483,14 +494,18 @@ class Connection:
             )
         return frame_header(first, len(payload)) + payload
 
+    def _take_pong(self) -> bytes:
+        """The waiting pong, encoded now (a replaced one is never encoded)."""
+        payload = self._pong
+        assert payload is not None
+        self._pong = None
+        return self._encode(0x80 | _OP_PONG, payload)
+
     def _emit(self, frame: bytes) -> bytes:
-        out = self._out
-        if out:
-            out.append(frame)
-            data = b"".join(out)
-            out.clear()
-            return data
-        return frame
+        """``frame`` after the waiting pong, if any."""
+        if self._pong is None:
+            return frame
+        return self._take_pong() + frame
 
     def _check_can_send(self, what: str) -> None:
         """Sending is allowed until our close frame has left (OPEN or REPLYING)."""
@@ -529,7 +544,7 @@ class Connection:
                 frame = bytes((first, n)) + payload
             else:
                 frame = frame_header(first, n) + payload
-            return self._emit(frame) if self._out else frame
+            return frame if self._pong is None else self._take_pong() + frame
         return self._emit(self._encode(first, payload))
 
     def send_text(self, text: str) -> bytes:

@@ -284,13 +284,13 @@ class TestRejections:
 
     @pytest.mark.parametrize("role", ROLES)
     def test_replies_leave_in_order(self, role: str) -> None:
-        # The pong for a ping before the error goes out before the close frame.
+        # The pong for the pings before the error (one, for the latest: §5.5.3)
+        # goes out before the close frame.
         conn = make(role)
         events = conn.receive(f(role, OP_PING, b"1") + f(role, OP_PING, b"2") + f(role, 3))
         assert events[:2] == [Ping(payload=b"1"), Ping(payload=b"2")]
         frames = parse_frames(conn.data_to_send(), masked=role == "client")
         assert [(fr.opcode, fr.payload[:2]) for fr in frames] == [
-            (OP_PONG, b"1"),
             (OP_PONG, b"2"),
             (OP_CLOSE, b"\x03\xea"),
         ]
@@ -712,11 +712,73 @@ class TestSection5_5_2Ping:
         assert conn.data_to_send() == b""
 
     @pytest.mark.parametrize("role", ROLES)
-    def test_pongs_in_ping_order(self, role: str) -> None:
+    def test_one_pong_for_the_latest_ping(self, role: str) -> None:
+        # §5.5.3: "If an endpoint receives a Ping frame and has not yet sent
+        # Pong frame(s) in response to previous Ping frame(s), the endpoint MAY
+        # elect to send a Pong frame for only the most recently processed Ping
+        # frame." Every ping is still reported.
         conn = make(role)
-        conn.receive(b"".join(f(role, OP_PING, bytes([i])) for i in range(5)))
+        events = conn.receive(b"".join(f(role, OP_PING, bytes([i])) for i in range(5)))
+        assert events == [Ping(payload=bytes([i])) for i in range(5)]
         frames = parse_frames(conn.data_to_send(), masked=role == "client")
-        assert [fr.payload for fr in frames] == [bytes([i]) for i in range(5)]
+        assert [(fr.opcode, fr.payload) for fr in frames] == [(OP_PONG, b"\x04")]
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_pings_across_chunks_split_by_pong_waiting(self, role: str) -> None:
+        # Pings in separate chunks: one pong each when flushed in between, one
+        # for the latest when not.
+        conn = make(role)
+        out = b""
+        for i in range(3):
+            conn.receive(f(role, OP_PING, bytes([i])))
+            out += conn.data_to_send()
+        conn.receive(f(role, OP_PING, b"a"))
+        conn.receive(f(role, OP_PING, b"b"))
+        out += conn.data_to_send()
+        frames = parse_frames(out, masked=role == "client")
+        assert [fr.payload for fr in frames] == [b"\x00", b"\x01", b"\x02", b"b"]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_ping_flood_costs_one_pong(self, role: str) -> None:
+        # The hostile-input finding: 10,000 pings in one chunk, one pong out.
+        conn = make(role)
+        wire = b"".join(f(role, OP_PING, str(i).encode()) for i in range(10_000))
+        events = conn.receive(wire)
+        assert len(events) == 10_000 and all(isinstance(e, Ping) for e in events)
+        [pong] = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"9999")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_waiting_pong_keeps_its_place(self, role: str) -> None:
+        # A pong waiting when the application sends goes first, with the latest
+        # payload; the frames sent before the replacing ping stay before it.
+        conn = make(role)
+        conn.receive(f(role, OP_PING, b"1"))
+        first = conn.send_text("one")
+        conn.receive(f(role, OP_PING, b"2") + f(role, OP_TEXT, b"m") + f(role, OP_PING, b"3"))
+        second = conn.send_binary(b"two") + conn.send_text("three")
+        frames = parse_frames(first + second + conn.data_to_send(), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_PONG, b"1"),
+            (OP_TEXT, b"one"),
+            (OP_PONG, b"3"),
+            (OP_BINARY, b"two"),
+            (OP_TEXT, b"three"),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_waiting_pong_goes_before_our_close(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_PING, b"1") + f(role, OP_PING, b"2"))
+        frames = parse_frames(conn.close(1000), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_PONG, b"2"),
+            (OP_CLOSE, close_payload(1000)),
+        ]
+        # Closing: pings are reported but no longer answered.
+        assert conn.receive(f(role, OP_PING, b"3")) == [Ping(payload=b"3")]
+        assert conn.data_to_send() == b""
 
     @pytest.mark.parametrize("role", ROLES)
     def test_send_returns_queued_pong_first(self, role: str) -> None:
