@@ -228,7 +228,8 @@ class Connection:
         self._msg_opcode = 0
         self._msg_rsv = 0
         self._msg_size = 0
-        self._msg_buf = bytearray()
+        # The fragments of the message being assembled; b"" (shared) until the first one.
+        self._msg_buf: bytearray | bytes = b""
         self._msg_tail = b""
         # A text frame still arriving: payload bytes checked so far, and the
         # incomplete UTF-8 sequence they end with (None: not started).
@@ -422,14 +423,22 @@ class Connection:
             # A whole message in one frame (compressed, usually).
             self._events.append(make_binary(_to_bytes(data)))
         else:
-            buf = self._msg_buf
+            buf = self._fragments()
             buf += data
             if fin:
                 self._events.append(make_binary(bytes(buf)))
-                buf.clear()
+                self._msg_buf = b""
         if fin:
             self._msg_opcode = 0
         return True
+
+    def _fragments(self) -> bytearray:
+        """The buffer of the fragmented message being assembled (made on first use, so
+        that a connection between fragmented messages holds none)."""
+        buf = self._msg_buf
+        if type(buf) is not bytearray:
+            buf = self._msg_buf = bytearray()
+        return buf
 
     def _text_frame(self, data: bytes | memoryview, fin: bool, continuing: bool) -> None:
         """A text frame's payload, after extensions: validated, kept or reported."""
@@ -448,19 +457,18 @@ class Connection:
             except UnicodeDecodeError:
                 raise InvalidUTF8("invalid UTF-8 in text message") from None
         elif fin:
-            buf = self._msg_buf
+            buf = self._fragments()
             buf += data
             self._msg_tail = b""
+            self._msg_buf = b""
             try:
                 text = str(buf, "utf-8")
             except UnicodeDecodeError:
                 raise InvalidUTF8("invalid UTF-8 in text message") from None
-            finally:
-                buf.clear()
             self._events.append(make_text(text))
         else:
             raw = _to_bytes(data)
-            self._msg_buf += raw
+            self._fragments().extend(raw)
             tail = self._msg_tail
             # §8.1 fail fast, but an ASCII fragment after complete characters
             # is valid whatever follows: no need to decode it.
@@ -594,7 +602,7 @@ class Connection:
         """
         self._decoder.clear()
         self._msg_opcode = 0
-        self._msg_buf = bytearray()
+        self._msg_buf = b""
         self._msg_tail = b""
         self._partial_tail = None
 

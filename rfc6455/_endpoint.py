@@ -147,13 +147,12 @@ class WebSocket(Protocol):
         "_holds",
         "_logged",
         "_loop",
-        "_partial_mark",
+        "_partial",
         "_phase",
         "_settings",
         "_t_close",
         "_t_msg",
         "_t_over",
-        "_t_partial",
         "_t_ping",
         "_t_rx",
         "_t_start",
@@ -196,9 +195,8 @@ class WebSocket(Protocol):
         self._t_ping: float | None = None
         self._t_close = 0.0
         self._t_over: float | None = None
-        # Since when a frame or fragmented message has been arriving (None: none is).
-        self._t_partial: float | None = None
-        self._partial_mark = 0
+        # (since when, messages_in then) while a frame or message is seen arriving.
+        self._partial: tuple[float, int] | None = None
         self._backlog: list[Event] | None = None
         self._holds = 0
         self._held = 0  # incoming bytes reported to the memory budget
@@ -559,14 +557,14 @@ class WebSocket(Protocol):
         after the message began.
         """
         if not conn.receiving:
-            self._t_partial = None
+            self._partial = None
             return False
-        if self._t_partial is None or self._partial_mark != self.messages_in:
-            self._t_partial = now
-            self._partial_mark = self.messages_in
+        partial = self._partial
+        if partial is None or partial[1] != self.messages_in:
+            self._partial = (now, self.messages_in)
             return False
         timeout = self._settings.message_timeout
-        return timeout is not None and now - self._t_partial >= timeout
+        return timeout is not None and now - partial[0] >= timeout
 
     def _account(self, conn: Connection) -> None:
         """Report what this connection holds to the server's memory budget; over it,
