@@ -215,7 +215,7 @@ class Pump:
     frames: ServerFrames = field(default_factory=ServerFrames)
     eof_at: float | None = None
     error: str = ""
-    send_blocked_since: float | None = None
+    last_send: float = 0.0  # when the kernel last took some of our bytes (monotonic)
 
     @property
     def done(self) -> bool:
@@ -246,7 +246,9 @@ class Pump:
             self.error = type(exc).__name__
             self.eof_at = self.eof_at or time.monotonic()
             return
-        self.sent += n
+        if n:
+            self.sent += n
+            self.last_send = time.monotonic()
         # The blob is a whole number of frames: starting over keeps the stream aligned.
         self.pos = (self.pos + n) % len(self.blob)
 
@@ -598,21 +600,23 @@ def attack_ping_flood(ctx: Context) -> Outcome:
     start = time.monotonic()
     p = Pump(sock, blob=client_frame(OP_PING, b"p" * 125, key=b"abcd") * 500)
     pump([p], ctx.seconds, read=False)
-    sent = p.sent
+    end = time.monotonic()
+    notes = [f"{p.sent / 1e6:.1f} MB of pings taken"]
+    if p.last_send and end - p.last_send > 1.0:
+        notes.append(f"the server stopped reading after {p.last_send - start:.1f} s")
+    if p.error:
+        sock.close()
+        return Outcome(f"dropped ({p.error}) after {(p.eof_at or end) - start:.1f} s", notes)
     # Only now read what the server queued for us: its close frame is behind the pongs.
-    read_start = time.monotonic()
-    eof = p.eof_at or drain(sock, 4.0, p.frames)
+    eof = drain(sock, 4.0, p.frames)
     pongs = p.frames.frames - (p.frames.close_code is not None)
     sock.close()
     if p.frames.close_code is not None:
-        close = f"{p.frames.close_code} {p.frames.close_reason} (behind {pongs:,} pongs)"
-    elif p.error:
-        close = f"dropped ({p.error}) after {p.eof_at and p.eof_at - start or 0:.1f} s"
+        close = f"{p.frames.close_code} {p.frames.close_reason} (read after {pongs:,} pongs)"
+    elif eof is not None:
+        close = f"dropped without a close frame ({pongs:,} pongs read first)"
     else:
-        close = f"not closed ({pongs:,} pongs read in {time.monotonic() - read_start:.0f} s)"
-    notes = [f"{sent / 1e6:.1f} MB of pings taken in {ctx.seconds:.0f} s"]
-    if eof is not None and not p.error:
-        notes.append("EOF after the close")
+        close = f"not closed ({pongs:,} pongs read in 4 s, more queued)"
     return Outcome(close, notes)
 
 

@@ -41,10 +41,10 @@ from fakeclock import (
     advance,
     connect_raw,
     fake_server,
-    handshake,
     read_available,
     settle,
 )
+from fakeclock import handshake as fakeclock_handshake
 from helpers import (
     OP_BINARY,
     OP_CLOSE,
@@ -74,16 +74,26 @@ READ_CHUNK = 256 * 1024
 # --- helpers --------------------------------------------------------------------------------
 
 
+def handshake(server: Server, path: str = "/") -> socket.socket:
+    """``fakeclock.handshake`` with Nagle off: what a test sends reaches the server at once,
+    not after the delayed ACK of its previous segment (40 real milliseconds, while the
+    test's loop runs ahead on its fake clock)."""
+    sock = fakeclock_handshake(server, path)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def send_some(sock: socket.socket, data: bytes | memoryview) -> int:
     """Send what the kernel takes now, without blocking; 0 if it takes nothing (or the
     server is gone: an attacker does not care)."""
+    timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
         return sock.send(data)
     except (BlockingIOError, BrokenPipeError, ConnectionResetError):
         return 0
     finally:
-        sock.setblocking(True)
+        sock.settimeout(timeout)
 
 
 def handshake_not_reading(server: Server) -> socket.socket:
@@ -93,6 +103,7 @@ def handshake_not_reading(server: Server) -> socket.socket:
     stall)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(5)
     sock.connect(("127.0.0.1", server.port))
     before = server.connections_total
@@ -323,6 +334,8 @@ def test_3_a_message_in_two_byte_fragments_costs_about_its_payload(opcode: int) 
     )
     with fake_server(Config()) as (server, _clock):
         sock = handshake(server)
+        ws = server.connections[0]
+        taken = ws.bytes_in
         tracemalloc.start()
         try:
             settle(server.loop)
@@ -333,6 +346,7 @@ def test_3_a_message_in_two_byte_fragments_costs_about_its_payload(opcode: int) 
             held = traced_now() - before
         finally:
             tracemalloc.stop()
+        assert ws.bytes_in - taken == len(wire)  # all of it is in the server
         assert read_available(sock) == (b"", False)  # the message is still open
         assert held <= 4 * payload + 64 * 1024, f"{held} bytes for {payload} bytes of payload"
         assert server.stats()["incoming_buffered_bytes"] >= payload
@@ -463,9 +477,6 @@ def _trickle_until_closed(
     """Send ``piece`` every fake second until ``timeout - EPS``: still open; at ``timeout``:
     1008 "message timeout", and the socket is closed."""
     loop = server.loop
-    # No Nagle: each piece must reach the server at its own (fake) second, not wait for an
-    # ACK that the delayed-ACK timer sends 40 real milliseconds later.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for _ in range(int(timeout) - 1):
         advance(loop, clock, SWEEP)
         sock.sendall(piece)
@@ -520,7 +531,6 @@ def test_5_messages_that_complete_are_not_timed_out_even_if_every_read_ends_mid_
     so no message deadline may fire."""
     with fake_server(Config(message_timeout=4.0)) as (server, clock):
         sock = handshake(server)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one read per piece
         stream = b"".join(frame(OP_BINARY, bytes([i]) * 1000, mask=True) for i in range(12))
         cut = len(stream) // 12 + 3  # each piece ends 3 bytes into the next frame
         echoed = 0
@@ -683,6 +693,7 @@ DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
 def deflate_handshake(server: Server) -> socket.socket:
     request = handshake_request(server.port).replace(b"\r\n\r\n", b"\r\n" + DEFLATE_OFFER + b"\r\n")
     sock = connect_raw(server, request)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     head = b""
     while not head.endswith(b"\r\n\r\n"):
         chunk = sock.recv(1)
@@ -728,6 +739,21 @@ def test_10_messages_that_end_in_a_final_block_are_accepted() -> None:
         assert not closed
         replies = inflate_replies(parse_frames(data, masked=False))
         assert replies == [b"first " * 20, b"second " * 20, b"third " * 20]
+        sock.close()
+
+
+def test_10_the_rfc_example_with_its_trailing_octet_is_accepted() -> None:
+    """RFC 7692 §7.2.3.4's own example: "Hello" in a BFINAL block, then one 0x00 octet (the
+    header bits of an empty stored block, which the receiver's appended 00 00 ff ff
+    completes). That one octet is not "data after the final block"."""
+    with fake_server() as (server, _clock):
+        sock = deflate_handshake(server)
+        payload = bytes.fromhex("f3 48 cd c9 c9 07 00 00")
+        sock.sendall(frame(OP_TEXT, payload, rsv=4, mask=True))
+        settle(server.loop)
+        data, closed = read_available(sock)
+        assert not closed
+        assert inflate_replies(parse_frames(data, masked=False)) == [b"Hello"]
         sock.close()
 
 
