@@ -591,7 +591,9 @@ def attack_empty_continuation(ctx: Context) -> Outcome:
     sock.close()
     return Outcome(
         _close_text(p.frames, start, p.eof_at, p.error),
-        [f"{frames_sent:,} empty frames sent{' before the close' if closed else ''}"],
+        [
+            f"{frames_sent:,} empty frames taken by the kernels{' until the close' if closed else ''}"
+        ],
     )
 
 
@@ -616,7 +618,7 @@ def attack_ping_flood(ctx: Context) -> Outcome:
     elif eof is not None:
         close = f"dropped without a close frame ({pongs:,} pongs read first)"
     else:
-        close = f"not closed ({pongs:,} pongs read in 4 s, more queued)"
+        close = f"not closed ({pongs:,} pongs in all)"
     return Outcome(close, notes)
 
 
