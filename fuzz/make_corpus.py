@@ -80,6 +80,12 @@ def deflate(message: bytes, wbits: int = 15) -> bytes:
     return data[:-4]
 
 
+def deflate_final(message: bytes) -> bytes:
+    """A payload ending its DEFLATE stream with a BFINAL block (RFC 7692 §7.2.3.4)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return compressor.compress(message) + compressor.flush(zlib.Z_FINISH)
+
+
 def deflate_fragments(message: bytes, parts: int) -> list[bytes]:
     """One compressed message cut into ``parts`` flushed fragments."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -216,7 +222,6 @@ def frame_seeds() -> Iterator[tuple[str, bytes]]:
     yield "bad-deflate-rsv1-on-ping", h(d) + frame(ping, b"x", rsv=0x40)
     yield "bad-deflate-rsv2", h(d) + frame(binary, b"x", rsv=0x20)
     yield "bad-deflate-utf8", h(d) + frame(text, deflate(b"\xff\xfe"), rsv=0x40)
-
     # Echo: what we send back must reach the peer intact (through the extension too).
     e = ECHO
     messages = frame(text, "échø".encode()) + frame(binary, bytes(300)) + frame(ping, b"p")
@@ -241,6 +246,36 @@ def frame_seeds() -> Iterator[tuple[str, bytes]]:
         binary, b"b", masked=True
     )
     yield "echo-then-failure", h(e, chunks=(ONE,) * 4) + frame(text, b"ok") + frame(binary, b"x", rsv=0x20)
+    # Added later than the seeds above, so as not to change their masking keys.
+    # §7.2.3.4: a BFINAL block, with the RFC's trailing 0x00 in a later fragment.
+    yield "deflate-final-block", h(d, chunks=(THREE, WHOLE, ONE, WHOLE)) + (
+        frame(text, deflate_final(b"the end"), fin=False, rsv=0x40) + frame(cont, b"\x00")
+        + frame(text, deflate(b"a new stream"), rsv=0x40)
+    )
+    yield "bad-deflate-after-final-block", h(d) + frame(
+        binary, deflate_final(b"the end") + b"more", rsv=0x40
+    )
+    yield "bad-deflate-after-final-block-fragment", h(d) + (
+        frame(binary, deflate_final(b"the end"), fin=False, rsv=0x40) + frame(cont, deflate(b"?"))
+    )
+
+    # Hostile input: a message held open by empty fragments ends in 1009 (each
+    # is charged FRAGMENT_OVERHEAD); a ping flood is answered by one pong.
+    yield "bad-empty-fragments", h(max_index=MAX_1000, chunks=(SEVEN, WHOLE, ODD, WHOLE)) + (
+        frame(text, b"a", fin=False) + b"".join(frame(cont, b"", fin=False) for _ in range(80))
+    )
+    yield "bad-empty-fragments-stream", h(STREAM | CLIENT, max_index=MAX_1000) + (
+        frame(binary, b"a", fin=False, masked=False)
+        + frame(cont, b"", fin=False, masked=False) * 80
+    )
+    flood = b"".join(frame(ping, str(i).encode()) for i in range(60))
+    yield "ping-flood", h(chunks=(ODD, SEVEN, ODD, WHOLE)) + flood + frame(text, b"after")
+
+    # A pong waiting when we echo goes first, with the latest ping's payload.
+    yield "echo-ping-flood", h(e | CLIENT, chunks=(ODD, WHOLE, SEVEN, WHOLE)) + b"".join(
+        frame(ping, bytes([i]), masked=False) + frame(text, b"m%d" % i, masked=False) * (i % 3 == 0)
+        for i in range(30)
+    )
 
 
 def handshake_seeds() -> Iterator[tuple[str, bytes]]:

@@ -147,12 +147,12 @@ class WebSocket(Protocol):
         "_holds",
         "_logged",
         "_loop",
+        "_partial",
         "_phase",
         "_settings",
         "_t_close",
         "_t_msg",
         "_t_over",
-        "_t_partial",
         "_t_ping",
         "_t_rx",
         "_t_start",
@@ -195,8 +195,8 @@ class WebSocket(Protocol):
         self._t_ping: float | None = None
         self._t_close = 0.0
         self._t_over: float | None = None
-        # Since when a frame or fragmented message has been arriving (None: none is).
-        self._t_partial: float | None = None
+        # (since when, messages_in then) while a frame or message is seen arriving.
+        self._partial: tuple[float, int] | None = None
         self._backlog: list[Event] | None = None
         self._holds = 0
         self._held = 0  # incoming bytes reported to the memory budget
@@ -379,11 +379,13 @@ class WebSocket(Protocol):
                     assert self._conn is not None
                     self._t_ping = now
                     self._write(self._conn.send_ping(b""))
-            if (
-                self._t_partial is not None
-                and settings.message_timeout is not None
-                and now - self._t_partial >= settings.message_timeout
-            ):
+            conn = self._conn
+            assert conn is not None
+            if settings.budget is not None:
+                self._account(conn)
+                if self._phase is not _OPEN:
+                    return
+            if settings.message_timeout is not None and self._message_late(conn, now):
                 self._incident(Incident.MESSAGE_TIMEOUT, "message not completed in time; 1008")
                 self._fail(1008, "message timeout")
                 return
@@ -432,14 +434,16 @@ class WebSocket(Protocol):
         events = conn.receive(data)
         if events:
             self._dispatch(conn, events)
-        else:
-            out = conn.data_to_send()
-            if out:
-                self._write(out)
-        if conn.receiving:
-            self._partial(conn)
-        elif self._t_partial is not None or self._held:
-            self._partial_done()
+            if self._held:
+                self._account(conn)
+            return
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        # Nothing completed: part of a frame or message arrived; charge the budget.
+        # (Chunks that also completed events are charged by the deadline check.)
+        if self._settings.budget is not None:
+            self._account(conn)
 
     def eof_received(self) -> bool:
         conn = self._conn
@@ -460,8 +464,7 @@ class WebSocket(Protocol):
         self._writable_callbacks = None
         self._backlog = None
         self.writable = False
-        if self._held:
-            self._partial_done()
+        self._release_budget()
         if handler is not None and was_open:
             try:
                 handler.on_close(self, self.close_code, self.close_reason)
@@ -544,33 +547,53 @@ class WebSocket(Protocol):
             if not self._holds and t is not None and (self._phase is _OPEN or self._phase is _CLOSING):
                 t.resume_reading()
 
-    def _partial(self, conn: Connection) -> None:
-        """A frame or message is still arriving: start its deadline, charge the budget."""
-        if self._t_partial is None:
-            self._t_partial = self._loop.now
-        budget = self._settings.budget
-        if budget is not None:
-            self._held = held = conn.buffered_bytes
-            if budget.update(self, held):
-                for ws in budget.offenders():
-                    ws._over_budget()
+    def _message_late(self, conn: Connection, now: float) -> bool:
+        """True once the same frame or message has been arriving for ``message_timeout``.
 
-    def _partial_done(self) -> None:
-        self._t_partial = None
+        Checked by the deadline sweep, not per chunk (the hot path pays nothing): the
+        clock starts when a check first sees a message in progress, and restarts
+        whenever a data message completed since (``messages_in`` moved), so the
+        deadline fires between ``message_timeout`` and that plus one check interval
+        after the message began.
+        """
+        if not conn.receiving:
+            self._partial = None
+            return False
+        partial = self._partial
+        if partial is None or partial[1] != self.messages_in:
+            self._partial = (now, self.messages_in)
+            return False
+        timeout = self._settings.message_timeout
+        return timeout is not None and now - partial[0] >= timeout
+
+    def _account(self, conn: Connection) -> None:
+        """Report what this connection holds to the server's memory budget; over it,
+        fail the largest holders first."""
+        budget = self._settings.budget
+        held = conn.buffered_bytes if self._phase is _OPEN else 0
+        if budget is None or held == self._held:
+            return
+        self._held = held
+        if budget.update(self, held):
+            for ws in budget.offenders():
+                ws._over_budget()
+
+    def _over_budget(self) -> None:
+        """This connection holds the most of a server over its memory budget: fail it."""
+        self._incident(
+            Incident.MEMORY_BUDGET,
+            "holding %d bytes of a server over its memory budget; 1013",
+            self._held,
+        )
+        self._release_budget()
+        self._fail(1013, "server memory budget exceeded")
+
+    def _release_budget(self) -> None:
         if self._held:
             self._held = 0
             budget = self._settings.budget
             if budget is not None:
                 budget.update(self, 0)
-
-    def _over_budget(self) -> None:
-        """This connection holds the most of a server over its memory budget: fail it."""
-        self._incident(
-            Incident.MEMORY_BUDGET, "holding %d bytes of a server over its memory budget; 1013",
-            self._held,
-        )
-        self._partial_done()
-        self._fail(1013, "server memory budget exceeded")
 
     def _fail(self, code: int, reason: str) -> None:
         """Send a close frame and drop the connection without waiting for the answer."""

@@ -7,8 +7,9 @@ appends the new chunk, then makes *one* call to ``scan_frames`` (of the
 header in the buffer, checks it, unmasks the payload in place and reports
 ``(first byte, payload start, payload end)``. Offsets stay valid until the
 next ``feed``, so the connection copies each payload exactly once, straight
-out of the receive buffer. An invalid header is reported after the frames
-before it, so events keep wire order.
+out of the receive buffer (and then drops the consumed bytes itself, so an
+idle connection holds only the frame still arriving). An invalid header is
+reported after the frames before it, so events keep wire order.
 """
 
 from __future__ import annotations
@@ -77,11 +78,11 @@ class FrameDecoder:
     """
 
     __slots__ = (
-        "_consumed",
         "_expect_masked",
         "_scan",
         "allowed_rsv",
         "buffer",
+        "consumed",
         "kernels",
         "max_payload",
         "needed",
@@ -99,7 +100,10 @@ class FrameDecoder:
         self.kernels = kernels
         self._scan = kernels.scan_frames
         self.buffer = bytearray()
-        self._consumed = 0
+        #: Bytes at the start of :attr:`buffer` that belong to frames already
+        #: reported; dropped at the next :meth:`feed`. An owner done with the
+        #: offsets may drop them sooner (``del buffer[:consumed]``, then 0).
+        self.consumed = 0
         self._expect_masked = expect_masked
         self.allowed_rsv = allowed_rsv
         self.max_payload = max_payload
@@ -114,9 +118,9 @@ class FrameDecoder:
         error code (0 if none). After an error the decoder must not be fed.
         """
         buffer = self.buffer
-        if self._consumed:
-            del buffer[: self._consumed]
-            self._consumed = 0
+        if self.consumed:
+            del buffer[: self.consumed]
+            self.consumed = 0
         buffer += data
         scan_frames = self._scan
         records, consumed, error, needed = scan_frames(
@@ -143,18 +147,28 @@ class FrameDecoder:
                 records += more
                 if len(more) < 3 * MAX_FRAMES_PER_SCAN:
                     break
-        self._consumed = consumed
+        self.consumed = consumed
         self.needed = needed
         return records, error
+
+    def clear(self) -> None:
+        """Forget everything buffered, for when nothing more will be read.
+
+        Safe while a memoryview of :attr:`buffer` is alive: the buffer is
+        replaced, not resized, and the old one goes when its views do.
+        """
+        self.buffer = bytearray()
+        self.consumed = 0
+        self.needed = 0
 
     @property
     def pending(self) -> int:
         """Bytes buffered that belong to frames not complete yet."""
-        return len(self.buffer) - self._consumed
+        return len(self.buffer) - self.consumed
 
     def pending_view(self) -> memoryview:
         """The bytes of the incomplete frame(s) at the end of the buffer."""
-        return memoryview(self.buffer)[self._consumed :]
+        return memoryview(self.buffer)[self.consumed :]
 
 
 _SENDABLE_OPCODES: Final = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})

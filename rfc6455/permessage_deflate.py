@@ -49,6 +49,14 @@ _TAIL: Final = b"\x00\x00\xff\xff"
 #: ``decompress`` call.
 _CONCAT_BELOW: Final = 2048
 
+#: What may follow a block with BFINAL set (§7.2.3.4) in a message: nothing,
+#: or the one octet 0x00 of the RFC's own example (the header bits of the
+#: empty stored block that the appended tail completes), then the tail we
+#: append ourselves at the end of the message. Anything else is data after
+#: the end of the DEFLATE stream: invalid, not dropped.
+_AFTER_FINAL_BLOCK: Final = (b"", b"\x00")
+_AFTER_FINAL_BLOCK_WITH_TAIL: Final = (_TAIL, b"\x00" + _TAIL)
+
 _PARAMS: Final = frozenset(
     (
         "server_no_context_takeover",
@@ -202,12 +210,18 @@ class PerMessageDeflate(Extension):
             raise ExtensionError("invalid compressed data") from None
         if len(data) > max_size or decompressor.unconsumed_tail:
             raise MessageTooBig("message over the size limit after decompression")
+        if decompressor.eof and decompressor.unused_data not in (
+            _AFTER_FINAL_BLOCK_WITH_TAIL if fin else _AFTER_FINAL_BLOCK
+        ):
+            # zlib keeps the bytes after the final block (of this frame and of
+            # earlier ones) in unused_data rather than inflating them.
+            raise ExtensionError("data after the final DEFLATE block")
         if fin:
             self._received = False
-            # A BFINAL block (§7.2.3.4) ends the DEFLATE stream; zlib would
-            # swallow whatever follows into ``unused_data``, so the next message
-            # needs a new decompressor even with context takeover (a sender that
-            # ends its stream cannot refer back to it anyway).
+            # A BFINAL block (§7.2.3.4) ends the DEFLATE stream (what follows
+            # it was checked above), so the next message needs a new
+            # decompressor even with context takeover (a sender that ends its
+            # stream cannot refer back to it anyway).
             if self.remote_no_context_takeover or decompressor.eof:
                 self._decompressor = None
         else:

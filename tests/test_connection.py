@@ -55,6 +55,7 @@ from rfc6455 import (
     TextChunk,
     TextMessage,
 )
+from rfc6455._constants import FRAGMENT_OVERHEAD
 
 ROLES = ["server", "client"]
 
@@ -284,13 +285,13 @@ class TestRejections:
 
     @pytest.mark.parametrize("role", ROLES)
     def test_replies_leave_in_order(self, role: str) -> None:
-        # The pong for a ping before the error goes out before the close frame.
+        # The pong for the pings before the error (one, for the latest: §5.5.3)
+        # goes out before the close frame.
         conn = make(role)
         events = conn.receive(f(role, OP_PING, b"1") + f(role, OP_PING, b"2") + f(role, 3))
         assert events[:2] == [Ping(payload=b"1"), Ping(payload=b"2")]
         frames = parse_frames(conn.data_to_send(), masked=role == "client")
         assert [(fr.opcode, fr.payload[:2]) for fr in frames] == [
-            (OP_PONG, b"1"),
             (OP_PONG, b"2"),
             (OP_CLOSE, b"\x03\xea"),
         ]
@@ -510,7 +511,8 @@ class TestSection5_4Fragmentation:
             for i in range(0, size, 64)
         ]
         wire = b"".join(parts)
-        conn = ClientConnection(max_message_size=size)
+        # Autobahn 9.4.1; each fragment is charged FRAGMENT_OVERHEAD.
+        conn = ClientConnection(max_message_size=size + len(parts) * FRAGMENT_OVERHEAD)
         events = feed(conn, chunks(wire, 65536))
         assert len(events) == 1
         assert isinstance(events[0], BinaryMessage)
@@ -528,8 +530,12 @@ class TestSection5_4Fragmentation:
             )
             for i in range(0, len(raw), 61)
         ]
-        conn = ServerConnection(max_message_size=len(raw))
+        limit = len(raw) + len(parts) * FRAGMENT_OVERHEAD
+        conn = ServerConnection(max_message_size=limit)
         assert feed(conn, chunks(b"".join(parts), 4096)) == [TextMessage(data=text)]
+        conn = ServerConnection(max_message_size=limit - 1)
+        [failed] = feed(conn, chunks(b"".join(parts), 4096))
+        assert isinstance(failed, ConnectionFailed) and failed.code == 1009
 
 
 class TestSection5_5_1Close:
@@ -712,11 +718,73 @@ class TestSection5_5_2Ping:
         assert conn.data_to_send() == b""
 
     @pytest.mark.parametrize("role", ROLES)
-    def test_pongs_in_ping_order(self, role: str) -> None:
+    def test_one_pong_for_the_latest_ping(self, role: str) -> None:
+        # §5.5.3: "If an endpoint receives a Ping frame and has not yet sent
+        # Pong frame(s) in response to previous Ping frame(s), the endpoint MAY
+        # elect to send a Pong frame for only the most recently processed Ping
+        # frame." Every ping is still reported.
         conn = make(role)
-        conn.receive(b"".join(f(role, OP_PING, bytes([i])) for i in range(5)))
+        events = conn.receive(b"".join(f(role, OP_PING, bytes([i])) for i in range(5)))
+        assert events == [Ping(payload=bytes([i])) for i in range(5)]
         frames = parse_frames(conn.data_to_send(), masked=role == "client")
-        assert [fr.payload for fr in frames] == [bytes([i]) for i in range(5)]
+        assert [(fr.opcode, fr.payload) for fr in frames] == [(OP_PONG, b"\x04")]
+        assert conn.data_to_send() == b""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_pings_across_chunks_split_by_pong_waiting(self, role: str) -> None:
+        # Pings in separate chunks: one pong each when flushed in between, one
+        # for the latest when not.
+        conn = make(role)
+        out = b""
+        for i in range(3):
+            conn.receive(f(role, OP_PING, bytes([i])))
+            out += conn.data_to_send()
+        conn.receive(f(role, OP_PING, b"a"))
+        conn.receive(f(role, OP_PING, b"b"))
+        out += conn.data_to_send()
+        frames = parse_frames(out, masked=role == "client")
+        assert [fr.payload for fr in frames] == [b"\x00", b"\x01", b"\x02", b"b"]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_ping_flood_costs_one_pong(self, role: str) -> None:
+        # The hostile-input finding: 10,000 pings in one chunk, one pong out.
+        conn = make(role)
+        wire = b"".join(f(role, OP_PING, str(i).encode()) for i in range(10_000))
+        events = conn.receive(wire)
+        assert len(events) == 10_000 and all(isinstance(e, Ping) for e in events)
+        [pong] = parse_frames(conn.data_to_send(), masked=role == "client")
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"9999")
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_waiting_pong_keeps_its_place(self, role: str) -> None:
+        # A pong waiting when the application sends goes first, with the latest
+        # payload; the frames sent before the replacing ping stay before it.
+        conn = make(role)
+        conn.receive(f(role, OP_PING, b"1"))
+        first = conn.send_text("one")
+        conn.receive(f(role, OP_PING, b"2") + f(role, OP_TEXT, b"m") + f(role, OP_PING, b"3"))
+        second = conn.send_binary(b"two") + conn.send_text("three")
+        frames = parse_frames(first + second + conn.data_to_send(), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_PONG, b"1"),
+            (OP_TEXT, b"one"),
+            (OP_PONG, b"3"),
+            (OP_BINARY, b"two"),
+            (OP_TEXT, b"three"),
+        ]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_waiting_pong_goes_before_our_close(self, role: str) -> None:
+        conn = make(role)
+        conn.receive(f(role, OP_PING, b"1") + f(role, OP_PING, b"2"))
+        frames = parse_frames(conn.close(1000), masked=role == "client")
+        assert [(fr.opcode, fr.payload) for fr in frames] == [
+            (OP_PONG, b"2"),
+            (OP_CLOSE, close_payload(1000)),
+        ]
+        # Closing: pings are reported but no longer answered.
+        assert conn.receive(f(role, OP_PING, b"3")) == [Ping(payload=b"3")]
+        assert conn.data_to_send() == b""
 
     @pytest.mark.parametrize("role", ROLES)
     def test_send_returns_queued_pong_first(self, role: str) -> None:
@@ -788,8 +856,10 @@ class TestSection7_4_1MessageTooBig:
     @pytest.mark.parametrize("role", ROLES)
     @pytest.mark.parametrize("stream", [False, True])
     def test_exactly_at_limit_accepted(self, role: str, stream: bool) -> None:
+        # Unfragmented: the payload counts. Fragmented: N + F * FRAGMENT_OVERHEAD.
         conn = make(role, max_message_size=100, stream_messages=stream)
         single = conn.receive(f(role, OP_TEXT, b"a" * 100))
+        conn = make(role, max_message_size=100 + 2 * FRAGMENT_OVERHEAD, stream_messages=stream)
         fragmented = conn.receive(
             f(role, OP_BINARY, b"b" * 60, fin=False) + f(role, OP_CONT, b"b" * 40)
         )
@@ -807,7 +877,7 @@ class TestSection7_4_1MessageTooBig:
     @pytest.mark.parametrize("role", ROLES)
     @pytest.mark.parametrize("stream", [False, True])
     def test_fragments_over_limit_fail_on_fragment_header(self, role: str, stream: bool) -> None:
-        conn = make(role, max_message_size=100, stream_messages=stream)
+        conn = make(role, max_message_size=100 + 2 * FRAGMENT_OVERHEAD, stream_messages=stream)
         first = conn.receive(f(role, OP_BINARY, b"b" * 60, fin=False))
         second = f(role, OP_CONT, b"b" * 41)
         header = second[: 6 if role == "server" else 2]
@@ -825,23 +895,61 @@ class TestSection7_4_1MessageTooBig:
         assert_failed(conn, conn.receive(wire), 1009)
 
     @pytest.mark.parametrize("role", ROLES)
-    def test_many_small_fragments_counted_in_bytes(self, role: str) -> None:
-        conn = make(role, max_message_size=1000)
+    def test_many_small_fragments_counted_in_bytes_and_fragments(self, role: str) -> None:
+        limit = 1000 + 1000 * FRAGMENT_OVERHEAD
         wire = f(role, OP_BINARY, b"x", fin=False) + b"".join(
             f(role, OP_CONT, b"x", fin=False) for _ in range(998)
         )
+        conn = make(role, max_message_size=limit)
         assert conn.receive(wire + f(role, OP_CONT, b"x")) == [BinaryMessage(data=b"x" * 1000)]
-        conn = make(role, max_message_size=1000)
+        conn = make(role, max_message_size=limit)
         events = conn.receive(wire + f(role, OP_CONT, b"xx"))
+        assert_failed(conn, events, 1009)
+        conn = make(role, max_message_size=limit - 1)
+        events = conn.receive(wire + f(role, OP_CONT, b"x"))
         assert_failed(conn, events, 1009)
 
     @pytest.mark.parametrize("role", ROLES)
-    def test_limit_is_on_bytes_not_fragment_count(self, role: str) -> None:
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_endless_empty_fragments_hit_the_limit(self, role: str, stream: bool) -> None:
+        # The hostile-input finding: a 1-byte text start, then empty
+        # continuation frames forever. Each is charged FRAGMENT_OVERHEAD, so
+        # the default limit fails the connection within limit / 16 + 1 frames.
+        conn = make(role, stream_messages=stream)
+        limit = DEFAULT_MAX_MESSAGE_SIZE
+        empty = f(role, OP_CONT, b"", fin=False)
+        events = conn.receive(f(role, OP_TEXT, b"a", fin=False))
+        frames = 1
+        for _ in range(70_000):
+            events += conn.receive(empty)
+            frames += 1
+            if events and isinstance(events[-1], ConnectionFailed):
+                break
+        assert isinstance(events[-1], ConnectionFailed) and events[-1].code == 1009
+        assert conn.state is ConnectionState.REPLYING
+        assert conn.buffered_bytes == 0 and not conn.receiving
+        assert frames <= limit // FRAGMENT_OVERHEAD + 1
+        # Exactly: 1 + 16 for the first, 16 per empty fragment after it.
+        conn = make(role, stream_messages=stream)
+        allowed = (limit - 1 - FRAGMENT_OVERHEAD) // FRAGMENT_OVERHEAD
+        accepted = conn.receive(f(role, OP_TEXT, b"a", fin=False) + empty * allowed)
+        assert conn.state is ConnectionState.OPEN and conn.receiving
+        if stream:
+            assert accepted == [TextChunk(data="a", final=False)] + [
+                TextChunk(data="", final=False)
+            ] * allowed
+        else:
+            assert accepted == []
+        assert_failed(conn, conn.receive(empty), 1009)
+        assert 1 + allowed + 1 <= limit // FRAGMENT_OVERHEAD + 1
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_unfragmented_message_is_not_charged(self, role: str) -> None:
         conn = make(role, max_message_size=10)
-        wire = f(role, OP_TEXT, b"a", fin=False)
-        wire += b"".join(f(role, OP_CONT, b"", fin=False) for _ in range(20000))
-        wire += f(role, OP_CONT, b"b")
-        assert feed(conn, chunks(wire, 4096)) == [TextMessage(data="ab")]
+        assert conn.receive(f(role, OP_BINARY, b"x" * 10)) == [BinaryMessage(data=b"x" * 10)]
+        # A fragmented one is: even two empty fragments are over 10.
+        events = conn.receive(f(role, OP_BINARY, b"", fin=False))
+        assert_failed(conn, events, 1009)
 
     def test_default_limit_is_1_mib(self) -> None:
         assert DEFAULT_MAX_MESSAGE_SIZE == 1 << 20
@@ -1246,12 +1354,25 @@ class TestSection9Extensions:
     @pytest.mark.parametrize("role", ROLES)
     def test_decoded_size_counted_across_fragments(self, role: str) -> None:
         ext = ToyExtension(grow=5)
-        conn = make(role, extensions=[ext], max_message_size=20)
+        conn = make(role, extensions=[ext], max_message_size=20 + 2 * FRAGMENT_OVERHEAD)
         events = conn.receive(
             f(role, OP_BINARY, toy(b"x" * 5), rsv=4, fin=False) + f(role, OP_CONT, toy(b"y" * 5))
         )
         assert events == [BinaryMessage(data=b"x" * 5 + b"+" * 5 + b"y" * 5 + b"+" * 5)]
-        assert [max_size for *_, max_size in ext.decoded] == [20, 10]
+        # Each bound leaves room for the fragment's own charge.
+        assert [max_size for *_, max_size in ext.decoded] == [20 + FRAGMENT_OVERHEAD, 10]
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_no_decoding_once_the_fragment_charges_pass_the_limit(self, role: str) -> None:
+        # A compressed fragment over the limit by its charge alone fails before
+        # it is decoded (a negative bound must never reach zlib: 0 is "no limit").
+        ext = ToyExtension(grow=0)
+        conn = make(role, extensions=[ext], max_message_size=2 * FRAGMENT_OVERHEAD + 1)
+        events = conn.receive(
+            f(role, OP_BINARY, toy(b"xx"), rsv=4, fin=False) + f(role, OP_CONT, toy(b"y"))
+        )
+        assert_failed(conn, events, 1009)
+        assert [max_size for *_, max_size in ext.decoded] == [FRAGMENT_OVERHEAD + 1]
 
     @pytest.mark.parametrize("role", ROLES)
     def test_uncompressed_frame_over_limit_fails_on_header(self, role: str) -> None:

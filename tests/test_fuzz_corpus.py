@@ -128,10 +128,30 @@ def test_frames_harness_reports_a_missing_pong(monkeypatch: pytest.MonkeyPatch) 
     def no_pong(self: Any, opcode: int, payload: bytes) -> bool:
         result = original(self, opcode, payload)
         if opcode == 0x9:
-            self._out.pop()
+            self._pong = None
         return result
 
     monkeypatch.setattr(_connection.Connection, "_control_frame", no_pong)
+    seed = (FUZZ_DIR / "corpus" / "frames" / "seed-server-ping-pong").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="pongs"):
+        fuzz_frames.TestOneInput(seed)
+
+
+def test_frames_harness_reports_a_pong_for_an_older_ping(monkeypatch: pytest.MonkeyPatch) -> None:
+    # §5.5.3 allows one pong for the *latest* ping; answering the first of a
+    # chunk's pings (a waiting pong never replaced) is a bug the oracle sees.
+    from rfc6455 import _connection
+
+    original = _connection.Connection._control_frame
+
+    def keeps_first(self: Any, opcode: int, payload: bytes) -> bool:
+        waiting = self._pong
+        result = original(self, opcode, payload)
+        if opcode == 0x9 and waiting is not None:
+            self._pong = waiting
+        return result
+
+    monkeypatch.setattr(_connection.Connection, "_control_frame", keeps_first)
     seed = (FUZZ_DIR / "corpus" / "frames" / "seed-server-ping-pong").read_bytes()
     with pytest.raises(fuzz_frames.HarnessFailure, match="pongs"):
         fuzz_frames.TestOneInput(seed)

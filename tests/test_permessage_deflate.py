@@ -438,6 +438,90 @@ def test_decode_raises_documented_errors() -> None:
         PerMessageDeflate().decode(raw_deflate(b"a" * 101), rsv=0x40, fin=True, max_size=100)
 
 
+def final_deflate(data: bytes) -> bytes:
+    """``data`` as one DEFLATE block with BFINAL set (zlib's Z_FINISH), as a
+    sender without a sync flush produces it (RFC 7692 §7.2.3.4)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+
+
+def deflate_peer(role: str, nct: bool) -> ServerConnection | ClientConnection:
+    ext = PerMessageDeflate(remote_no_context_takeover=nct)
+    return server_with(ext) if role == "server" else client_with(ext)
+
+
+def to_peer(role: str, opcode: int, payload: bytes, **kwargs: object) -> bytes:
+    """A frame towards ``role``: masked towards a server."""
+    return frame(opcode, payload, mask=role == "server", **kwargs)  # type: ignore[arg-type]
+
+
+class TestBytesAfterTheFinalBlock:
+    """A message whose DEFLATE data goes on after a BFINAL block is invalid:
+    the bytes would vanish into zlib's unused_data. 1002, as for any invalid
+    compressed data; the RFC's own trailing 0x00 (§7.2.3.4) stays valid."""
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("nct", [False, True])
+    @pytest.mark.parametrize("size", [5, 5000])  # the one-call and two-call inflate paths
+    def test_in_the_same_frame(self, role: str, nct: bool, size: int) -> None:
+        conn = deflate_peer(role, nct)
+        message = os.urandom(size)
+        data = to_peer(role, OP_BINARY, final_deflate(message) + b"extra", rsv=RSV1)
+        event = failure(conn.receive(data))
+        assert (event.code, event.reason) == (1002, "data after the final DEFLATE block")
+        assert parse_close(conn.data_to_send(), masked=role == "client")[0] == 1002
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("nct", [False, True])
+    @pytest.mark.parametrize("final", [False, True])
+    def test_in_a_later_fragment(self, role: str, nct: bool, final: bool) -> None:
+        conn = deflate_peer(role, nct)
+        data = to_peer(role, OP_TEXT, final_deflate(b"Hello"), fin=False, rsv=RSV1)
+        data += to_peer(role, OP_CONT, raw_deflate(b" world"), fin=final)
+        assert failure(conn.receive(data)).code == 1002
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("nct", [False, True])
+    def test_a_lone_empty_block_after_it(self, role: str, nct: bool) -> None:
+        # A sender's own sync flush after the final block: still data after it.
+        conn = deflate_peer(role, nct)
+        data = to_peer(role, OP_BINARY, final_deflate(b"x") + b"\x00\x00\x00\xff\xff", rsv=RSV1)
+        assert failure(conn.receive(data)).code == 1002
+
+    @pytest.mark.parametrize("role", ["server", "client"])
+    @pytest.mark.parametrize("nct", [False, True])
+    @pytest.mark.parametrize(
+        "pieces",
+        [
+            ["f348cdc9c90700"],  # no trailing octet: the appended tail follows the block
+            ["f348cdc9c9070000"],  # the RFC's example, trailing 0x00 included
+            ["f348cdc9c90700", ""],  # the block, then an empty final fragment
+            ["f348cdc9c90700", "00"],  # the RFC's 0x00 in the final fragment
+            ["f348cdc9c90700", "00", ""],  # ... in a middle one
+            ["f348cd", "c9c90700", "00"],  # the block itself fragmented
+        ],
+    )
+    def test_what_may_follow_it(self, role: str, nct: bool, pieces: list[str]) -> None:
+        conn = deflate_peer(role, nct)
+        data = b""
+        for i, piece in enumerate(pieces):
+            opcode, rsv = (OP_TEXT, RSV1) if i == 0 else (OP_CONT, 0)
+            data += to_peer(role, opcode, bytes.fromhex(piece), fin=i == len(pieces) - 1, rsv=rsv)
+        assert conn.receive(data) == [TextMessage(data="Hello")]
+        # The stream ended; the next message starts a new one.
+        data = to_peer(role, OP_TEXT, bytes.fromhex("f248cdc9c90700"), rsv=RSV1)
+        assert conn.receive(data) == [TextMessage(data="Hello")]
+
+    def test_decode_raises_extension_error(self) -> None:
+        ext = PerMessageDeflate()
+        with pytest.raises(ExtensionError, match="after the final"):
+            ext.decode(final_deflate(b"abc") + b"\x01", rsv=0x40, fin=True, max_size=100)
+        ext = PerMessageDeflate()
+        assert ext.decode(final_deflate(b"abc"), rsv=0x40, fin=False, max_size=100) == b"abc"
+        with pytest.raises(ExtensionError, match="after the final"):
+            ext.decode(b"\x00\x00", rsv=0x40, fin=False, max_size=100)
+
+
 def test_invalid_text_after_decompression_fails_1007() -> None:
     server = server_with(PerMessageDeflate())
     data = frame(OP_TEXT, raw_deflate(b"\xff\xfe"), rsv=RSV1, mask=True)

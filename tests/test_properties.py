@@ -74,13 +74,25 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
-def receive_all(conn: Connection, pieces: list[bytes]) -> tuple[list[Event], list[bytes]]:
-    """Events and the per-piece output after feeding every piece."""
+def receive_all(
+    conn: Connection, pieces: list[bytes], pongs: list[bytes] | None = None
+) -> tuple[list[Event], list[bytes]]:
+    """Events and the per-piece output after feeding every piece.
+
+    ``pongs``, if given, gets the payloads of the pongs the output must hold:
+    §5.5.3 as the connection applies it, one pong per flush for the latest
+    ping received since the last flush (while OPEN; none once our close is out).
+    """
     events: list[Event] = []
     out: list[bytes] = []
     for piece in pieces:
-        events += conn.receive(piece)
+        was_open = conn.state is ConnectionState.OPEN
+        new = conn.receive(piece)
+        events += new
         out.append(conn.data_to_send())
+        pings = [e.payload for e in new if isinstance(e, Ping)]
+        if pongs is not None and was_open and pings:
+            pongs.append(pings[-1])
     return events, out
 
 
@@ -186,12 +198,15 @@ def test_round_trip_our_serializer_our_parser(
     receiver = make(peer_role, stream_messages=stream, deflate=deflate)
     wire = send_all(sender, msgs, close)
     parse_frames(wire, masked=role == "client")  # the bytes are well formed, by hand
-    events, out = receive_all(receiver, split(wire, cuts))
+    owed: list[bytes] = []
+    events, out = receive_all(receiver, split(wire, cuts), owed)
     assert events == expected_events(msgs, close, stream)
-    # Every ping is answered with a pong carrying the same payload, then the close.
+    # The pings of each chunk are answered by one pong for the latest, then the close.
     replies = parse_frames(b"".join(out), masked=role == "server")
+    assert [fr.payload for fr in replies if fr.opcode == OP_PONG] == owed
     pings = [e.payload for e in events if isinstance(e, Ping)]
-    assert [fr.payload for fr in replies if fr.opcode == OP_PONG] == pings
+    if pings:
+        assert owed[-1] == pings[-1]
     if close is not None:
         assert replies[-1].opcode == OP_CLOSE
         assert replies[-1].payload == struct.pack("!H", close[0])
@@ -423,17 +438,26 @@ def test_any_split_gives_the_same_events(
     cuts = data.draw(cut_points(wire, boundaries))
     whole = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
     pieces = [wire] if wire else []
-    events_whole, out_whole = receive_all(whole, pieces + ([b""] if eof else []))
+    owed_whole: list[bytes] = []
+    events_whole, out_whole = receive_all(whole, pieces + ([b""] if eof else []), owed_whole)
     chunked = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
-    events_split, out_split = receive_all(chunked, split(wire, cuts) + ([b""] if eof else []))
+    owed_split: list[bytes] = []
+    pieces = split(wire, cuts) + ([b""] if eof else [])
+    events_split, out_split = receive_all(chunked, pieces, owed_split)
     assert events_split == events_whole
     assert_well_formed(events_whole)
-    # Replies are the same frames (a client masks them with fresh keys).
+    # Replies are the same frames (a client masks them with fresh keys), but
+    # for the pongs: one per chunk that had pings, for its latest (§5.5.3).
     masked = role == "client"
     frames_whole = parse_frames(b"".join(out_whole), masked=masked)
     frames_split = parse_frames(b"".join(out_split), masked=masked)
-    strip = [(fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames_whole]
-    assert [(fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames_split] == strip
+    for frames, owed in ((frames_whole, owed_whole), (frames_split, owed_split)):
+        assert [fr.payload for fr in frames if fr.opcode == OP_PONG] == owed
+    strip = [(fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames_whole if fr.opcode != OP_PONG]
+    assert [
+        (fr.fin, fr.rsv, fr.opcode, fr.payload) for fr in frames_split if fr.opcode != OP_PONG
+    ] == strip
+    assert owed_split[-1:] == owed_whole[-1:]
     assert whole.state is chunked.state
 
 
@@ -507,6 +531,10 @@ class PairMachine(RuleBasedStateMachine):
         self.pipes: dict[str, bytearray] = {"client": bytearray(), "server": bytearray()}
         self.sent: dict[str, list[Event]] = {"client": [], "server": []}
         self.got: dict[str, list[Event]] = {"client": [], "server": []}
+        # §5.5.3: the pong a side owes (the latest ping since it last wrote),
+        # and the pongs it has written.
+        self.owed: dict[str, bytes | None] = {"client": None, "server": None}
+        self.ponged: dict[str, list[bytes]] = {"client": [], "server": []}
 
     def _conn(self, side: str) -> Connection:
         return self.pair.client if side == "client" else self.pair.server
@@ -515,6 +543,11 @@ class PairMachine(RuleBasedStateMachine):
         return "server" if side == "client" else "client"
 
     def _write(self, side: str, data: bytes) -> None:
+        # Whatever a side writes takes its waiting pong along, in front.
+        owed = self.owed[side]
+        if owed is not None:
+            self.ponged[side].append(owed)
+            self.owed[side] = None
         self.pipes[side] += data
 
     def _can_send(self, side: str) -> bool:
@@ -569,7 +602,12 @@ class PairMachine(RuleBasedStateMachine):
         piece = bytes(pipe[:n])
         del pipe[:n]
         receiver = self._other(side)
-        self.got[receiver] += self._conn(receiver).receive(piece)
+        was_open = self._conn(receiver).state is ConnectionState.OPEN
+        events = self._conn(receiver).receive(piece)
+        self.got[receiver] += events
+        pings = [e.payload for e in events if isinstance(e, Ping)]
+        if was_open and pings:
+            self.owed[receiver] = pings[-1]
 
     @rule(side=st.sampled_from(["client", "server"]))
     def deliver_all(self, side: str) -> None:
@@ -588,6 +626,9 @@ class PairMachine(RuleBasedStateMachine):
             assert not any(
                 isinstance(e, (ConnectionFailed, ConnectionLost)) for e in self.got[other]
             )
+            # The pongs received so far are those the other side wrote, in order.
+            pongs = [e.payload for e in self.got[side] if isinstance(e, Pong)]
+            assert pongs == self.ponged[other][: len(pongs)]
 
     def teardown(self) -> None:
         # Deliver everything until quiet: the handshake completes if it began.
@@ -609,19 +650,24 @@ class PairMachine(RuleBasedStateMachine):
                 assert data == [e for e in self.sent[side] if not isinstance(e, Close)]
                 assert isinstance(self.got[other][-1], Close)
                 assert sum(isinstance(e, Close) for e in self.got[other]) == 1
+                # Pongs leave before the close frame, so every one written arrives.
+                pongs = [e.payload for e in self.got[other] if isinstance(e, Pong)]
+                assert pongs == self.ponged[side]
         else:
             assert client.state is server.state is ConnectionState.OPEN
             for side in ("client", "server"):
                 other = self._other(side)
                 data = [e for e in self.got[other] if not isinstance(e, Pong)]
                 assert data == self.sent[side]
-            pings = {
-                side: [e.payload for e in self.sent[side] if isinstance(e, Ping)]
-                for side in self.sent
-            }
             for side in ("client", "server"):
+                other = self._other(side)
                 pongs = [e.payload for e in self.got[side] if isinstance(e, Pong)]
-                assert pongs == pings[side]
+                assert pongs == self.ponged[other]
+                # Everything was flushed: the latest ping was answered.
+                pings = [e.payload for e in self.sent[side] if isinstance(e, Ping)]
+                assert self.owed[other] is None
+                if pings:
+                    assert pongs[-1] == pings[-1]
 
 
 PairMachine.TestCase.settings = settings(

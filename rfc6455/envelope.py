@@ -1,0 +1,302 @@
+"""The JSON envelope, version 1 (docs/protocol.md): parse, validate, route, answer.
+
+Strategy: :func:`parse` turns one text message into an :class:`Envelope` or raises
+:class:`EnvelopeError` with the protocol's error code; it checks the envelope only
+(``v``, ``type``, ``id``, ``data``), never a type's fields, and ignores unknown fields.
+:class:`EnvelopeApp` is a :class:`~rfc6455.Handler` that routes each envelope by
+``type`` to a function registered with :meth:`EnvelopeApp.route`, and answers every
+request that has an ``id`` exactly once: an ``ack`` with what the function returned,
+or an ``error`` with what it raised. A malformed message gets an ``error``, never a
+closed connection. Server messages are encoded by :func:`encode`, with ``ts`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._endpoint import WebSocket
+from ._errors import WebSocketError
+from ._events import Message
+from .app import Handler
+
+__all__ = [
+    "ERROR_CODES",
+    "SUBPROTOCOL",
+    "VERSIONS",
+    "Envelope",
+    "EnvelopeApp",
+    "EnvelopeError",
+    "Request",
+    "encode",
+    "error_message",
+    "parse",
+]
+
+logger = logging.getLogger("rfc6455.envelope")
+
+#: The subprotocol a client offers to speak this protocol (RFC 6455 §1.9).
+SUBPROTOCOL = "rfc6455.json.v1"
+#: The envelope versions this implementation speaks.
+VERSIONS: tuple[int, ...] = (1,)
+#: Envelopes larger than this (in UTF-8 bytes) get ``too_large``: 64 KiB, enough for any
+#: chat line or dashboard update, small next to the 1 MiB WebSocket message limit.
+DEFAULT_MAX_ENVELOPE_SIZE = 64 * 1024
+#: The longest request ``id`` accepted.
+MAX_ID_LENGTH = 64
+
+#: Every error code, and whether retrying may help (``temporary``).
+ERROR_CODES: Mapping[str, bool] = {
+    "bad_json": False,
+    "bad_envelope": False,
+    "unsupported_version": False,
+    "unknown_type": False,
+    "unauthorized": False,
+    "forbidden": False,
+    "rate_limited": True,
+    "too_large": False,
+    "unavailable": True,
+    "internal": True,
+}
+
+
+class EnvelopeError(WebSocketError):
+    """A request cannot be served: becomes an ``error`` message.
+
+    Args:
+        code: one of :data:`ERROR_CODES`.
+        message: public text for the client (never internal details).
+        data: more fields for the error's ``data`` (e.g. ``versions``).
+        re: the ``id`` of the request it answers, when known.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+        re: str | None = None,
+    ) -> None:
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown envelope error code {code!r}")
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = dict(data or {})
+        self.re = re
+
+    @property
+    def temporary(self) -> bool:
+        """True if the same request may succeed later."""
+        return ERROR_CODES[self.code]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One parsed message.
+
+    Attributes:
+        type: what the message is.
+        data: the type's fields (``{}`` if absent).
+        id: the client's request id, or None (then no ``ack`` is sent).
+        v: the envelope version.
+    """
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    v: int = 1
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse(message: Message, *, max_size: int = DEFAULT_MAX_ENVELOPE_SIZE) -> Envelope:
+    """Parse and check one message of the protocol.
+
+    Raises:
+        EnvelopeError: ``too_large``, ``bad_json``, ``bad_envelope`` or
+            ``unsupported_version``, with ``re`` set when the message had a valid ``id``.
+    """
+    if not isinstance(message, str):
+        raise EnvelopeError("bad_json", "binary messages are not part of the protocol")
+    # A str of n characters encodes to between n and 4n UTF-8 bytes.
+    if len(message) > max_size or (len(message) * 4 > max_size and
+                                   len(message.encode("utf-8", "surrogatepass")) > max_size):
+        raise EnvelopeError("too_large", f"envelopes are limited to {max_size} bytes")
+    try:
+        obj = json.loads(message)
+    except (ValueError, RecursionError):
+        raise EnvelopeError("bad_json", "not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise EnvelopeError("bad_envelope", "an envelope is a JSON object")
+    raw_id = obj.get("id")
+    request_id: str | None = None
+    if raw_id is not None:
+        if not isinstance(raw_id, str) or not 1 <= len(raw_id) <= MAX_ID_LENGTH:
+            raise EnvelopeError("bad_envelope", f"id must be a string of 1-{MAX_ID_LENGTH} characters")
+        request_id = raw_id
+    version = obj.get("v")
+    if type(version) is not int:
+        raise EnvelopeError("bad_envelope", "v (the version, an integer) is required", re=request_id)
+    if version not in VERSIONS:
+        raise EnvelopeError(
+            "unsupported_version",
+            f"version {version} is not supported",
+            {"versions": list(VERSIONS)},
+            re=request_id,
+        )
+    kind = obj.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise EnvelopeError("bad_envelope", "type (a string) is required", re=request_id)
+    data = obj.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EnvelopeError("bad_envelope", "data must be an object", re=request_id)
+    return Envelope(type=kind, data=data, id=request_id, v=version)
+
+
+def encode(
+    kind: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    re: str | None = None,
+    ts: int | None = None,
+) -> str:
+    """One server message as JSON text, with ``v`` and ``ts`` set."""
+    obj: dict[str, Any] = {"v": VERSIONS[-1], "type": kind}
+    if re is not None:
+        obj["re"] = re
+    obj["ts"] = _now_ms() if ts is None else ts
+    obj["data"] = dict(data) if data is not None else {}
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_message(error: EnvelopeError, *, ts: int | None = None) -> str:
+    """The ``error`` message for ``error``."""
+    data = {"code": error.code, "message": error.message, "temporary": error.temporary}
+    data.update(error.data)
+    return encode("error", data, re=error.re, ts=ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a route function gets.
+
+    Attributes:
+        ws: the connection the request came on.
+        envelope: the parsed message.
+    """
+
+    ws: WebSocket
+    envelope: Envelope
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The request's ``data``."""
+        return self.envelope.data
+
+    def field(self, name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+        """``data[name]``, checked to be of ``kind``.
+
+        Raises:
+            EnvelopeError: ``bad_envelope`` naming the field, if it is missing
+                (and required) or of another type.
+        """
+        value = self.envelope.data.get(name)
+        if value is None:
+            if required:
+                raise EnvelopeError("bad_envelope", f"data.{name} is required")
+            return None
+        # bool is an int in Python, never in the protocol.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+            raise EnvelopeError("bad_envelope", f"data.{name} has the wrong type")
+        return value
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+#: A route: the request in; the ``ack`` data out (None: an empty ack).
+Route = Callable[[Request], Mapping[str, Any] | None]
+
+
+class EnvelopeApp(Handler):
+    """A handler that speaks the envelope protocol and routes requests by ``type``.
+
+    One instance serves every connection (give the server the instance). ``ping``
+    is built in. Example::
+
+        app = EnvelopeApp()
+
+        @app.route("echo")
+        def echo(request):
+            return {"text": request.field("text", str)}
+
+        Server(Config(subprotocols=[SUBPROTOCOL]), handler=app).serve_forever()
+
+    Args:
+        max_size: the envelope limit (``too_large`` above it).
+    """
+
+    __slots__ = ("_routes", "max_size")
+
+    def __init__(self, *, max_size: int = DEFAULT_MAX_ENVELOPE_SIZE) -> None:
+        self._routes: dict[str, Route] = {"ping": self._ping}
+        self.max_size = max_size
+
+    def route(self, kind: str) -> Callable[[Route], Route]:
+        """Decorator: requests of type ``kind`` go to the decorated function."""
+
+        def register(function: Route) -> Route:
+            self._routes[kind] = function
+            return function
+
+        return register
+
+    def add_route(self, kind: str, function: Route) -> None:
+        """Requests of type ``kind`` go to ``function``."""
+        self._routes[kind] = function
+
+    def on_message(self, ws: WebSocket, message: Message) -> None:
+        reply = self.handle(ws, message)
+        if reply is not None:
+            ws.send(reply)
+
+    def handle(self, ws: WebSocket, message: Message) -> str | None:
+        """The answer to one message (None: nothing to send), as text."""
+        try:
+            envelope = parse(message, max_size=self.max_size)
+        except EnvelopeError as exc:
+            return error_message(exc)
+        route = self._routes.get(envelope.type)
+        if route is None:
+            return error_message(
+                EnvelopeError("unknown_type", f"unknown type {envelope.type!r}", re=envelope.id)
+            )
+        try:
+            result = route(Request(ws, envelope))
+        except EnvelopeError as exc:
+            exc.re = envelope.id
+            return error_message(exc)
+        except Exception:  # noqa: BLE001 - one request fails, not the connection
+            ws.log(logging.ERROR, "route %r raised", envelope.type, exc_info=True)
+            return error_message(
+                EnvelopeError("internal", "internal error", re=envelope.id)
+            )
+        if envelope.type == "ping":
+            return encode("pong", re=envelope.id)
+        if envelope.id is None:
+            return None
+        return encode("ack", result, re=envelope.id)
+
+    @staticmethod
+    def _ping(request: Request) -> None:
+        return None
