@@ -614,7 +614,9 @@ class WebSocket(Protocol):
             # tick, and reading waits for the rest (so events stay in wire order).
             if self._backlog is None:
                 self._hold(_HOLD_BACKLOG)
-                self._loop.call_soon(self._drain_backlog)
+                # Callbacks scheduled by an I/O callback run in the same tick: hop
+                # once more so the rest waits for the next tick, after others' I/O.
+                self._loop.call_soon(self._loop.call_soon, self._drain_backlog)
             self._backlog = events[MESSAGES_PER_TICK:]
             events = events[:MESSAGES_PER_TICK]
         handler = self._handler
@@ -674,6 +676,9 @@ class WebSocket(Protocol):
 
     def _control_event(self, event: Event, handler: Handler | None) -> None:
         if isinstance(event, Ping):
+            # Pings count against the rate limit too: a ping flood costs us CPU.
+            if self._settings.rate is not None and self._phase is _OPEN and not self._take_token():
+                return
             if handler is not None:
                 self._call(handler.on_ping, event.payload)
         elif isinstance(event, Pong):

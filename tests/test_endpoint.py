@@ -227,3 +227,15 @@ def test_settings_check_interval() -> None:
 def test_every_phase_trigger_pair_is_either_in_the_table_or_illegal() -> None:
     for phase, trigger in itertools.product(Phase, PhaseTrigger):
         assert ((phase, trigger) in PHASE_TRANSITIONS) is ((phase, trigger) in EXPECTED)
+
+
+def test_pings_count_against_the_rate_limit() -> None:
+    p = Pair(Config(port=0, compression=False, ping_interval=None, rate_limit=5))
+    try:
+        p.sock.sendall(b"".join(client_frame(0x9, b"p") for _ in range(20)))
+        assert p.loop.run_until(lambda: p.ws.state != "open", timeout=5)
+        frames = p.read_frames()
+        assert frames[-1] == (8, b"\x03\xf0rate limit exceeded")
+        assert 1 <= sum(1 for op, _ in frames if op == 0xA) <= 5
+    finally:
+        p.close()

@@ -401,11 +401,6 @@ def test_4_a_flooder_is_handled_at_most_a_tick_budget_at_a_time() -> None:
         canary.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a connection can get 2 x MESSAGES_PER_TICK events in one tick (the backlog "
-    "callback scheduled by the readiness callback runs in the same tick)",
-)
 def test_4_at_most_messages_per_tick_events_per_connection_per_tick() -> None:
     """The documented bound (_limits.MESSAGES_PER_TICK): at most that many events per
     connection per loop tick."""
