@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--app", default="echo", help="echo | pubsub | MODULE:ATTR")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--redis", default=None, metavar="URL")
+    serve.add_argument("--history-size", type=int, default=100, metavar="N",
+                       help="pubsub: publications kept per topic for recovery (default 100)")
+    serve.add_argument("--history-ttl", type=float, default=300.0, metavar="S",
+                       help="pubsub: and for at most this long; 0 keeps them by count only "
+                            "(default 300)")
+    serve.add_argument("--join-leave", action="append", default=[], metavar="PATTERN",
+                       help="pubsub: topics (fnmatch pattern) that announce join/leave")
     serve.add_argument("--max-message-size", type=int, default=1 << 20, metavar="BYTES")
     serve.add_argument("--max-connections", type=int, default=100_000, metavar="N")
     serve.add_argument("--max-connections-per-ip", type=int, default=0, metavar="N")

@@ -24,8 +24,12 @@ from typing import Any
 from urllib.parse import quote
 
 from ._errors import ConnectionClosed
+from ._loop import Loop
 from .app import EchoHandler, HandlerFactory
+from .broker import HistoryPolicy, InProcessBroker
+from .envelope import SUBPROTOCOL
 from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
+from .pubsub import PubSubApp
 from .server import Config, Server
 from .sync_client import SyncWebSocket
 from .sync_client import connect as ws_connect
@@ -48,8 +52,6 @@ def load_app(spec: str) -> HandlerFactory:
     """The handler factory named by ``--app``: ``echo`` or ``MODULE:ATTR``."""
     if spec == "echo":
         return EchoHandler
-    if spec == "pubsub":
-        raise SystemExit("rfc6455: the pubsub app is not available in this version")
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise SystemExit(f"rfc6455: --app must be echo, pubsub or MODULE:ATTR, not {spec!r}")
@@ -101,6 +103,8 @@ def raise_fd_limit() -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0."""
+    if args.app == "pubsub":
+        return _serve_pubsub(args)
     app = load_app(args.app)
     raise_fd_limit()
     config = server_config(args)
@@ -111,6 +115,28 @@ def serve(args: argparse.Namespace) -> int:
         server.serve_forever()
         return 0
     return _serve_workers(config, app, args.workers)
+
+
+def _serve_pubsub(args: argparse.Namespace) -> int:
+    """``serve --app pubsub``: the envelope protocol on the in-process broker."""
+    if args.workers > 1:
+        raise SystemExit(
+            "rfc6455: --app pubsub with --workers > 1 needs a shared broker (--redis); "
+            "the in-process broker would split the topics between the workers"
+        )
+    if args.redis:
+        raise SystemExit("rfc6455: the Redis broker is not available in this version")
+    raise_fd_limit()
+    config = server_config(args)
+    config.subprotocols = (SUBPROTOCOL,)
+    loop = Loop()
+    policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
+    broker = InProcessBroker(loop, default_policy=policy)
+    app = PubSubApp(broker, join_leave=args.join_leave)
+    server = Server(config, handler=app, loop=loop)
+    gc.freeze()
+    server.serve_forever()
+    return 0
 
 
 def _serve_workers(config: Config, app: HandlerFactory, workers: int) -> int:

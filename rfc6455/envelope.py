@@ -26,6 +26,7 @@ from .app import Handler
 
 __all__ = [
     "ERROR_CODES",
+    "LATER",
     "SUBPROTOCOL",
     "VERSIONS",
     "Envelope",
@@ -185,17 +186,46 @@ def error_message(error: EnvelopeError, *, ts: int | None = None) -> str:
     return encode("error", data, re=error.re, ts=ts)
 
 
-@dataclass(frozen=True, slots=True)
 class Request:
     """What a route function gets.
+
+    A route answers by returning (the ``ack`` data, or None for an empty ack) or by
+    raising :class:`EnvelopeError`; a route that needs a result from elsewhere (a
+    broker) returns :data:`LATER` and answers afterwards, once, with :meth:`ack` or
+    :meth:`fail`.
 
     Attributes:
         ws: the connection the request came on.
         envelope: the parsed message.
     """
 
-    ws: WebSocket
-    envelope: Envelope
+    __slots__ = ("_answered", "envelope", "ws")
+
+    def __init__(self, ws: WebSocket, envelope: Envelope) -> None:
+        self.ws = ws
+        self.envelope = envelope
+        self._answered = False
+
+    def ack(self, data: Mapping[str, Any] | None = None) -> None:
+        """Answer with an ``ack`` (sent only if the request had an ``id``)."""
+        if self._claim() and self.envelope.id is not None:
+            self._send(encode("ack", data, re=self.envelope.id))
+
+    def fail(self, error: EnvelopeError) -> None:
+        """Answer with an ``error`` (sent whether or not the request had an ``id``)."""
+        if self._claim():
+            error.re = self.envelope.id
+            self._send(error_message(error))
+
+    def _claim(self) -> bool:
+        if self._answered:
+            return False
+        self._answered = True
+        return True
+
+    def _send(self, text: str) -> None:
+        if self.ws.open:
+            self.ws.send(text)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -224,8 +254,20 @@ def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-#: A route: the request in; the ``ack`` data out (None: an empty ack).
-Route = Callable[[Request], Mapping[str, Any] | None]
+class _Later:
+    """The type of :data:`LATER`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+#: Returned by a route that answers later, with :meth:`Request.ack` or :meth:`Request.fail`.
+LATER = _Later()
+
+#: A route: the request in; the ``ack`` data out (None: an empty ack), or :data:`LATER`.
+Route = Callable[[Request], "Mapping[str, Any] | None | _Later"]
 
 
 class EnvelopeApp(Handler):
@@ -281,20 +323,26 @@ class EnvelopeApp(Handler):
             return error_message(
                 EnvelopeError("unknown_type", f"unknown type {envelope.type!r}", re=envelope.id)
             )
+        request = Request(ws, envelope)
         try:
-            result = route(Request(ws, envelope))
+            result = route(request)
         except EnvelopeError as exc:
+            if not request._claim():
+                raise  # answered, then raised: a bug in the route
             exc.re = envelope.id
             return error_message(exc)
         except Exception:  # noqa: BLE001 - one request fails, not the connection
             ws.log(logging.ERROR, "route %r raised", envelope.type, exc_info=True)
-            return error_message(
-                EnvelopeError("internal", "internal error", re=envelope.id)
-            )
+            if not request._claim():
+                return None  # it had answered already: one answer per request
+            return error_message(EnvelopeError("internal", "internal error", re=envelope.id))
+        if result is LATER or not request._claim():
+            return None
         if envelope.type == "ping":
             return encode("pong", re=envelope.id)
         if envelope.id is None:
             return None
+        assert not isinstance(result, _Later)
         return encode("ack", result, re=envelope.id)
 
     @staticmethod

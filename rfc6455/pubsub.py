@@ -1,0 +1,420 @@
+"""Pub/sub on one process: topics, history and recovery, presence (docs/protocol.md).
+
+Strategy: :class:`PubSubApp` is an :class:`~rfc6455.envelope.EnvelopeApp` whose routes
+talk to a :class:`~rfc6455.broker.Broker` (the in-process one by default). The process
+holds **one** broker subscription per topic with local subscribers, whatever their
+number; each publication is encoded and framed **once** (the payload's JSON text is
+spliced in, never decoded) and the same bytes are queued to every live subscriber
+with :meth:`~rfc6455.WebSocket.queue_frame`, so a slow subscriber costs only its own
+write buffer (the server's slow-consumer policy closes it) and never delays others.
+
+A subscription goes through :class:`~rfc6455.broker.CatchUp` until its history read
+is in: subscribe to the broker (or join the live subscription), read the history
+(since the client's position, or just the epoch and newest offset), send the ack,
+then the replayed publications, then the live ones, each offset once and in order.
+After that the subscriber is on the fast path. A gap (the broker lost publications)
+is never silent: the client gets an ``unavailable`` error naming the topic and is
+unsubscribed, so it resubscribes with ``since``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+from ._endpoint import WebSocket
+from ._frames import frame_header
+from .broker import (
+    Broker,
+    BrokerError,
+    CatchUp,
+    ClientInfo,
+    HistoryResult,
+    Position,
+    PresenceResult,
+    Publication,
+)
+from .envelope import LATER, EnvelopeApp, EnvelopeError, Request, encode
+
+__all__ = ["TOPIC_PATTERN", "Authorizer", "PubSubApp", "message_text"]
+
+#: docs/protocol.md: 1-128 characters of letters, digits and ``_ - . : / @ #``.
+TOPIC_PATTERN = re.compile(r"[A-Za-z0-9_\-.:/@#]{1,128}")
+
+#: ``authorize(ws, action, topic)``: may this connection ``subscribe``, ``publish`` or
+#: read ``presence``/``history`` of ``topic``? Return False (or raise EnvelopeError) to refuse.
+Authorizer = Callable[[WebSocket, str, str], bool]
+
+
+def message_text(pub: Publication) -> str:
+    """The ``message`` envelope of ``pub``: the payload spliced in as published."""
+    return (
+        f'{{"v":1,"type":"message","ts":{pub.ts},"data":{{"topic":{json.dumps(pub.topic)},'
+        f'"payload":{pub.payload_json},"offset":{pub.offset},"epoch":"{pub.epoch}"}}}}'
+    )
+
+
+def _frame(text: str) -> bytes:
+    payload = text.encode("utf-8")
+    return frame_header(0x81, len(payload)) + payload
+
+
+class _Client:
+    """What the app knows of one connection."""
+
+    __slots__ = ("id", "topics", "user")
+
+    def __init__(self, user: str | None) -> None:
+        self.id = secrets.token_hex(8)
+        self.user = user
+        #: topic -> the CatchUp while catching up, None once live.
+        self.topics: dict[str, CatchUp | None] = {}
+
+    def info(self) -> ClientInfo:
+        return ClientInfo(self.id, self.user)
+
+
+class _Topic:
+    """The local subscribers of one topic and the broker subscription that feeds them."""
+
+    __slots__ = ("active", "listener", "live", "name", "starting", "waiting")
+
+    def __init__(self, name: str, listener: Callable[[Publication | BrokerError], None]) -> None:
+        self.name = name
+        self.listener = listener
+        #: Subscribers on the fast path (caught up).
+        self.live: dict[WebSocket, None] = {}
+        #: Subscribers still catching up, each with its CatchUp.
+        self.waiting: dict[WebSocket, CatchUp] = {}
+        #: False until the broker confirms the subscription.
+        self.active = False
+        #: Subscribe requests waiting for that confirmation.
+        self.starting: list[tuple[Request, CatchUp, Position | None]] = []
+
+    def empty(self) -> bool:
+        return not self.live and not self.waiting
+
+
+class PubSubApp(EnvelopeApp):
+    """Topics, publications with history and recovery, presence, join/leave.
+
+    Args:
+        broker: where publications go and come from (e.g. ``InProcessBroker(loop)``).
+        join_leave: topic patterns (``fnmatch``) whose subscribers get ``join`` and
+            ``leave`` messages.
+        authorize: called for ``subscribe``, ``publish``, ``history`` and
+            ``presence``; False refuses with ``forbidden``.
+        max_size: the envelope limit (``too_large`` above it).
+    """
+
+    __slots__ = ("_authorize", "_clients", "_join_leave", "_topics", "broker", "stats")
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        join_leave: Sequence[str] = (),
+        authorize: Authorizer | None = None,
+        max_size: int = 64 * 1024,
+    ) -> None:
+        super().__init__(max_size=max_size)
+        self.broker = broker
+        self._join_leave = tuple(join_leave)
+        self._authorize = authorize
+        self._clients: dict[WebSocket, _Client] = {}
+        self._topics: dict[str, _Topic] = {}
+        #: Counters for /metrics.
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("publishes", "deliveries", "recovered", "not_recovered", "gaps"), 0
+        )
+        for kind, route in (
+            ("connect", self._connect),
+            ("subscribe", self._subscribe),
+            ("unsubscribe", self._unsubscribe),
+            ("publish", self._publish),
+            ("history", self._history),
+            ("presence", self._presence),
+        ):
+            self.add_route(kind, route)
+
+    # -- connections ---------------------------------------------------------------
+
+    def on_open(self, ws: WebSocket) -> None:
+        self._clients[ws] = _Client(None)
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        client = self._clients.pop(ws, None)
+        if client is not None:
+            for topic in list(client.topics):
+                self._leave(ws, client, topic)
+
+    @property
+    def topics(self) -> int:
+        """Topics with local subscribers."""
+        return len(self._topics)
+
+    @property
+    def subscriptions(self) -> int:
+        """Subscriptions of local connections, all topics together."""
+        return sum(len(t.live) + len(t.waiting) for t in self._topics.values())
+
+    # -- routes --------------------------------------------------------------------
+
+    def _client(self, request: Request) -> _Client:
+        client = self._clients.get(request.ws)
+        if client is None:
+            raise EnvelopeError("unavailable", "the connection is closing")
+        return client
+
+    def _topic_of(self, request: Request, action: str) -> str:
+        topic: str = request.field("topic", str)
+        if not TOPIC_PATTERN.fullmatch(topic):
+            raise EnvelopeError("bad_envelope", "data.topic is not a valid topic name")
+        if self._authorize is not None and not self._authorize(request.ws, action, topic):
+            raise EnvelopeError("forbidden", f"not allowed to {action} {topic}")
+        return topic
+
+    @staticmethod
+    def _since(request: Request) -> Position | None:
+        since = request.field("since", dict, required=False)
+        if since is None:
+            return None
+        offset, epoch = since.get("offset"), since.get("epoch")
+        if type(offset) is not int or offset < 0 or not isinstance(epoch, str):
+            raise EnvelopeError(
+                "bad_envelope", "data.since must be {offset: integer >= 0, epoch: string}"
+            )
+        return Position(offset, epoch)
+
+    def _connect(self, request: Request) -> dict[str, Any]:
+        client = self._client(request)
+        data: dict[str, Any] = {"client": client.id}
+        if client.user is not None:
+            data["user"] = client.user
+        return data
+
+    def _subscribe(self, request: Request) -> Any:
+        client = self._client(request)
+        topic = self._topic_of(request, "subscribe")
+        since = self._since(request)
+        ws = request.ws
+        if topic in client.topics:
+            self._leave(ws, client, topic)  # resubscribing starts over from `since`
+        t = self._topics.get(topic)
+        if t is None:
+            t = self._topics[topic] = _Topic(topic, self._listener(topic))
+            self.broker.subscribe(topic, t.listener, lambda result: self._activated(t, result))
+        catch_up = CatchUp(
+            since,
+            lambda pub: self._emit(ws, pub),
+            lambda reason: self._gap(ws, topic, reason),
+        )
+        t.waiting[ws] = catch_up
+        client.topics[topic] = catch_up
+        if t.active:
+            self._read_history(request, t, catch_up, since)
+        else:
+            t.starting.append((request, catch_up, since))
+        return LATER
+
+    def _activated(self, t: _Topic, result: None | BrokerError) -> None:
+        starting, t.starting = t.starting, []
+        if isinstance(result, BrokerError):
+            for request, _, _ in starting:
+                client = self._clients.get(request.ws)
+                if client is not None:
+                    self._leave(request.ws, client, t.name)
+                request.fail(EnvelopeError("unavailable", result.message))
+            return
+        t.active = True
+        for request, catch_up, since in starting:
+            if t.waiting.get(request.ws) is catch_up:
+                self._read_history(request, t, catch_up, since)
+
+    def _read_history(
+        self, request: Request, t: _Topic, catch_up: CatchUp, since: Position | None
+    ) -> None:
+        ws = request.ws
+
+        def done(result: HistoryResult | BrokerError) -> None:
+            if t.waiting.get(ws) is not catch_up:
+                return  # unsubscribed or closed meanwhile
+            if isinstance(result, BrokerError):
+                client = self._clients.get(ws)
+                if client is not None:
+                    self._leave(ws, client, t.name)
+                request.fail(EnvelopeError("unavailable", result.message))
+                return
+            ack: dict[str, Any] = {"topic": t.name, "offset": result.offset, "epoch": result.epoch}
+            if since is not None:
+                ack["recovered"] = result.recovered
+                ack["replayed"] = len(result.publications) if result.recovered else 0
+                self.stats["recovered" if result.recovered else "not_recovered"] += 1
+            request.ack(ack)
+            catch_up.history(result)
+            if t.waiting.get(ws) is catch_up:  # no gap: on to the fast path
+                del t.waiting[ws]
+                t.live[ws] = None
+                client = self._clients.get(ws)
+                if client is not None:
+                    client.topics[t.name] = None
+                    self._joined(ws, client, t.name)
+
+        self.broker.history(t.name, since, None if since is not None else 0, done)
+
+    def _unsubscribe(self, request: Request) -> dict[str, Any]:
+        client = self._client(request)
+        topic = request.field("topic", str)
+        if topic in client.topics:
+            self._leave(request.ws, client, topic)
+        return {"topic": topic}
+
+    def _publish(self, request: Request) -> Any:
+        topic = self._topic_of(request, "publish")
+        if "payload" not in request.data:
+            raise EnvelopeError("bad_envelope", "data.payload is required")
+        payload_json = json.dumps(request.data["payload"], separators=(",", ":"),
+                                  ensure_ascii=False)
+
+        def done(result: Publication | BrokerError) -> None:
+            if isinstance(result, BrokerError):
+                request.fail(EnvelopeError("unavailable", result.message))
+            else:
+                self.stats["publishes"] += 1
+                request.ack({"topic": topic, "offset": result.offset, "epoch": result.epoch})
+
+        self.broker.publish(topic, payload_json, done)
+        return LATER
+
+    def _history(self, request: Request) -> Any:
+        topic = self._topic_of(request, "history")
+        since = self._since(request)
+        limit = request.field("limit", int, required=False)
+        if limit is not None and limit < 0:
+            raise EnvelopeError("bad_envelope", "data.limit must be >= 0")
+
+        def done(result: HistoryResult | BrokerError) -> None:
+            if isinstance(result, BrokerError):
+                request.fail(EnvelopeError("unavailable", result.message))
+                return
+            request.ack({
+                "topic": topic,
+                "offset": result.offset,
+                "epoch": result.epoch,
+                "messages": [
+                    {"offset": p.offset, "payload": json.loads(p.payload_json), "ts": p.ts}
+                    for p in result.publications
+                ],
+                "complete": result.complete,
+            })
+
+        self.broker.history(topic, since, limit, done)
+        return LATER
+
+    def _presence(self, request: Request) -> Any:
+        topic = self._topic_of(request, "presence")
+
+        def done(result: PresenceResult | BrokerError) -> None:
+            if isinstance(result, BrokerError):
+                request.fail(EnvelopeError("unavailable", result.message))
+                return
+            clients = [
+                {"client": c.client, **({"user": c.user} if c.user is not None else {})}
+                for c in result.clients
+            ]
+            request.ack({"topic": topic, "count": result.count, "clients": clients})
+
+        self.broker.presence(topic, done)
+        return LATER
+
+    # -- delivery ------------------------------------------------------------------
+
+    def _listener(self, topic: str) -> Callable[[Publication | BrokerError], None]:
+        def listener(item: Publication | BrokerError) -> None:
+            t = self._topics.get(topic)
+            if t is None:
+                return
+            if isinstance(item, BrokerError):
+                # Publications may be lost: every subscriber must resynchronize.
+                for ws in list(t.live):
+                    self._gap(ws, topic, item.message)
+                for catch_up in list(t.waiting.values()):
+                    catch_up.live(item)
+                return
+            if t.live:
+                frame = _frame(message_text(item))  # encoded and framed once
+                sent = 0
+                for ws in t.live:
+                    if ws.queue_frame(frame):
+                        sent += 1
+                self.stats["deliveries"] += sent
+            for catch_up in list(t.waiting.values()):
+                catch_up.live(item)
+
+        return listener
+
+    def _emit(self, ws: WebSocket, pub: Publication) -> None:
+        if ws.open:
+            self.stats["deliveries"] += 1
+            ws.send(message_text(pub))
+
+    def _gap(self, ws: WebSocket, topic: str, reason: str) -> None:
+        self.stats["gaps"] += 1
+        if ws.open:
+            ws.send(encode("error", {
+                "code": "unavailable",
+                "message": f"subscription interrupted: {reason}",
+                "temporary": True,
+                "topic": topic,
+            }))
+        client = self._clients.get(ws)
+        if client is not None and topic in client.topics:
+            self._leave(ws, client, topic)
+
+    # -- presence --------------------------------------------------------------------
+
+    def _announces(self, topic: str) -> bool:
+        return any(fnmatchcase(topic, pattern) for pattern in self._join_leave)
+
+    def _joined(self, ws: WebSocket, client: _Client, topic: str) -> None:
+        def done(changed: bool | BrokerError) -> None:
+            if changed is True and self._announces(topic):
+                self._announce("join", topic, client)
+
+        self.broker.presence_join(topic, client.info(), done)
+
+    def _leave(self, ws: WebSocket, client: _Client, topic: str) -> None:
+        if topic not in client.topics:
+            return
+        was_live = client.topics.pop(topic) is None  # only live subscribers joined presence
+        t = self._topics.get(topic)
+        if t is None:
+            return
+        t.live.pop(ws, None)
+        t.waiting.pop(ws, None)
+        if was_live:
+            def done(changed: bool | BrokerError) -> None:
+                if changed is True and self._announces(topic):
+                    self._announce("leave", topic, client)
+
+            self.broker.presence_leave(topic, client.id, done)
+        if t.empty() and not t.starting:
+            del self._topics[topic]
+            self.broker.unsubscribe(topic, t.listener)
+
+    def _announce(self, kind: str, topic: str, client: _Client) -> None:
+        """A ``join`` or ``leave`` to the topic's other local subscribers."""
+        t = self._topics.get(topic)
+        if t is None or not t.live:
+            return
+        who: dict[str, Any] = {"client": client.id}
+        if client.user is not None:
+            who["user"] = client.user
+        frame = _frame(encode(kind, {"topic": topic, "client": who}))
+        for ws in t.live:
+            if self._clients.get(ws) is not client:
+                ws.queue_frame(frame)
