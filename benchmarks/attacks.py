@@ -117,6 +117,17 @@ def frame_header(opcode: int, length: int, *, fin: bool = True, key: bytes = b"\
     return struct.pack("!BBQ", first, 0x80 | 127, length) + key
 
 
+def terminate(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL after 5 s: stop a process we started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass
 class ServerFrames:
     """Parses what a server sends (unmasked frames); remembers the close frame."""
@@ -408,13 +419,7 @@ class ServerProcess:
         return self._stderr.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
     def close(self) -> None:
         self.stop()
@@ -479,13 +484,7 @@ class Helper:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 def canary_main(port: int, seconds: float, path: str, pause: float) -> int:
