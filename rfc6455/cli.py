@@ -31,9 +31,12 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _add_server_options(parser: argparse.ArgumentParser, *, default_port: int) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=default_port)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=default_port,
+                        help="port to bind; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--log-level", default="INFO",
+                        help="DEBUG, INFO, WARNING or ERROR (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,34 +47,75 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version and active accelerators")
     info.set_defaults(func=_info)
 
-    serve = sub.add_parser("serve", help="run a WebSocket server")
+    serve = sub.add_parser(
+        "serve",
+        help="run a WebSocket server",
+        description="Run a WebSocket server until SIGINT/SIGTERM. A limit or timeout of 0 "
+                    "is off (docs/limits.md).",
+    )
     _add_server_options(serve, default_port=8765)
-    serve.add_argument("--app", default="echo", help="echo | pubsub | MODULE:ATTR")
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--redis", default=None, metavar="URL")
+    serve.add_argument("--app", default="echo",
+                       help="echo | pubsub | MODULE:ATTR (default %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port with SO_REUSEPORT (default %(default)s)")
+    serve.add_argument("--redis", default=None, metavar="URL",
+                       help="pubsub: a Redis broker shared by workers (default %(default)s)")
     serve.add_argument("--history-size", type=int, default=100, metavar="N",
-                       help="pubsub: publications kept per topic for recovery (default 100)")
+                       help="pubsub: publications kept per topic for recovery "
+                            "(default %(default)s)")
     serve.add_argument("--history-ttl", type=float, default=300.0, metavar="S",
                        help="pubsub: and for at most this long; 0 keeps them by count only "
-                            "(default 300)")
+                            "(default %(default)s)")
     serve.add_argument("--join-leave", action="append", default=[], metavar="PATTERN",
-                       help="pubsub: topics (fnmatch pattern) that announce join/leave")
-    serve.add_argument("--max-message-size", type=int, default=1 << 20, metavar="BYTES")
-    serve.add_argument("--max-connections", type=int, default=100_000, metavar="N")
-    serve.add_argument("--max-connections-per-ip", type=int, default=0, metavar="N")
-    serve.add_argument("--ping-interval", type=float, default=20.0, metavar="S")
-    serve.add_argument("--ping-timeout", type=float, default=20.0, metavar="S")
-    serve.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S")
-    serve.add_argument("--close-timeout", type=float, default=10.0, metavar="S")
-    serve.add_argument("--idle-timeout", type=float, default=0.0, metavar="S")
-    serve.add_argument("--message-timeout", type=float, default=60.0, metavar="S")
-    serve.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S")
-    serve.add_argument("--rate-limit", type=float, default=0.0, metavar="MSGS_PER_S")
-    serve.add_argument("--write-buffer-limit", type=int, default=1 << 20, metavar="BYTES")
-    serve.add_argument("--memory-budget", type=int, default=256 << 20, metavar="BYTES")
-    serve.add_argument("--no-compression", action="store_true")
-    serve.add_argument("--certfile", default=None)
-    serve.add_argument("--keyfile", default=None)
+                       help="pubsub: topics (fnmatch pattern) that announce join/leave; "
+                            "repeatable (default none)")
+    jwt = serve.add_mutually_exclusive_group()
+    jwt.add_argument("--jwt-secret", default=None, metavar="SECRET",
+                     help="pubsub: require JWTs signed with HS256 and this secret "
+                          "(default %(default)s: no authentication)")
+    jwt.add_argument("--jwt-public-key", default=None, metavar="PEMFILE",
+                     help="pubsub: require JWTs signed with RS256, verified with this PEM "
+                          "public key (default %(default)s)")
+    serve.add_argument("--jwt-cookie", default=None, metavar="NAME",
+                       help="pubsub: also read the token from this cookie; restrict origins "
+                            "then (default %(default)s: header, ?token= and connect only)")
+    serve.add_argument("--max-message-size", type=int, default=1 << 20, metavar="BYTES",
+                       help="largest message, 1009 beyond (default %(default)s)")
+    serve.add_argument("--max-connections", type=int, default=100_000, metavar="N",
+                       help="open connections; more get 503 (default %(default)s)")
+    serve.add_argument("--max-connections-per-ip", type=int, default=0, metavar="N",
+                       help="sockets per client address; more get 503 (default %(default)s)")
+    serve.add_argument("--ping-interval", type=float, default=20.0, metavar="S",
+                       help="ping a peer silent this long (default %(default)s)")
+    serve.add_argument("--ping-timeout", type=float, default=20.0, metavar="S",
+                       help="then drop it if still silent this long (default %(default)s)")
+    serve.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S",
+                       help="time to complete the opening handshake (default %(default)s)")
+    serve.add_argument("--close-timeout", type=float, default=10.0, metavar="S",
+                       help="time to answer our close frame (default %(default)s)")
+    serve.add_argument("--idle-timeout", type=float, default=0.0, metavar="S",
+                       help="close a connection without data messages this long "
+                            "(default %(default)s)")
+    serve.add_argument("--message-timeout", type=float, default=60.0, metavar="S",
+                       help="time to complete a started frame or message, 1008 beyond "
+                            "(default %(default)s)")
+    serve.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S",
+                       help="time SIGTERM waits for closing handshakes (default %(default)s)")
+    serve.add_argument("--rate-limit", type=float, default=0.0, metavar="MSGS_PER_S",
+                       help="data messages per second per connection, 1008 beyond "
+                            "(default %(default)s)")
+    serve.add_argument("--write-buffer-limit", type=int, default=1 << 20, metavar="BYTES",
+                       help="bytes queued for a peer above which it is a slow consumer "
+                            "(default %(default)s)")
+    serve.add_argument("--memory-budget", type=int, default=256 << 20, metavar="BYTES",
+                       help="incoming bytes all connections may buffer together "
+                            "(default %(default)s)")
+    serve.add_argument("--no-compression", action="store_true",
+                       help="do not negotiate permessage-deflate (default %(default)s)")
+    serve.add_argument("--certfile", default=None, metavar="PEMFILE",
+                       help="certificate chain: serve wss:// (default %(default)s)")
+    serve.add_argument("--keyfile", default=None, metavar="PEMFILE",
+                       help="private key (default %(default)s: in --certfile)")
     serve.set_defaults(func=_command("serve"))
 
     connect = sub.add_parser("connect", help="interactive client: stdin lines to text messages")

@@ -26,6 +26,7 @@ from urllib.parse import quote
 from ._errors import ConnectionClosed
 from ._loop import Loop
 from .app import EchoHandler, HandlerFactory
+from .auth import Auth, JWTAuthenticator
 from .broker import HistoryPolicy, InProcessBroker
 from .envelope import SUBPROTOCOL
 from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
@@ -105,6 +106,8 @@ def serve(args: argparse.Namespace) -> int:
     """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0."""
     if args.app == "pubsub":
         return _serve_pubsub(args)
+    if args.jwt_secret or args.jwt_public_key or args.jwt_cookie:
+        raise SystemExit("rfc6455: --jwt-* flags need --app pubsub")
     app = load_app(args.app)
     raise_fd_limit()
     config = server_config(args)
@@ -132,11 +135,32 @@ def _serve_pubsub(args: argparse.Namespace) -> int:
     loop = Loop()
     policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
     broker = InProcessBroker(loop, default_policy=policy)
-    app = PubSubApp(broker, join_leave=args.join_leave)
-    server = Server(config, handler=app, loop=loop)
+    app = PubSubApp(broker, join_leave=args.join_leave, auth=_jwt_auth(args))
+    config.check_request = app.check_request
+    server = Server(
+        config, handler=app, loop=loop, extra_metrics=lambda: app.metrics_text(server.incidents())
+    )
     gc.freeze()
     server.serve_forever()
     return 0
+
+
+def _jwt_auth(args: argparse.Namespace) -> Auth | None:
+    """``--jwt-secret``/``--jwt-public-key``: every topic request needs a valid token."""
+    try:
+        if args.jwt_secret:
+            if len(args.jwt_secret.encode()) < 32:
+                logger.warning("--jwt-secret is shorter than 32 bytes: easy to brute-force")
+            authenticate = JWTAuthenticator(args.jwt_secret, "HS256")
+        elif args.jwt_public_key:
+            authenticate = JWTAuthenticator.from_public_key_file(args.jwt_public_key)
+        elif args.jwt_cookie:
+            raise SystemExit("rfc6455: --jwt-cookie needs --jwt-secret or --jwt-public-key")
+        else:
+            return None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise SystemExit(f"rfc6455: {exc}") from None
+    return Auth(authenticate, cookie=args.jwt_cookie)
 
 
 def _serve_workers(config: Config, app: HandlerFactory, workers: int) -> int:

@@ -15,6 +15,12 @@ then the replayed publications, then the live ones, each offset once and in orde
 After that the subscriber is on the fast path. A gap (the broker lost publications)
 is never silent: the client gets an ``unavailable`` error naming the topic and is
 unsubscribed, so it resubscribes with ``since``.
+
+Authentication (:mod:`rfc6455.auth`): with an :class:`~rfc6455.auth.Auth`, the handshake's
+token is checked twice, by :meth:`PubSubApp.check_request` (a bad one is a 401 before the
+101) and again in ``on_open`` (the request is not kept between the two: nothing to leak
+when the handshake fails later, for a 503 say); a ``connect`` envelope may bring it later.
+Every topic request checks the identity's patterns, then ``authorize``.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
 from ._endpoint import WebSocket
+from ._errors import HandshakeError
 from ._frames import frame_header
+from ._handshake import UpgradeRequest
+from .auth import Auth, AuthError, Credentials, Identity
 from .broker import (
     Broker,
     BrokerError,
@@ -66,11 +75,12 @@ def _frame(text: str) -> bytes:
 class _Client:
     """What the app knows of one connection."""
 
-    __slots__ = ("id", "topics", "user")
+    __slots__ = ("id", "identity", "topics", "user")
 
-    def __init__(self, user: str | None) -> None:
+    def __init__(self, identity: Identity | None) -> None:
         self.id = secrets.token_hex(8)
-        self.user = user
+        self.identity = identity
+        self.user = identity.user if identity is not None else None
         #: topic -> the CatchUp while catching up, None once live.
         self.topics: dict[str, CatchUp | None] = {}
 
@@ -108,10 +118,13 @@ class PubSubApp(EnvelopeApp):
             ``leave`` messages.
         authorize: called for ``subscribe``, ``publish``, ``history`` and
             ``presence``; False refuses with ``forbidden``.
+        auth: how clients authenticate (tokens, identities, topic patterns); None:
+            everyone is anonymous. Give :meth:`check_request` to the server's
+            ``Config.check_request`` so that a bad token is refused at the handshake.
         max_size: the envelope limit (``too_large`` above it).
     """
 
-    __slots__ = ("_authorize", "_clients", "_join_leave", "_topics", "broker", "stats")
+    __slots__ = ("_authorize", "_clients", "_join_leave", "_topics", "auth", "broker", "stats")
 
     def __init__(
         self,
@@ -119,17 +132,28 @@ class PubSubApp(EnvelopeApp):
         *,
         join_leave: Sequence[str] = (),
         authorize: Authorizer | None = None,
+        auth: Auth | None = None,
         max_size: int = 64 * 1024,
     ) -> None:
         super().__init__(max_size=max_size)
         self.broker = broker
         self._join_leave = tuple(join_leave)
         self._authorize = authorize
+        self.auth = auth
         self._clients: dict[WebSocket, _Client] = {}
         self._topics: dict[str, _Topic] = {}
-        #: Counters for /metrics.
+        #: Counters for /metrics (:meth:`metrics_text`).
         self.stats: dict[str, int] = dict.fromkeys(
-            ("publishes", "deliveries", "recovered", "not_recovered", "gaps"), 0
+            (
+                "publishes",
+                "deliveries",
+                "recovered",
+                "not_recovered",
+                "gaps",
+                "unauthorized",
+                "forbidden",
+            ),
+            0,
         )
         for kind, route in (
             ("connect", self._connect),
@@ -143,8 +167,32 @@ class PubSubApp(EnvelopeApp):
 
     # -- connections ---------------------------------------------------------------
 
+    def check_request(self, request: UpgradeRequest) -> None:
+        """For ``Config.check_request``: refuse a handshake whose token is not valid
+        (401 with ``WWW-Authenticate: Bearer``); without ``auth`` it accepts all."""
+        if self.auth is not None:
+            try:
+                self.auth.check_handshake(request)
+            except HandshakeError:
+                self.stats["unauthorized"] += 1
+                raise
+
     def on_open(self, ws: WebSocket) -> None:
-        self._clients[ws] = _Client(None)
+        identity = None
+        auth, request = self.auth, ws.request
+        if auth is not None and isinstance(request, UpgradeRequest):
+            credentials = auth.credentials(request)
+            if credentials is not None:
+                try:
+                    identity = auth.identify(credentials)
+                except AuthError:
+                    pass  # expired since check_request: anonymous, it may send connect
+        self._clients[ws] = _Client(identity)
+
+    def identity(self, ws: WebSocket) -> Identity | None:
+        """The identity ``ws`` authenticated as, None if anonymous (for ``authorize``)."""
+        client = self._clients.get(ws)
+        return client.identity if client is not None else None
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
         client = self._clients.pop(ws, None)
@@ -162,6 +210,43 @@ class PubSubApp(EnvelopeApp):
         """Subscriptions of local connections, all topics together."""
         return sum(len(t.live) + len(t.waiting) for t in self._topics.values())
 
+    def metrics_text(self, incidents: Mapping[str, int] | None = None) -> str:
+        """The app's counters in the Prometheus text format, for ``Server(extra_metrics=)``.
+
+        ``incidents`` (``Server.incidents()``) gives the slow consumers dropped: on a
+        pub/sub server, the subscribers that could not keep up with their topics.
+        """
+        stats = self.stats
+        slow = (incidents or {}).get("slow_consumer", 0)
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, values: Mapping[str, int]) -> None:
+            lines.append(f"# HELP rfc6455_pubsub_{name} {help_}")
+            lines.append(f"# TYPE rfc6455_pubsub_{name} {kind}")
+            for labels, value in values.items():
+                lines.append(f"rfc6455_pubsub_{name}{labels} {value}")
+
+        metric("topics", "gauge", "Topics with local subscribers.", {"": self.topics})
+        metric("subscriptions", "gauge", "Subscriptions of local connections.",
+               {"": self.subscriptions})
+        metric("publishes_total", "counter", "Publications accepted by the broker.",
+               {"": stats["publishes"]})
+        metric("deliveries_total", "counter", "Messages queued to subscribers.",
+               {"": stats["deliveries"]})
+        metric("slow_subscribers_dropped_total", "counter",
+               "Connections closed as slow consumers (1008).", {"": slow})
+        metric("recoveries_total", "counter", "Subscriptions with since, by result.", {
+            '{result="recovered"}': stats["recovered"],
+            '{result="not_recovered"}': stats["not_recovered"],
+        })
+        metric("gaps_total", "counter", "Subscriptions interrupted by lost publications.",
+               {"": stats["gaps"]})
+        metric("auth_refusals_total", "counter", "Requests and handshakes refused, by code.", {
+            '{code="unauthorized"}': stats["unauthorized"],
+            '{code="forbidden"}': stats["forbidden"],
+        })
+        return "\n".join(lines) + "\n"
+
     # -- routes --------------------------------------------------------------------
 
     def _client(self, request: Request) -> _Client:
@@ -174,7 +259,18 @@ class PubSubApp(EnvelopeApp):
         topic: str = request.field("topic", str)
         if not TOPIC_PATTERN.fullmatch(topic):
             raise EnvelopeError("bad_envelope", "data.topic is not a valid topic name")
+        if self.auth is not None:
+            identity = self._client(request).identity
+            if identity is None and self.auth.required:
+                self.stats["unauthorized"] += 1
+                raise EnvelopeError(
+                    "unauthorized", "authenticate first: a token in the handshake or in connect"
+                )
+            if identity is not None and not identity.allows(action, topic):
+                self.stats["forbidden"] += 1
+                raise EnvelopeError("forbidden", f"not allowed to {action} {topic}")
         if self._authorize is not None and not self._authorize(request.ws, action, topic):
+            self.stats["forbidden"] += 1
             raise EnvelopeError("forbidden", f"not allowed to {action} {topic}")
         return topic
 
@@ -192,6 +288,24 @@ class PubSubApp(EnvelopeApp):
 
     def _connect(self, request: Request) -> dict[str, Any]:
         client = self._client(request)
+        token = request.field("token", str, required=False)
+        auth = self.auth
+        if auth is not None:
+            if token is not None:
+                try:
+                    identity = auth.identify(Credentials(token, "connect"))
+                except AuthError as exc:
+                    self.stats["unauthorized"] += 1
+                    raise EnvelopeError("unauthorized", str(exc)) from None
+                if client.user is not None and identity.user != client.user:
+                    self.stats["forbidden"] += 1
+                    raise EnvelopeError(
+                        "forbidden", "this connection is authenticated as another user"
+                    )
+                client.identity, client.user = identity, identity.user  # or a fresh token
+            elif client.identity is None and auth.required:
+                self.stats["unauthorized"] += 1
+                raise EnvelopeError("unauthorized", "a token is required")
         data: dict[str, Any] = {"client": client.id}
         if client.user is not None:
             data["user"] = client.user

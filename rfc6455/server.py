@@ -288,6 +288,8 @@ class Server:
         handler: the handler factory for every path (instead of ``routes``).
         http_routes: path → function(HTTPRequest) returning
             ``(status, headers, body)`` for plain HTTP requests.
+        extra_metrics: returns more Prometheus text for ``/metrics`` (an
+            application's counters, e.g. ``PubSubApp.metrics_text``), read at scrape time.
         loop: the loop to run on (default: a new one, owned by the server).
 
     Example::
@@ -303,12 +305,14 @@ class Server:
         routes: Mapping[str, HandlerFactory] | None = None,
         handler: HandlerFactory | None = None,
         http_routes: Mapping[str, HTTPRoute] | None = None,
+        extra_metrics: Callable[[], str] | None = None,
         loop: Loop | None = None,
     ) -> None:
         self.config = config = config if config is not None else Config()
         if routes is None and handler is None:
             raise ValueError("give routes or handler")
         self.router = Router(routes, handler)
+        self.extra_metrics = extra_metrics
         self._plain_http = PlainHTTP(self.router, http_routes, self.metrics_text)
         self._own_loop = loop is None
         self.loop = loop if loop is not None else Loop()
@@ -691,7 +695,10 @@ class Server:
 
     def metrics_text(self) -> str:
         """The counters in the Prometheus text exposition format."""
-        return render_metrics(self.stats(), self.incidents())
+        text = render_metrics(self.stats(), self.incidents())
+        if self.extra_metrics is not None:
+            text += self.extra_metrics()
+        return text
 
 
 def _bind_accept(server: Server, sock: socket.socket) -> Callable[[], None]:
