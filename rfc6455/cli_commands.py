@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from ._errors import ConnectionClosed
 from ._loop import Loop
+from ._page import pubsub_page_routes
 from .app import EchoHandler, HandlerFactory
 from .broker import HistoryPolicy, InProcessBroker
 from .envelope import SUBPROTOCOL
@@ -133,7 +134,7 @@ def _serve_pubsub(args: argparse.Namespace) -> int:
     policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
     broker = InProcessBroker(loop, default_policy=policy)
     app = PubSubApp(broker, join_leave=args.join_leave)
-    server = Server(config, handler=app, loop=loop)
+    server = Server(config, handler=app, loop=loop, http_routes=pubsub_page_routes())
     gc.freeze()
     server.serve_forever()
     return 0
