@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from ._errors import ConnectionClosed
 from ._loop import Loop
+from ._page import pubsub_page_routes
 from .app import EchoHandler, HandlerFactory
 from .auth import Auth, JWTAuthenticator
 from .broker import HistoryPolicy, InProcessBroker
@@ -138,7 +139,11 @@ def _serve_pubsub(args: argparse.Namespace) -> int:
     app = PubSubApp(broker, join_leave=args.join_leave, auth=_jwt_auth(args))
     config.check_request = app.check_request
     server = Server(
-        config, handler=app, loop=loop, extra_metrics=lambda: app.metrics_text(server.incidents())
+        config,
+        handler=app,
+        loop=loop,
+        http_routes=pubsub_page_routes(),
+        extra_metrics=lambda: app.metrics_text(server.incidents()),
     )
     gc.freeze()
     server.serve_forever()
