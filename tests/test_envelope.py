@@ -225,3 +225,23 @@ def test_over_real_sockets() -> None:
     finally:
         server.shutdown()
         thread.join(10)
+
+
+def test_an_envelope_app_loads_with_app_module_attr(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rfc6455 serve --app MODULE:ATTR` takes an EnvelopeApp with the application's types."""
+    from rfc6455.cli_commands import load_app
+
+    (tmp_path / "my_envelope_app.py").write_text(
+        "from rfc6455.envelope import EnvelopeApp\n"
+        "app = EnvelopeApp()\n"
+        "@app.route('add')\n"
+        "def add(request):\n"
+        "    return {'sum': request.field('a', int) + request.field('b', int)}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = load_app("my_envelope_app:app")
+    assert isinstance(app, EnvelopeApp)
+    reply = answer({"v": 1, "type": "add", "id": "1", "data": {"a": 2, "b": 3}}, app)
+    assert reply is not None and reply["data"] == {"sum": 5}

@@ -114,10 +114,10 @@ def test_subscribe_publish_receive() -> None:
 def test_subscribers_get_exactly_their_topics_in_order() -> None:
     with pubsub_server() as (server, app):
         topics = [f"t{i}" for i in range(5)]
-        subs = [(Client(server), topics[i % 5]) for i in range(20)]
+        subs = [(Client(server), topics[i % 5]) for i in range(200)]
         for client, topic in subs:
             assert client.request("subscribe", {"topic": topic})["type"] == "ack"
-        assert app.subscriptions == 20 and app.topics == 5
+        assert app.subscriptions == 200 and app.topics == 5
         publisher = Client(server)
         for round_ in range(10):
             for topic in topics:
@@ -127,6 +127,7 @@ def test_subscribers_get_exactly_their_topics_in_order() -> None:
             msgs = client.messages(10, topic)
             assert offsets(msgs) == list(range(1, 11))
             assert [m["data"]["payload"] for m in msgs] == [[topic, r] for r in range(10)]
+        for client, _ in subs[:5]:  # one per topic: nothing of the other topics came
             client.nothing_more()
         for client, _ in subs:
             client.close()
@@ -337,3 +338,56 @@ def test_serve_app_pubsub_from_the_command_line() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_a_slow_subscriber_is_closed_by_policy_and_the_others_keep_up() -> None:
+    import socket
+    import time
+
+    from rfc6455 import ClientHandshake
+
+    loop = Loop()
+    app = PubSubApp(InProcessBroker(loop))
+    config = Config(
+        port=0, subprotocols=(SUBPROTOCOL,), shutdown_timeout=2.0, compression=False,
+        write_buffer_limit=256 * 1024, write_buffer_timeout=0.5, close_timeout=1.0,
+    )
+    server = Server(config, handler=app, loop=loop)
+    server.start()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # The slow one: subscribes, then never reads again (small receive buffer).
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", server.port))
+        hs = ClientHandshake(f"127.0.0.1:{server.port}", "/", subprotocols=[SUBPROTOCOL])
+        slow.sendall(hs.request_bytes())
+        conn = None
+        while conn is None:
+            hs.receive_data(slow.recv(4096))
+            if hs.next_event().__class__.__name__ == "HandshakeAccepted":
+                conn = hs.connection
+        slow.sendall(conn.send_text(json.dumps(
+            {"v": 1, "type": "subscribe", "id": "s", "data": {"topic": "big"}})))
+        fast, publisher = Client(server), Client(server)
+        fast.request("subscribe", {"topic": "big"})
+        time.sleep(0.2)  # the slow subscription is in
+        payload = "x" * 16_000
+        started = time.monotonic()
+        for i in range(200):
+            publisher.send("publish", {"topic": "big", "payload": [i, payload]})
+        got = fast.messages(200, "big")
+        assert offsets(got) == list(range(1, 201))  # the fast one got everything, in order
+        assert time.monotonic() - started < 30
+        deadline = time.monotonic() + 10
+        while server.incidents()["slow_consumer"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.incidents()["slow_consumer"] >= 1
+        fast.close()
+        publisher.close()
+        slow.close()
+    finally:
+        server.shutdown()
+        thread.join(10)
+        loop.close()
