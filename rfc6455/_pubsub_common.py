@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._errors import WebSocketError
 from ._events import Message
@@ -195,6 +195,36 @@ def parse_server(text: Message) -> dict[str, Any] | None:
     if not isinstance(obj.get("data"), dict):
         obj["data"] = {}
     return obj
+
+
+class ServerMessageHandler(Protocol):
+    """What both clients do with the server's messages (see :func:`dispatch`)."""
+
+    def _message(self, data: dict[str, Any], ts: Any) -> None: ...
+
+    def _answer(self, re: str, msg: dict[str, Any]) -> None: ...
+
+    def _topic_error(self, topic: str | None, data: dict[str, Any]) -> None: ...
+
+
+def dispatch(text: Message, client: ServerMessageHandler) -> None:
+    """Route one server message, the same way for both clients: a ``message`` to
+    ``_message``; an ``ack``/``error``/``pong`` that answers a request to ``_answer``;
+    any other ``error`` (one that names a topic interrupts that subscription) to
+    ``_topic_error``. Anything else is ignored."""
+    msg = parse_server(text)
+    if msg is None:
+        return
+    kind, data = msg["type"], msg["data"]
+    if kind == "message":
+        client._message(data, msg.get("ts"))
+        return
+    re = msg.get("re")
+    if kind in ("ack", "error", "pong") and isinstance(re, str):
+        client._answer(re, msg)
+    elif kind == "error":
+        topic = data.get("topic")
+        client._topic_error(topic if isinstance(topic, str) else None, data)
 
 
 def with_token(options: dict[str, Any], token: str | None) -> dict[str, Any]:

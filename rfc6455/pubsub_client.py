@@ -44,7 +44,7 @@ from ._pubsub_common import (
     PubSubError,
     ResyncNeeded,
     Verdict,
-    parse_server,
+    dispatch,
     request_text,
     with_token,
 )
@@ -473,33 +473,25 @@ class PubSubClient:
             self.on_disconnect(code, reason)
 
     def _received(self, ws: WebSocket, text: Message) -> None:
-        if ws is not self.ws:
-            return
-        msg = parse_server(text)
-        if msg is None:
-            return
-        kind, data = msg["type"], msg["data"]
-        if kind == "message":
-            self._message(data, msg.get("ts"))
-            return
-        re = msg.get("re")
-        if kind in ("ack", "error", "pong") and isinstance(re, str):
-            reply = self._sent.pop(re, None)
-            if reply is not None:  # else: answered late, after its timeout
-                if kind == "error":
-                    reply.resolve(error=PubSubError.from_data(data))
-                else:
-                    reply.resolve(data)
-            return
-        if kind == "error":
-            topic = data.get("topic")
-            sub = self._subs.get(topic) if isinstance(topic, str) else None
-            if sub is not None:  # the server interrupted the subscription: renew it
-                logger.info("subscription %s interrupted: %s", topic, data.get("message"))
-                if sub.attempt is None:
-                    self._resubscribe(sub)
+        if ws is self.ws:
+            dispatch(text, self)
+
+    def _answer(self, re: str, msg: dict[str, Any]) -> None:
+        reply = self._sent.pop(re, None)
+        if reply is not None:  # else: answered late, after its timeout
+            if msg["type"] == "error":
+                reply.resolve(error=PubSubError.from_data(msg["data"]))
             else:
-                logger.warning("error from the server: %s", PubSubError.from_data(data))
+                reply.resolve(msg["data"])
+
+    def _topic_error(self, topic: str | None, data: dict[str, Any]) -> None:
+        sub = self._subs.get(topic) if topic is not None else None
+        if sub is not None:  # the server interrupted the subscription: renew it
+            logger.info("subscription %s interrupted: %s", topic, data.get("message"))
+            if sub.attempt is None:
+                self._resubscribe(sub)
+        else:
+            logger.warning("error from the server: %s", PubSubError.from_data(data))
 
     def _message(self, data: dict[str, Any], ts: Any) -> None:
         topic = data.get("topic")

@@ -31,7 +31,7 @@ from ._pubsub_common import (
     PubSubError,
     ResyncNeeded,
     Verdict,
-    parse_server,
+    dispatch,
     request_text,
     with_token,
 )
@@ -96,6 +96,7 @@ class SyncPubSubClient:
         self._resubscribing: set[str] = set()
         self._stale: set[str] = set()  # refused for now (temporary error): to renew
         self._hooks: dict[str, _Hook] = {}  # request id -> what to do with its answer
+        self._pump_deadline = 0.0  # the deadline of the read being dispatched
         self._inbox: deque[Publication | BaseException] = deque()
         self.reconnect(timeout)
 
@@ -172,25 +173,20 @@ class SyncPubSubClient:
         ws = self.ws
         if ws is None:
             raise connection_closed(1006, "", "not connected")
-        msg = parse_server(ws.recv(timeout=_left(deadline)))
-        if msg is None:
-            return
-        kind, data = msg["type"], msg["data"]
-        if kind == "message":
-            self._message(data, msg.get("ts"))
-            return
-        re = msg.get("re")
-        if kind in ("ack", "error", "pong") and isinstance(re, str):
-            hook = self._hooks.pop(re, None)
-            if hook is not None:  # else: the answer to a request that timed out
-                hook(msg)
-            return
-        if kind == "error":
-            topic = data.get("topic")
-            if isinstance(topic, str) and topic in self._cursors:
-                self._resubscribe(topic, deadline)  # the server interrupted it: renew
-            else:
-                self._inbox.append(PubSubError.from_data(data))
+        text = ws.recv(timeout=_left(deadline))
+        self._pump_deadline = deadline
+        dispatch(text, self)
+
+    def _answer(self, re: str, msg: dict[str, Any]) -> None:
+        hook = self._hooks.pop(re, None)
+        if hook is not None:  # else: the answer to a request that timed out
+            hook(msg)
+
+    def _topic_error(self, topic: str | None, data: dict[str, Any]) -> None:
+        if topic is not None and topic in self._cursors:
+            self._resubscribe(topic, self._pump_deadline)  # the server interrupted it: renew
+        else:
+            self._inbox.append(PubSubError.from_data(data))
 
     def _message(self, data: dict[str, Any], ts: Any) -> None:
         topic = data.get("topic")
