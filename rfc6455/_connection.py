@@ -319,6 +319,11 @@ class Connection:
         return data
 
     @property
+    def extensions(self) -> tuple[Extension, ...]:
+        """The negotiated extensions, in the order of the handshake response."""
+        return self._extensions
+
+    @property
     def buffered_bytes(self) -> int:
         """Bytes of input this connection holds now, for a memory budget.
 

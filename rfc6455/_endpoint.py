@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._connection import Connection
@@ -48,6 +48,7 @@ from ._events import (
 from ._limits import MESSAGES_PER_TICK, EndpointSettings, Incident
 from ._state import ConnectionState
 from ._transport import Protocol, Transport
+from .permessage_deflate import PerMessageDeflate
 
 if TYPE_CHECKING:
     from ._handshake import UpgradeRequest
@@ -300,6 +301,19 @@ class WebSocket(Protocol):
         self.messages_out += 1
         self._write(frame)
         return True
+
+    @property
+    def compression_key(self) -> Hashable | None:
+        """Connections with equal keys may share one compressed frame (see
+        :func:`rfc6455.permessage_deflate.compress_message`); None: send this
+        connection uncompressed frames (always valid, RFC 7692 §6)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        for extension in conn.extensions:
+            if isinstance(extension, PerMessageDeflate):
+                return extension.shared_key
+        return None
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping (at most ``MAX_CONTROL_PAYLOAD``, 125, bytes)."""

@@ -36,6 +36,7 @@ __all__ = [
     "ClientPerMessageDeflate",
     "PerMessageDeflate",
     "ServerPerMessageDeflate",
+    "compress_message",
 ]
 
 #: The extension token (RFC 7692 §7).
@@ -266,9 +267,36 @@ class PerMessageDeflate(Extension):
         return (0x40 if first else 0), data
 
     @property
+    def shared_key(self) -> tuple[int, int, int, int] | None:
+        """Connections with equal keys compress a whole message to the same bytes.
+
+        Only without context takeover on our side (each message starts from a
+        fresh compressor): then :func:`compress_message` with this key gives
+        exactly what :meth:`encode` would send, so one compressed payload can
+        serve many connections (pub/sub fan-out). None with context takeover.
+        """
+        if not self.local_no_context_takeover:
+            return None
+        return (self.local_max_window_bits, self.level, self.mem_level, self.compress_threshold)
+
+    @property
     def holds_zlib_state(self) -> bool:
         """True while a compressor or decompressor is allocated (for memory tests)."""
         return self._compressor is not None or self._decompressor is not None
+
+
+def compress_message(payload: bytes, key: tuple[int, int, int, int]) -> tuple[int, bytes]:
+    """RSV bits and payload of a whole message for every connection with ``key``.
+
+    ``key`` is a :attr:`PerMessageDeflate.shared_key`; the result is what that
+    connection's :meth:`PerMessageDeflate.encode` sends for the message in one frame.
+    """
+    bits, level, mem_level, threshold = key
+    if len(payload) < threshold:
+        return 0, payload
+    compressor = zlib.compressobj(level, zlib.DEFLATED, _zlib_wbits(bits), mem_level)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return 0x40, data[:-4]  # §7.2.1: without the 00 00 ff ff tail
 
 
 # ------------------------------------------------------------------ negotiation

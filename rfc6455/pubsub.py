@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -48,6 +48,7 @@ from .broker import (
     Publication,
 )
 from .envelope import LATER, EnvelopeApp, EnvelopeError, Request, encode
+from .permessage_deflate import compress_message
 
 __all__ = ["TOPIC_PATTERN", "Authorizer", "PubSubApp", "message_text"]
 
@@ -152,6 +153,7 @@ class PubSubApp(EnvelopeApp):
                 "gaps",
                 "unauthorized",
                 "forbidden",
+                "shared_compressions",
             ),
             0,
         )
@@ -239,6 +241,9 @@ class PubSubApp(EnvelopeApp):
             '{result="recovered"}': stats["recovered"],
             '{result="not_recovered"}': stats["not_recovered"],
         })
+        metric("shared_compressions_total", "counter",
+               "Publications compressed once for a group of subscribers.",
+               {"": stats["shared_compressions"]})
         metric("gaps_total", "counter", "Subscriptions interrupted by lost publications.",
                {"": stats["gaps"]})
         metric("auth_refusals_total", "counter", "Requests and handshakes refused, by code.", {
@@ -460,16 +465,33 @@ class PubSubApp(EnvelopeApp):
                     catch_up.live(item)
                 return
             if t.live:
-                frame = _frame(message_text(item))  # encoded and framed once
-                sent = 0
-                for ws in t.live:
-                    if ws.queue_frame(frame):
-                        sent += 1
-                self.stats["deliveries"] += sent
+                self._fan_out(t, message_text(item))
             for catch_up in list(t.waiting.values()):
                 catch_up.live(item)
 
         return listener
+
+    def _fan_out(self, t: _Topic, text: str) -> None:
+        """Queue one publication to every live subscriber: encoded and framed once, and
+        compressed once per group of subscribers that compress alike without context
+        takeover (the others get the uncompressed frame, valid by RFC 7692 §6)."""
+        payload = text.encode("utf-8")
+        plain = frame_header(0x81, len(payload)) + payload
+        frames: dict[Hashable, bytes] = {}
+        sent = 0
+        for ws in t.live:
+            key = ws.compression_key
+            if key is None:
+                frame = plain
+            else:
+                frame = frames.get(key, b"")
+                if not frame:
+                    rsv, data = compress_message(payload, key)  # type: ignore[arg-type]
+                    frame = frames[key] = frame_header(0x81 | rsv, len(data)) + data
+                    self.stats["shared_compressions"] += 1
+            if ws.queue_frame(frame):
+                sent += 1
+        self.stats["deliveries"] += sent
 
     def _emit(self, ws: WebSocket, pub: Publication) -> None:
         if ws.open:

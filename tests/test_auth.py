@@ -400,6 +400,7 @@ def test_metrics_show_the_pubsub_counters() -> None:
         "rfc6455_pubsub_slow_subscribers_dropped_total": "0",
         'rfc6455_pubsub_recoveries_total{result="recovered"}': "1",
         'rfc6455_pubsub_recoveries_total{result="not_recovered"}': "1",
+        "rfc6455_pubsub_shared_compressions_total": "0",
         "rfc6455_pubsub_gaps_total": "0",
         'rfc6455_pubsub_auth_refusals_total{code="unauthorized"}': "1",
         'rfc6455_pubsub_auth_refusals_total{code="forbidden"}': "1",

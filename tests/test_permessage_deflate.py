@@ -765,3 +765,22 @@ def test_property_limit_is_exact(messages: list[bytes], limit: int) -> None:
         else:
             assert failure(events).code == 1009
             return
+
+
+@pytest.mark.parametrize("bits", [9, 12, 15])
+@pytest.mark.parametrize("threshold", [0, 100])
+@pytest.mark.parametrize("size", [0, 10, 5000])
+def test_compress_message_is_what_encode_sends_without_context_takeover(
+    bits: int, threshold: int, size: int
+) -> None:
+    from rfc6455.permessage_deflate import PerMessageDeflate, compress_message
+
+    ext = PerMessageDeflate(
+        local_no_context_takeover=True, local_max_window_bits=bits, compress_threshold=threshold
+    )
+    key = ext.shared_key
+    assert key is not None
+    payload = (b"abc" * size)[:size]
+    for _ in range(2):  # the second message too: no context carried over
+        assert compress_message(payload, key) == ext.encode(payload, first=True, fin=True)
+    assert PerMessageDeflate(local_no_context_takeover=False).shared_key is None

@@ -391,3 +391,33 @@ def test_a_slow_subscriber_is_closed_by_policy_and_the_others_keep_up() -> None:
         server.shutdown()
         thread.join(10)
         loop.close()
+
+
+def test_subscribers_without_context_takeover_share_one_compressed_frame() -> None:
+    from rfc6455.permessage_deflate import ClientPerMessageDeflate
+
+    with pubsub_server() as (server, app):
+        url = f"ws://127.0.0.1:{server.port}/"
+        shared = [
+            connect(url, subprotocols=[SUBPROTOCOL],
+                    extensions=[ClientPerMessageDeflate(server_no_context_takeover=True)])
+            for _ in range(3)
+        ]
+        plain = connect(url, subprotocols=[SUBPROTOCOL], compression=False)
+        takeover = connect(url, subprotocols=[SUBPROTOCOL])  # context takeover: not shared
+        everyone = [*shared, plain, takeover]
+        for i, ws in enumerate(everyone):
+            ws.send(json.dumps({"v": 1, "type": "subscribe", "id": f"s{i}",
+                                "data": {"topic": "z"}}))
+            assert json.loads(ws.recv(timeout=5))["type"] == "ack"
+        text = "compressible " * 200
+        publisher = Client(server)
+        for n in range(3):
+            publisher.request("publish", {"topic": "z", "payload": [n, text]})
+        for ws in everyone:
+            got = [json.loads(ws.recv(timeout=5)) for _ in range(3)]
+            assert [m["data"]["payload"] for m in got] == [[n, text] for n in range(3)]
+            assert [m["data"]["offset"] for m in got] == [1, 2, 3]
+            ws.close()
+        assert app.stats["shared_compressions"] == 3  # once per publication, for the three
+        publisher.close()
