@@ -97,8 +97,8 @@ class _Topic:
     def __init__(self, name: str, listener: Callable[[Publication | BrokerError], None]) -> None:
         self.name = name
         self.listener = listener
-        #: Subscribers on the fast path (caught up).
-        self.live: dict[WebSocket, None] = {}
+        #: Subscribers on the fast path (caught up), with their ``compression_key``.
+        self.live: dict[WebSocket, Hashable | None] = {}
         #: Subscribers still catching up, each with its CatchUp.
         self.waiting: dict[WebSocket, CatchUp] = {}
         #: False until the broker confirms the subscription.
@@ -377,7 +377,7 @@ class PubSubApp(EnvelopeApp):
             catch_up.history(result)
             if t.waiting.get(ws) is catch_up:  # no gap: on to the fast path
                 del t.waiting[ws]
-                t.live[ws] = None
+                t.live[ws] = ws.compression_key
                 client = self._clients.get(ws)
                 if client is not None:
                     client.topics[t.name] = None
@@ -479,8 +479,7 @@ class PubSubApp(EnvelopeApp):
         plain = frame_header(0x81, len(payload)) + payload
         frames: dict[Hashable, bytes] = {}
         sent = 0
-        for ws in t.live:
-            key = ws.compression_key
+        for ws, key in t.live.items():
             if key is None:
                 frame = plain
             else:
