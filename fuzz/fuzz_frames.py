@@ -33,7 +33,9 @@ Contract checked, for every input (any failure raises and atheris saves it):
    message (or streamed message) is over ``max_message_size``; streamed
    chunks alternate correctly with their ``final`` flag.
 3. Split invariance: fed in the fuzzer's chunks, whole, and (inputs up to
-   ``BYTEWISE_LIMIT`` bytes) one byte at a time, the events are the same.
+   ``BYTEWISE_LIMIT`` bytes) one byte at a time until the connection reads no
+   more (a close frame or a failure is in; the rest then goes in one piece),
+   the events are the same.
    ``ConnectionFailed`` is compared by close code only: the reason names the
    check that fired, and a size limit may fire at the header (split input) or
    at the payload (whole input).
