@@ -33,7 +33,9 @@ Contract checked, for every input (any failure raises and atheris saves it):
    message (or streamed message) is over ``max_message_size``; streamed
    chunks alternate correctly with their ``final`` flag.
 3. Split invariance: fed in the fuzzer's chunks, whole, and (inputs up to
-   ``BYTEWISE_LIMIT`` bytes) one byte at a time, the events are the same.
+   ``BYTEWISE_LIMIT`` bytes) one byte at a time until the connection reads no
+   more (a close frame or a failure is in; the rest then goes in one piece),
+   the events are the same.
    ``ConnectionFailed`` is compared by close code only: the reason names the
    check that fired, and a size limit may fire at the header (split input) or
    at the payload (whole input).
@@ -114,6 +116,7 @@ BYTEWISE_LIMIT = 2048
 
 _TERMINAL = (Close, ConnectionFailed, ConnectionLost)
 _CAN_SEND = ("OPEN", "REPLYING")
+_RECEIVING = (ConnectionState.OPEN, ConnectionState.CLOSING)
 
 
 class HarnessFailure(AssertionError):
@@ -252,6 +255,35 @@ def _feed(
         out.append(conn.data_to_send())
     conn.should_close_transport  # noqa: B018 - a property that must not raise
     return Run(events, b"".join(out), conn.state, echoed, owed)
+
+
+def _feed_bytewise(config: Config, wire: bytes) -> Run:
+    """``_feed`` one byte at a time with the ``events`` API, as lean as it gets.
+
+    The costliest feeding (one call per byte), so: no echo, no pong
+    bookkeeping (the chunked feeding checks those), and once the connection
+    reads nothing more (a close frame or a failure is in), the rest in one
+    piece: whether it is ignored is checked by the chunked feeding, which
+    goes on to the end in the fuzzer's chunks.
+    """
+    conn = _new_connection(config)
+    if config.local_close:
+        conn.close(1000)
+    events: list[Event] = []
+    receive_data, next_event, data_to_send = conn.receive_data, conn.events, conn.data_to_send
+    for i in range(len(wire)):
+        receive_data(wire[i : i + 1])
+        events.extend(next_event())
+        data_to_send()
+        if conn.state not in _RECEIVING:
+            if i + 1 < len(wire):
+                receive_data(wire[i + 1 :])
+                events.extend(next_event())
+            break
+    receive_data(b"")
+    events.extend(next_event())
+    data_to_send()
+    return Run(events, b"", conn.state, [], [])
 
 
 def _echo(
@@ -428,7 +460,7 @@ def _check(config: Config, wire: bytes) -> None:
     if not _same(whole.events, chunked.events):
         raise HarnessFailure(f"whole vs chunked:\n{whole.events!r}\n{chunked.events!r}")
     if len(wire) <= BYTEWISE_LIMIT:
-        bytewise = _feed(config, split(wire, (1,)), "events")
+        bytewise = _feed_bytewise(config, wire)
         if not _same(bytewise.events, chunked.events):
             raise HarnessFailure(f"bytewise vs chunked:\n{bytewise.events!r}\n{chunked.events!r}")
     if KERNELS is not PYTHON_KERNELS:

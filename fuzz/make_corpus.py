@@ -1,4 +1,4 @@
-"""Write the seed corpus of both harnesses: ``python fuzz/make_corpus.py``.
+"""Write the seed corpus of every harness: ``python fuzz/make_corpus.py``.
 
 Seeds are named ``seed-*``; the file contents are the harness's configuration
 header followed by the peer's bytes (see the harness docstrings). Masking keys
@@ -21,6 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FRAMES_DIR = HERE / "corpus" / "frames"
 HANDSHAKE_DIR = HERE / "corpus" / "handshake"
+CLIENT_DIR = HERE / "corpus" / "client"
+DEFLATE_DIR = HERE / "corpus" / "deflate"
 
 # Frame-harness flags (fuzz_frames.py, byte 0) and table indexes.
 CLIENT, STREAM, DEFLATE, LOCAL_CLOSE, ECHO = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -72,9 +74,9 @@ def frame(
     return header + key + body
 
 
-def deflate(message: bytes, wbits: int = 15) -> bytes:
+def deflate(message: bytes, wbits: int = 15, level: int = 6) -> bytes:
     """A permessage-deflate payload (RFC 7692 §7.2.1: sync flush, tail removed)."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -wbits)
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -wbits)
     data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
     assert data.endswith(b"\x00\x00\xff\xff")
     return data[:-4]
@@ -370,9 +372,278 @@ def handshake_seeds() -> Iterator[tuple[str, bytes]]:
     yield "client-bad-garbage", hh(c | H_EOF) + b"HTTP/9 what\r\n\r\n"
 
 
+# Client-harness flags (fuzz_client.py, byte 0; bits 4-6 pick the deflate offer).
+C_SUBPROTOCOLS, C_DEFLATE, C_STREAM, C_ECHO = 0x01, 0x02, 0x04, 0x08
+C_LIMIT_DEFAULT, C_LIMIT_64, C_LIMIT_256 = 0, 1, 3  # indexes into HEADER_LIMITS
+
+
+def client_header(
+    flags: int = 0,
+    offer: int = 0,
+    max_index: int = MAX_1MIB,
+    limit: int = C_LIMIT_DEFAULT,
+    chunks: tuple[int, int] = (WHOLE, WHOLE),
+) -> bytes:
+    """The 5-byte configuration header of fuzz_client.py."""
+    return bytes((flags | offer << 4, max_index, limit, *chunks))
+
+
+def client_seeds() -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of every client-harness seed: a server's bytes."""
+    _rng.seed(6457)
+    h = client_header
+    text, binary, ping, close, cont = 0x1, 0x2, 0x9, 0x8, 0x0
+
+    def f(opcode: int, payload: bytes = b"", **kw: object) -> bytes:
+        return frame(opcode, payload, masked=False, **kw)  # type: ignore[arg-type]
+
+    def response(*headers: str, status: str = "101 Switching Protocols") -> bytes:
+        return "\r\n".join([f"HTTP/1.1 {status}", *headers, "", ""]).encode("latin-1")
+
+    accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    ok = ("Upgrade: websocket", "Connection: Upgrade", accept)
+
+    def switch(*extra: str) -> bytes:
+        return response(*ok, *extra)
+
+    def ext(params: str) -> str:
+        return "Sec-WebSocket-Extensions: permessage-deflate" + params
+
+    bye = f(close, close_payload(1000, b"bye"))
+    talk = f(text, "héllo ✓".encode()) + f(binary, bytes(range(40))) + f(ping, b"p") + bye
+    yield "valid-eof", h() + switch()
+    yield "valid-frames-with-head", h(C_ECHO) + switch() + talk
+    yield "valid-frames-bytewise", h(C_ECHO, chunks=(ONE, ONE)) + switch() + talk
+    yield "valid-frames-split", h(chunks=(ODD, SEVEN)) + switch() + talk
+    yield "valid-subprotocol", h(C_SUBPROTOCOLS) + switch("Sec-WebSocket-Protocol: superchat") + bye
+    yield "valid-mixed-case", h() + response(
+        "upgrade: WebSocket", "connection: keep-alive, Upgrade", accept.lower()[:22] + accept[22:],
+        "Server: fuzz",
+    ) + f(text, b"x")
+    yield "valid-continue-then-101", h(chunks=(THREE, WHOLE)) + response(
+        status="100 Continue"
+    ) + switch() + f(text, b"after 100")
+    yield "valid-early-hints-then-101", h() + response(
+        "Link: </style.css>; rel=preload", status="103 Early Hints"
+    ) + switch() + bye
+    yield "valid-stream-echo", h(C_STREAM | C_ECHO, chunks=(SEVEN, TWO)) + switch() + (
+        f(text, b"ab\xc3", fin=False) + f(cont, b"\xa9cd", fin=False) + f(ping, b"mid")
+        + f(cont, b"e") + bye
+    )
+    yield "ping-flood", h(chunks=(ODD, SEVEN)) + switch() + b"".join(
+        f(ping, str(i).encode()) for i in range(40)
+    ) + f(text, b"after")
+    yield "ping-flood-echo", h(C_ECHO, chunks=(ODD, WHOLE)) + switch() + b"".join(
+        f(ping, bytes([i])) + f(text, b"m%d" % i) * (i % 3 == 0) for i in range(20)
+    )
+
+    # permessage-deflate, each offer of fuzz_client.DEFLATE_OFFERS.
+    d = C_DEFLATE | C_ECHO
+    yield "deflate-default", h(d) + switch(ext("")) + f(
+        text, deflate(b"Hello, Hello, Hello!"), rsv=0x40
+    ) + f(binary, b"plain") + bye
+    yield "deflate-default-client-window", h(d, chunks=(ODD, ODD)) + switch(
+        ext("; client_max_window_bits=10")
+    ) + f(text, deflate(b"abc" * 300), rsv=0x40) + f(text, deflate(b"abc" * 10), rsv=0x40)
+    yield "deflate-no-context-takeover", h(d, offer=1) + switch(
+        ext("; server_no_context_takeover; client_no_context_takeover")
+    ) + f(text, deflate(b"repeat repeat"), rsv=0x40) + f(text, deflate(b"repeat"), rsv=0x40)
+    yield "deflate-windows-10-9", h(d, offer=2) + switch(
+        ext("; server_max_window_bits=10; client_max_window_bits=9")
+    ) + f(binary, deflate(bytes(range(256)) * 8, wbits=10), rsv=0x40)
+    yield "deflate-not-offering-client-window", h(d, offer=3) + switch(ext("")) + f(
+        text, deflate(b"zzzzzzzzzz"), rsv=0x40
+    )
+    noise = bytes(_rng.randrange(97, 123) for _ in range(600))
+    yield "deflate-windows-8", h(d, offer=4) + switch(
+        ext("; server_max_window_bits=8; client_max_window_bits=8")
+    ) + f(text, deflate(noise + noise[:300] + noise, wbits=9), rsv=0x40)
+    yield "deflate-level-0-threshold", h(d, offer=5) + switch(
+        ext("; client_max_window_bits=8")
+    ) + f(text, b"short") + f(text, deflate(b"long enough to compress"), rsv=0x40)
+    parts = deflate_fragments(b"abcdefgh" * 64, 3)
+    yield "deflate-fragmented-stream", h(d | C_STREAM, offer=6, chunks=(SEVEN, ONE)) + switch(
+        ext("; client_no_context_takeover")
+    ) + (
+        f(binary, parts[0], fin=False, rsv=0x40) + f(ping, b"mid") + f(cont, parts[1], fin=False)
+        + f(cont, parts[2])
+    )
+    yield "deflate-server-no-context-windows-11-12", h(d, offer=7) + switch(
+        ext("; server_no_context_takeover; server_max_window_bits=11; client_max_window_bits=12")
+    ) + f(text, deflate(b"one", wbits=11), rsv=0x40) + f(text, deflate(b"two", wbits=11), rsv=0x40)
+    yield "deflate-bomb", h(d, max_index=MAX_1000) + switch(ext("")) + f(
+        binary, deflate(bytes(100_000)), rsv=0x40
+    )
+    yield "deflate-final-block", h(d) + switch(ext("")) + f(
+        text, deflate_final(b"the end"), fin=False, rsv=0x40
+    ) + f(cont, b"\x00") + f(text, deflate(b"next"), rsv=0x40)
+
+    # Refusals: another status (the body is kept), or a broken response.
+    yield "rejected-404", h() + response(
+        "Content-Length: 10", status="404 Not Found"
+    ) + b"not found\n"
+    yield "rejected-503-chunked", h(chunks=(THREE, ONE)) + response(
+        "Transfer-Encoding: chunked", status="503 Service Unavailable"
+    ) + b"4\r\nbusy\r\n0\r\n\r\n"
+    yield "rejected-200-body-to-eof", h() + response(status="200 OK") + b"<html>hello</html>"
+    yield "rejected-301", h() + response(
+        "Location: wss://example.com/", "Content-Length: 0", status="301 Moved Permanently"
+    )
+    # h11 bounds only an incomplete chunk-size line by max_header_size: read in
+    # pieces, this refusal ends before its body (fuzz_client._same allows it).
+    yield "rejected-chunk-line-over-limit", h(limit=C_LIMIT_64, chunks=(ONE, ODD)) + response(
+        "Transfer-Encoding: chunked", status="503 Busy"
+    ) + b"4;" + b"x" * 100 + b"\r\nbusy\r\n0\r\n\r\n"
+    yield "rejected-eof-in-body", h() + response("Content-Length: 100", status="500 Oops") + b"x"
+    yield "bad-accept", h() + response("Upgrade: websocket", "Connection: Upgrade",
+                                       "Sec-WebSocket-Accept: AAAA")
+    yield "bad-two-accepts", h() + switch(accept)
+    yield "bad-no-upgrade", h() + response("Connection: Upgrade", accept)
+    yield "bad-no-connection", h() + response("Upgrade: websocket", accept)
+    yield "bad-upgrade-list", h() + response("Upgrade: websocket, h2c", "Connection: Upgrade",
+                                             accept)
+    yield "bad-subprotocol-not-offered", h() + switch("Sec-WebSocket-Protocol: chat")
+    yield "bad-subprotocol-unknown", h(C_SUBPROTOCOLS) + switch("Sec-WebSocket-Protocol: x")
+    yield "bad-two-subprotocols", h(C_SUBPROTOCOLS) + switch("Sec-WebSocket-Protocol: chat, superchat")
+    yield "bad-extension-not-offered", h() + switch(ext(""))
+    yield "bad-extension-unknown", h(C_DEFLATE) + switch("Sec-WebSocket-Extensions: x-foo")
+    yield "bad-extension-twice", h(C_DEFLATE) + switch(ext(", permessage-deflate"))
+    yield "bad-extension-syntax", h(C_DEFLATE) + switch(ext('; x="a b'))
+    yield "bad-deflate-window-16", h(C_DEFLATE) + switch(ext("; server_max_window_bits=16"))
+    yield "bad-deflate-duplicate", h(C_DEFLATE) + switch(
+        ext("; server_no_context_takeover; server_no_context_takeover")
+    )
+    yield "bad-deflate-client-window-not-offered", h(C_DEFLATE, offer=3) + switch(
+        ext("; client_max_window_bits=10")
+    )
+    yield "bad-deflate-server-window-over-offer", h(C_DEFLATE, offer=2) + switch(
+        ext("; server_max_window_bits=12")
+    )
+    yield "bad-deflate-no-context-refused", h(C_DEFLATE, offer=1) + switch(ext(""))
+    yield "bad-deflate-server-window-missing", h(C_DEFLATE, offer=7) + switch(
+        ext("; server_no_context_takeover")
+    )
+    yield "bad-head-too-large", h(limit=C_LIMIT_64) + switch("X-Pad: " + "p" * 100)
+    yield "bad-head-too-large-after-100", h(limit=C_LIMIT_256, chunks=(ODD, WHOLE)) + response(
+        "X-Pad: " + "p" * 150, status="100 Continue"
+    ) + switch()
+    yield "bad-garbage", h() + b"HTTP/9 what\r\n\r\n"
+    yield "bad-eof-mid-head", h(chunks=(SEVEN, WHOLE)) + switch()[:50]
+    yield "http10-101", h() + b"HTTP/1.0 101 Switching Protocols\r\n" + switch()[34:]
+
+    # Bad frames after a good handshake: the connection fails (1002/1007/1009).
+    yield "frames-masked-from-server", h() + switch() + frame(text, b"masked")
+    yield "frames-bad-utf8", h() + switch() + f(text, b"ok\xff")
+    yield "frames-over-limit", h(max_index=MAX_16) + switch() + f(binary, b"x" * 17)
+    yield "frames-bad-close-code", h() + switch() + f(close, close_payload(1005))
+    yield "frames-rsv1-without-deflate", h() + switch() + f(text, deflate(b"x"), rsv=0x40)
+    yield "frames-eof-mid-frame", h(chunks=(ODD, ONE)) + switch() + f(text, b"incomplete")[:-3]
+
+
+def deflate_header(
+    rx_bits: int = 15,
+    tx_bits: int = 15,
+    rx_no_context: bool = False,
+    tx_no_context: bool = False,
+    max_index: int = 0,
+    level: int = 7,  # index into LEVELS: zlib level 6
+    mem_level: int = 8,
+    threshold: int = 0,
+) -> bytes:
+    """The 4-byte configuration header of fuzz_deflate.py."""
+    first = (rx_bits - 8) | (tx_bits - 8) << 3 | rx_no_context << 6 | tx_no_context << 7
+    return bytes((first, max_index, level | (mem_level - 1) << 4, threshold))
+
+
+def deflate_seeds() -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of every deflate-harness seed: operations, see fuzz_deflate.py."""
+    _rng.seed(6458)
+    h = deflate_header
+    # Indexes into fuzz_deflate.MAX_SIZES and FRAGMENT_SIZES.
+    max_0, max_16, max_1000, max_65536 = 1, 5, 8, 10  # 0: unlimited, the default
+    whole, one, three, seven, hundred = 0, 1, 3, 4, 6
+
+    def operation(op: int, data: bytes) -> bytes:
+        # Length 255 means "the rest of the input": only the last operation
+        # may be that long (the caller puts it last).
+        return bytes((op, min(len(data), 255))) + data
+
+    def rx(payload: bytes, fin: bool = True) -> bytes:
+        """A frame for the receive channel."""
+        return operation(2 * fin, payload)
+
+    def tx(plaintext: bytes, a: int = whole, b: int = whole, empty_last: bool = False) -> bytes:
+        """A message for the round trip channel, cut into sizes a, b, a, ..."""
+        return operation(1 | a << 1 | b << 4 | empty_last << 7, plaintext)
+
+    yield "rx-text", h() + rx(deflate(b"Hello, Hello, Hello!"))
+    parts = deflate_fragments(b"abcdefgh" * 20, 3)
+    yield "rx-fragmented", h() + rx(parts[0], False) + rx(parts[1], False) + rx(parts[2])
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    first = compressor.compress(b"shared context") + compressor.flush(zlib.Z_SYNC_FLUSH)
+    second = compressor.compress(b"shared context") + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield "rx-two-messages-one-context", h() + rx(first[:-4]) + rx(second[:-4])
+    yield "bad-rx-context-without-takeover", h(rx_no_context=True) + rx(first[:-4]) + rx(
+        second[:-4]
+    )
+    yield "rx-window-9", h(rx_bits=9) + rx(deflate(b"small window " * 50, wbits=9))
+    yield "rx-window-8", h(rx_bits=8, rx_no_context=True) + rx(deflate(b"tiny " * 80, wbits=9))
+    # zlib checks the window across calls only: one payload may reach back further.
+    yield "rx-window-8-far-distance", h(rx_bits=8) + rx(deflate(
+        bytes(_rng.randrange(256) for _ in range(300)) * 2, wbits=15
+    ))
+    yield "rx-final-block", h() + rx(deflate_final(b"the end"), False) + rx(b"\x00") + rx(
+        deflate(b"a new stream")
+    )
+    yield "rx-final-block-fin", h() + rx(deflate_final(b"the end")) + rx(deflate(b"next"))
+    yield "bad-rx-after-final-block", h() + rx(deflate_final(b"the end") + b"more")
+    yield "bad-rx-after-final-block-fragment", h() + rx(deflate_final(b"end"), False) + rx(
+        deflate(b"?")
+    )
+    yield "rx-empty-messages", h() + rx(b"") + rx(b"\x00") + rx(b"", False) + rx(b"") + rx(
+        deflate(b"")
+    )
+    yield "rx-empty-fragment-inside", h() + rx(deflate(b"ab"), False) + rx(b"", False) + rx(b"")
+    yield "bad-rx-bomb", h(max_index=max_1000) + rx(deflate(bytes(100_000)))
+    yield "bad-rx-bomb-fragmented", h(max_index=max_16) + rx(deflate(bytes(10)), False) + rx(
+        b"\x00\x00\xff\xff", False
+    ) + rx(deflate(bytes(7)))
+    yield "rx-bomb-unlimited", h(max_index=max_65536) + rx(deflate(bytes(65_536)))
+    yield "bad-rx-limit-zero", h(max_index=max_0) + rx(deflate(b"x"))
+    yield "rx-limit-zero-empty", h(max_index=max_0) + rx(b"\x00") + rx(b"")
+    yield "bad-rx-garbage", h() + rx(b"\xff\xff\xff\xff") + rx(deflate(b"after a new start"))
+    noise = bytes(_rng.randrange(256) for _ in range(3000))
+    yield "rx-large-payload", h(max_index=max_65536) + rx(deflate(noise))
+    yield "rx-stored-blocks", h() + rx(deflate(noise[:500], level=0))
+
+    text = b"round trip! " * 20
+    yield "tx-message", h() + tx(b"Hello, Hello, Hello!")
+    yield "tx-fragmented", h() + tx(text, seven, hundred) + tx(text, one, three)
+    yield "tx-empty", h() + tx(b"") + tx(b"", empty_last=True) + tx(b"x", empty_last=True)
+    yield "tx-no-context-window-8", h(tx_bits=8, tx_no_context=True) + tx(text, hundred, seven) + tx(
+        noise[:700]
+    )
+    yield "tx-window-9-level-9-mem-9", h(tx_bits=9, level=10, mem_level=9) + tx(noise[:400] * 3)
+    yield "tx-level-0-mem-1", h(level=1, mem_level=1) + tx(text) + tx(noise[:1000], hundred)
+    yield "tx-context-window-8", h(tx_bits=8, mem_level=9, level=10) + b"".join(
+        tx(noise[i : i + 200]) for i in range(0, 1000, 200)
+    ) + tx(noise[:200] + noise[600:800], seven, one)
+    yield "tx-threshold", h(threshold=2) + tx(b"short") + tx(b"long enough to compress")
+    yield "tx-threshold-fragmented", h(threshold=3) + tx(b"abc", one)
+    yield "bad-tx-over-limit", h(max_index=max_16) + tx(b"x" * 40, seven) + tx(b"fits")
+    yield "mixed", h(rx_bits=12, tx_bits=10, max_index=max_1000) + rx(deflate(b"in", wbits=12)) + tx(
+        text, three
+    ) + rx(b"\xff") + tx(noise[:200]) + rx(deflate(b"again", wbits=12)) + tx(noise[:1000])
+
+
 def main() -> None:
     """Rewrite every seed-* file (found-* files are left alone)."""
-    for directory, seeds in ((FRAMES_DIR, frame_seeds()), (HANDSHAKE_DIR, handshake_seeds())):
+    for directory, seeds in (
+        (FRAMES_DIR, frame_seeds()),
+        (HANDSHAKE_DIR, handshake_seeds()),
+        (CLIENT_DIR, client_seeds()),
+        (DEFLATE_DIR, deflate_seeds()),
+    ):
         directory.mkdir(parents=True, exist_ok=True)
         for old in directory.glob("seed-*"):
             old.unlink()

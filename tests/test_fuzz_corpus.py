@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+import types
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,6 +33,8 @@ def _harness(name: str) -> ModuleType:
 
 fuzz_frames = _harness("fuzz_frames")
 fuzz_handshake = _harness("fuzz_handshake")
+fuzz_client = _harness("fuzz_client")
+fuzz_deflate = _harness("fuzz_deflate")
 make_corpus = _harness("make_corpus")
 
 
@@ -71,9 +74,24 @@ def test_handshake_corpus(path: Path) -> None:
     fuzz_handshake.TestOneInput(path.read_bytes())
 
 
+@pytest.mark.parametrize("path", _cases("client"))
+def test_client_corpus(path: Path) -> None:
+    fuzz_client.TestOneInput(path.read_bytes())
+
+
+@pytest.mark.parametrize("path", _cases("deflate"))
+def test_deflate_corpus(path: Path) -> None:
+    fuzz_deflate.TestOneInput(path.read_bytes())
+
+
 @pytest.mark.parametrize(
     ("directory", "generate"),
-    [("frames", make_corpus.frame_seeds), ("handshake", make_corpus.handshake_seeds)],
+    [
+        ("frames", make_corpus.frame_seeds),
+        ("handshake", make_corpus.handshake_seeds),
+        ("client", make_corpus.client_seeds),
+        ("deflate", make_corpus.deflate_seeds),
+    ],
 )
 def test_seed_files_match_make_corpus(directory: str, generate: Any) -> None:
     on_disk = {
@@ -88,6 +106,33 @@ def test_empty_and_header_only_inputs() -> None:
         fuzz_frames.TestOneInput(data)
     for data in (b"", b"\x10", bytes(4), b"\xff" * 4):
         fuzz_handshake.TestOneInput(data)
+    for data in (b"", b"\x02", bytes(5), b"\xff" * 5):
+        fuzz_client.TestOneInput(data)
+    for data in (b"", b"\x01", bytes(4), b"\xff" * 4, bytes(6), b"\xff" * 6):
+        fuzz_deflate.TestOneInput(data)
+
+
+def test_client_and_deflate_header_decoding() -> None:
+    data = make_corpus.client_header(
+        make_corpus.C_DEFLATE | make_corpus.C_ECHO, offer=5, max_index=make_corpus.MAX_16,
+        limit=make_corpus.C_LIMIT_64, chunks=(1, 3),
+    ) + b"HTTP/1.1"
+    config, wire = fuzz_client.parse_input(data)
+    assert (config.subprotocols, config.deflate, config.stream, config.echo) == (
+        False, True, False, True,
+    )
+    assert (config.deflate_offer, config.max_size, config.max_header_size) == (5, 16, 64)
+    assert config.chunk_sizes == (1, 2)
+    assert wire == b"HTTP/1.1"
+    data = make_corpus.deflate_header(
+        rx_bits=9, tx_bits=14, rx_no_context=True, max_index=5, level=1, mem_level=9, threshold=2
+    )
+    config, body = fuzz_deflate.parse_input(data + b"\x03\x02ab\x00\xffrest")
+    assert (config.rx_bits, config.tx_bits, config.rx_no_context, config.tx_no_context) == (
+        9, 14, True, False,
+    )
+    assert (config.max_size, config.level, config.mem_level, config.threshold) == (16, 0, 9, 16)
+    assert fuzz_deflate.operations(body) == [(3, b"ab"), (0, b"rest")]
 
 
 def test_frames_header_decoding() -> None:
@@ -184,3 +229,108 @@ def test_handshake_harness_reports_an_escaping_exception(
     seed = (FUZZ_DIR / "corpus" / "handshake" / "seed-server-valid").read_bytes()
     with pytest.raises(KeyError):
         fuzz_handshake.TestOneInput(seed)
+
+
+def test_client_harness_reports_an_escaping_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import _connection
+
+    def broken(self: Any, opcode: int, payload: bytes) -> bool:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(_connection.Connection, "_control_frame", broken)
+    seed = (FUZZ_DIR / "corpus" / "client" / "seed-valid-frames-with-head").read_bytes()
+    with pytest.raises(ValueError, match="boom"):
+        fuzz_client.TestOneInput(seed)
+
+
+def test_client_harness_reports_a_missing_pong(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import _connection
+
+    original = _connection.Connection._control_frame
+
+    def no_pong(self: Any, opcode: int, payload: bytes) -> bool:
+        result = original(self, opcode, payload)
+        if opcode == 0x9:
+            self._pong = None
+        return result
+
+    monkeypatch.setattr(_connection.Connection, "_control_frame", no_pong)
+    seed = (FUZZ_DIR / "corpus" / "client" / "seed-ping-flood").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="pongs"):
+        fuzz_client.TestOneInput(seed)
+
+
+def test_client_harness_reports_lost_trailing_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Frames in the same chunk as the 101 must reach the connection: dropping
+    # them makes the whole feeding differ from the byte-by-byte one.
+    from rfc6455 import _handshake
+
+    original = _handshake._build_connection
+
+    def drops_trailing_data(cls: Any, handshake: Any) -> Any:
+        handshake.trailing_data = b""
+        return original(cls, handshake)
+
+    monkeypatch.setattr(_handshake, "_build_connection", drops_trailing_data)
+    seed = (FUZZ_DIR / "corpus" / "client" / "seed-valid-frames-split").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="vs chunked"):
+        fuzz_client.TestOneInput(seed)
+
+
+def test_client_harness_reports_a_window_over_the_offer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import permessage_deflate
+
+    original = permessage_deflate.ClientPerMessageDeflate.accept_response
+
+    def wider(self: Any, params: Any) -> Any:
+        extension = original(self, params)
+        extension.remote_max_window_bits = 15
+        return extension
+
+    monkeypatch.setattr(permessage_deflate.ClientPerMessageDeflate, "accept_response", wider)
+    seed = (FUZZ_DIR / "corpus" / "client" / "seed-deflate-windows-10-9").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="server window over the offer"):
+        fuzz_client.TestOneInput(seed)
+
+
+def test_deflate_harness_reports_an_unbounded_inflate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # max_length=0 is zlib's "no limit": a compression bomb would inflate in full.
+    from rfc6455 import permessage_deflate
+
+    monkeypatch.setattr(permessage_deflate, "sys", types.SimpleNamespace(maxsize=-1))
+    seed = (FUZZ_DIR / "corpus" / "deflate" / "seed-bad-rx-bomb").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="max_length=0"):
+        fuzz_deflate.TestOneInput(seed)
+
+
+def test_deflate_harness_reports_a_wrong_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import permessage_deflate
+
+    original = permessage_deflate.PerMessageDeflate.decode
+
+    def drops_a_byte(self: Any, payload: bytes, **kwargs: Any) -> bytes:
+        return original(self, payload, **kwargs)[1:]
+
+    monkeypatch.setattr(permessage_deflate.PerMessageDeflate, "decode", drops_a_byte)
+    for name, match in (("seed-rx-text", "zlib gives"), ("seed-tx-message", "round trip")):
+        seed = (FUZZ_DIR / "corpus" / "deflate" / name).read_bytes()
+        with pytest.raises(fuzz_frames.HarnessFailure, match=match):
+            fuzz_deflate.TestOneInput(seed)
+
+
+def test_deflate_harness_reports_kept_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import permessage_deflate
+
+    original = permessage_deflate.PerMessageDeflate.decode
+
+    def keeps(self: Any, payload: bytes, **kwargs: Any) -> bytes:
+        decompressor = self._decompressor
+        data = original(self, payload, **kwargs)
+        if self._decompressor is None:
+            self._decompressor = decompressor or permessage_deflate.zlib.decompressobj(-15)
+        return data
+
+    monkeypatch.setattr(permessage_deflate.PerMessageDeflate, "decode", keeps)
+    seed = (FUZZ_DIR / "corpus" / "deflate" / "seed-rx-window-8").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="keeps zlib state"):
+        fuzz_deflate.TestOneInput(seed)
