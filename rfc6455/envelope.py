@@ -176,7 +176,13 @@ def encode(
         obj["re"] = re
     obj["ts"] = _now_ms() if ts is None else ts
     obj["data"] = dict(data) if data is not None else {}
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (JSON allows it, UTF-8 does not)
+            text = json.dumps(obj, separators=(",", ":"))
+    return text
 
 
 def error_message(error: EnvelopeError, *, ts: int | None = None) -> str:

@@ -398,6 +398,10 @@ class PubSubApp(EnvelopeApp):
             raise EnvelopeError("bad_envelope", "data.payload is required")
         payload_json = json.dumps(request.data["payload"], separators=(",", ":"),
                                   ensure_ascii=False)
+        try:
+            payload_json.encode("utf-8")  # JSON lets "\ud800" through; UTF-8 does not
+        except UnicodeEncodeError:
+            raise EnvelopeError("bad_envelope", "data.payload has a lone surrogate") from None
 
         def done(result: Publication | BrokerError) -> None:
             if isinstance(result, BrokerError):

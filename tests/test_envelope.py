@@ -245,3 +245,10 @@ def test_an_envelope_app_loads_with_app_module_attr(
     assert isinstance(app, EnvelopeApp)
     reply = answer({"v": 1, "type": "add", "id": "1", "data": {"a": 2, "b": 3}}, app)
     assert reply is not None and reply["data"] == {"sum": 5}
+
+
+def test_replies_with_lone_surrogates_are_still_sendable_text() -> None:
+    text = encode("ack", {"echo": "a\ud800b"}, re="1", ts=1)
+    text.encode("utf-8")  # would raise if the surrogate were left raw
+    assert json.loads(text)["data"]["echo"] == "a\ud800b"
+    assert encode("ack", {"s": "é"}, ts=1) == '{"v":1,"type":"ack","ts":1,"data":{"s":"é"}}'

@@ -421,3 +421,16 @@ def test_subscribers_without_context_takeover_share_one_compressed_frame() -> No
             ws.close()
         assert app.stats["shared_compressions"] == 3  # once per publication, for the three
         publisher.close()
+
+
+def test_a_payload_with_a_lone_surrogate_is_refused_not_lost() -> None:
+    with pubsub_server() as (server, _):
+        sub, pub = Client(server), Client(server)
+        sub.request("subscribe", {"topic": "s"})
+        pub.ws.send('{"v":1,"type":"publish","id":"x","data":{"topic":"s","payload":"\\ud800"}}')
+        reply = json.loads(pub.ws.recv(timeout=5))
+        assert (reply["type"], reply["data"]["code"]) == ("error", "bad_envelope")
+        pub.request("publish", {"topic": "s", "payload": "fine"})
+        assert offsets(sub.messages(1, "s")) == [1]
+        sub.close()
+        pub.close()
