@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris harness: the client role against a hostile server.
 
 Run it (see fuzz/README.md)::

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris harness: permessage-deflate's runtime (``PerMessageDeflate``), directly.
 
 Run it (see fuzz/README.md)::

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris harness: the frame decoder, driven through the sans-I/O connection.
 
 Run it (see fuzz/README.md)::

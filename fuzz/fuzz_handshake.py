@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris harness: the opening handshake parsers (server, and client as a bonus).
 
 Run it (see fuzz/README.md)::
