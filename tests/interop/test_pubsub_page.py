@@ -403,7 +403,10 @@ def test_two_pages_exchange_then_recover_every_missed_message(chromium: Chromium
         assert proxied.messages() == expected[:2]  # still cut off
         # Let one reconnect fail (refused by the proxy): the backoff goes on.
         wait_until(lambda: proxy.refused >= 1, "a refused reconnect")
-        assert re.fullmatch(r"reconnecting in \d+ s", proxied.status()), proxied.status()
+        # Between attempts the page says when it tries again (it says "connecting…"
+        # during an attempt itself, so wait for the next pause rather than sample once).
+        wait_until(lambda: re.fullmatch(r"reconnecting in \d+ s", proxied.status()) is not None,
+                   "the page showing its next reconnect")
 
         proxy.refusing.clear()
         proxied.wait_for("document.querySelector('#status').textContent"
