@@ -20,8 +20,10 @@ written) and prints the top functions of each.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import pstats
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import loadgen
+
+HOST = "127.0.0.1"
 
 IMPLEMENTATIONS = {
     "rfc6455": "rfc6455.uvicorn:WebSocketProtocol",
@@ -41,15 +45,38 @@ IMPLEMENTATIONS = {
 
 def server_command(ws: str, loop: str, profile: Path | None) -> str:
     """The uvicorn command line for one ``--ws`` value ({port} left for loadgen)."""
-    runner = ["-m", "uvicorn"]
     if profile is not None:
-        runner = ["-m", "cProfile", "-o", str(profile), "-m", "uvicorn"]
-    argv = [
-        *runner, "uvicorn_echo_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
-        "--port", "{port}", "--ws", ws, "--loop", loop, "--ws-per-message-deflate", "false",
-        "--log-level", "warning", "--no-access-log", "--lifespan", "off",
-    ]
+        argv = [str(Path(__file__)), "--serve-profiled", str(profile), "--ws", ws,
+                "--port", "{port}", "--loop", loop]
+    else:
+        argv = [
+            "-m", "uvicorn", "uvicorn_echo_app:app", "--app-dir", str(HERE), "--host", HOST,
+            "--port", "{port}", "--ws", ws, "--loop", loop, "--ws-per-message-deflate",
+            "false", "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+        ]
     return "{py} " + " ".join(shlex.quote(a) if a != "{port}" else a for a in argv)
+
+
+def serve_profiled(path: str, ws: str, port: int, loop: str) -> int:
+    """Serve the echo app under cProfile; write the profile when uvicorn stops (SIGTERM).
+
+    uvicorn re-raises the signal that stopped it once it is done; a no-op handler
+    installed first is what it restores, so the process lives on to write the profile.
+    """
+    import uvicorn
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        uvicorn.run(
+            "uvicorn_echo_app:app", app_dir=str(HERE), host=HOST, port=port, ws=ws, loop=loop,
+            ws_per_message_deflate=False, log_level="warning", access_log=False, lifespan="off",
+        )
+    finally:
+        profile.disable()
+        profile.dump_stats(path)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="PATH")
     parser.add_argument("--cprofile", default=None, metavar="DIR",
                         help="run the servers under cProfile, write DIR/NAME.prof, print the top")
+    parser.add_argument("--serve-profiled", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ws", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_profiled:
+        return serve_profiled(args.serve_profiled, args.ws, args.port, args.loop)
     names = args.only or list(IMPLEMENTATIONS)
     profile_dir = Path(args.cprofile) if args.cprofile else None
     if profile_dir is not None:

@@ -201,7 +201,24 @@ class WebSocketProtocol(asyncio.Protocol):
         if conn is None:
             self._request_data(data)
             return
-        self._handle(conn, conn.receive(data))
+        events = conn.receive(data)
+        if len(events) == 1:
+            # The hot path: one message, and the app waiting for it. Nothing can be
+            # owed to the peer (every read's replies are flushed at its end).
+            event = events[0]
+            cls = type(event)
+            waiter = self._waiter
+            if (
+                (cls is BinaryMessage or cls is TextMessage)
+                and waiter is not None
+                and self._phase == _OPEN
+                and not waiter.done()
+            ):
+                self._waiter = None
+                key = "bytes" if cls is BinaryMessage else "text"
+                waiter.set_result({"type": "websocket.receive", key: event.data})  # type: ignore[attr-defined]
+                return
+        self._handle(conn, events)
 
     def _handle(self, conn: ServerConnection, events: list[Event]) -> None:
         """React to a read's events, then write the connection's replies."""
