@@ -128,3 +128,12 @@ def _foreign_private_reads(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
 def test_no_private_reads_across_modules(path: Path) -> None:
     assert _foreign_private_reads(path) == []
+
+
+def test_uvicorn_binding_sits_on_the_core() -> None:
+    """``rfc6455/uvicorn.py`` runs on uvicorn's loop and the core, never on our loop layer;
+    no other module imports it or uvicorn, so ``import rfc6455`` never needs uvicorn."""
+    assert not _imports(PACKAGE / "uvicorn.py") & LOOP_LAYER
+    for path in MODULES:
+        if path.name != "uvicorn.py":
+            assert "uvicorn" not in _imports(path), path.name
