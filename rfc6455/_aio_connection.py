@@ -37,7 +37,8 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, ClassVar, Self
+from time import monotonic as _monotonic
+from typing import Any, ClassVar, Self, cast
 
 from ._connection import Connection as CoreConnection
 from ._constants import MAX_CONTROL_PAYLOAD
@@ -58,6 +59,8 @@ _CLOSING = Phase.CLOSING
 _CLOSED = Phase.CLOSED
 _HANDSHAKE = Phase.HANDSHAKE
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+# Round trips are timed with the monotonic clock: uvloop's loop.time() counts whole
+# milliseconds, too coarse for a pong on loopback.
 # Why reading is paused (a bit each); reading resumes only when no reason is left.
 _HOLD_QUEUE = 1  # max_queue messages wait for recv()
 _HOLD_WRITE = 2  # our write buffer is over write_buffer_limit
@@ -336,7 +339,7 @@ class Connection(asyncio.Protocol):
         if conn is None or self._phase is not _OPEN:
             raise self._closed_error()
         waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = (waiter, self._loop.time())
+        self._pings[payload] = (waiter, _monotonic())
         self._write(conn.send_ping(payload))
         return waiter
 
@@ -481,7 +484,7 @@ class Connection(asyncio.Protocol):
                         return
                 elif now - self._t_rx >= interval:
                     self._t_ping = now
-                    self._keepalive_sent = self._loop.time()
+                    self._keepalive_sent = _monotonic()
                     self._write(conn.send_ping(b""))
             if settings.budget is not None:
                 self._account()
@@ -562,8 +565,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = transport = cast(asyncio.Transport, transport)
         settings = self._settings
         transport.set_write_buffer_limits(settings.high_water, settings.low_water)
         self.remote_address = transport.get_extra_info("peername")
@@ -644,7 +647,9 @@ class Connection(asyncio.Protocol):
                 if self._phase is _OPEN:
                     self._move_closing()
                 if cls is ConnectionFailed:
-                    self._log(logging.INFO, "protocol error: %s (closing %d)", event.reason, event.code)
+                    self._log(
+                        logging.INFO, "protocol error: %s (closing %d)", event.reason, event.code
+                    )
                 _wake(self._drain_waiters)
                 _wake(self._recv_waiters)
             elif cls is ConnectionLost and self._transport is not None:
@@ -675,7 +680,7 @@ class Connection(asyncio.Protocol):
     def _pong(self, payload: bytes) -> None:
         pings = self._pings
         if payload in pings:
-            now = self._loop.time()
+            now = _monotonic()
             while pings:
                 key = next(iter(pings))
                 waiter, sent = pings.pop(key)
@@ -685,7 +690,7 @@ class Connection(asyncio.Protocol):
                     self.latency = now - sent
                     break
         elif not payload and self._keepalive_sent:
-            self.latency = self._loop.time() - self._keepalive_sent
+            self.latency = _monotonic() - self._keepalive_sent
             self._keepalive_sent = 0.0
 
     def _take_token(self) -> bool:
@@ -743,6 +748,7 @@ class Connection(asyncio.Protocol):
     def _move_closing(self) -> None:
         self._move(PhaseTrigger.CLOSE)
         self._t_close = self._loop.time()
+        _wake(self._drain_waiters)  # waiting sends raise: their messages were not written
 
     def _open(self, conn: CoreConnection) -> None:
         """The handshake is done: frames flow from now on (the ones that came with it too)."""
@@ -778,7 +784,9 @@ class Connection(asyncio.Protocol):
     def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         log = self._settings.logger
         if log.isEnabledFor(level):
-            log.log(level, "[#%d %s] " + msg, self.id, self.remote_address, *args, exc_info=exc_info)
+            log.log(
+                level, "[#%d %s] " + msg, self.id, self.remote_address, *args, exc_info=exc_info
+            )
 
     # -- hooks for the roles -------------------------------------------------------------
 
