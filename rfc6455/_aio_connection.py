@@ -758,10 +758,9 @@ class Connection(asyncio.Protocol):
         self._dispatch(conn, list(conn.events()))
 
     def _closed_error(self) -> ConnectionClosed:
-        message = "the connection is not open"
         if self._conn is not None and self.close_code is None:
-            return self._conn.closed_error(message)
-        return connection_closed(self.close_code or 1006, self.close_reason, message)
+            return self._conn.closed_error()
+        return connection_closed(self.close_code or 1006, self.close_reason)
 
     def _incident(
         self,

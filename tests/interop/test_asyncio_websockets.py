@@ -1,0 +1,121 @@
+"""rfc6455.asyncio against websockets' asyncio API, both directions, in one loop.
+
+websockets' ``connect`` talks to our ``serve``, and our ``connect`` talks to websockets'
+``serve``: text, binary, fragmented messages, permessage-deflate both ways, ping/pong and
+close codes with reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from interop_support import get_websockets
+
+from rfc6455.asyncio import ConnectionClosedError, ServerConnection, connect, serve
+
+pytestmark = pytest.mark.interop
+
+MESSAGES: list[str | bytes] = [
+    "",
+    "hello",
+    "ünïcødé ✓" * 100,
+    b"",
+    b"\x00\xff" * 40_000,
+    "x" * 70_000,  # larger than one 64 KiB read
+]
+
+
+def run(coro: Any, timeout: float = 30.0) -> Any:
+    async def bounded() -> Any:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+@pytest.mark.parametrize("compression", [True, False], ids=["deflate", "plain"])
+def test_websockets_client_against_our_server(compression: bool) -> None:
+    get_websockets()
+    from websockets.asyncio.client import connect as ws_connect
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+        # The client closed with 4001: the iteration ended with ConnectionClosedError.
+
+    async def handler(ws: ServerConnection) -> None:
+        try:
+            await echo(ws)
+        finally:
+            closes.append((ws.close_code, ws.close_reason))
+
+    closes: list[tuple[int | None, str]] = []
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, compression=compression) as server:
+            uri = f"ws://127.0.0.1:{server.port}/"
+            async with ws_connect(
+                uri, compression="deflate" if compression else None, max_size=None
+            ) as ws:
+                negotiated = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+                assert negotiated.startswith("permessage-deflate") == compression
+                for message in MESSAGES:
+                    await ws.send(message)
+                    assert await ws.recv() == message
+                await ws.send(["frag", "mented"])
+                assert await ws.recv() == "fragmented"
+                latency = await (await ws.ping(b"hi"))
+                assert latency >= 0
+                await ws.close(4001, "done here")
+            await asyncio.sleep(0.1)
+            assert closes == [(4001, "done here")]
+
+    run(main())
+
+
+@pytest.mark.parametrize("compression", [True, False], ids=["deflate", "plain"])
+def test_our_client_against_websockets_server(compression: bool) -> None:
+    get_websockets()
+    from websockets.asyncio.server import serve as ws_serve
+
+    closes: list[tuple[int | None, str | None]] = []
+
+    async def echo(ws: Any) -> None:
+        try:
+            async for message in ws:
+                if message == "close me":
+                    await ws.close(4002, "as you wish")
+                    return
+                await ws.send(message)
+        finally:
+            closes.append((ws.close_code, ws.close_reason))
+
+    async def main() -> None:
+        async with ws_serve(
+            echo, "127.0.0.1", 0, compression="deflate" if compression else None, max_size=None
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/", compression=compression) as ws:
+                negotiated = dict(ws.response_headers).get("sec-websocket-extensions", "")
+                assert negotiated.startswith("permessage-deflate") == compression
+                for message in MESSAGES:
+                    await ws.send(message)
+                    assert await ws.recv() == message
+
+                async def parts() -> Any:
+                    for part in (b"a", b"b", b"c"):
+                        yield part
+
+                await ws.send(parts())
+                assert await ws.recv() == b"abc"
+                assert await (await ws.ping()) >= 0
+                await ws.send("close me")
+                with pytest.raises(ConnectionClosedError):  # 4002 is not a normal closure
+                    await ws.recv()
+                assert (ws.close_code, ws.close_reason) == (4002, "as you wish")
+            await asyncio.sleep(0.1)
+            assert [code for code, _ in closes] == [4002]  # our reply echoes the code
+
+    run(main())
