@@ -114,8 +114,10 @@ def run_main(argv: list[str]) -> int:
         "--server",
         "websockets",
         "--server",
-        f"websockets-uvloop={{py}} {Path(__file__).resolve()} websockets"
-        " --port {port} --mode {mode}",
+        (
+            f"websockets-uvloop={{py}} {Path(__file__).resolve()} websockets"
+            " --port {port} --mode {mode}"
+        ),
         *argv,
     ]
     return subprocess.call(command, env={**os.environ, "PYTHONPATH": str(ROOT)})
