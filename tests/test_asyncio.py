@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -604,5 +605,53 @@ def test_many_clients_at_once(loop_kind: str) -> None:
             await asyncio.gather(*(one(i) for i in range(50)))
             stats = server.stats()
             assert stats["messages_in"] == 1000 and stats["connections_total"] == 50
+
+    run(loop_kind, main())
+
+
+def test_tls_both_ways(loop_kind: str, tmp_path: Path) -> None:
+    import ssl
+
+    from test_server import make_cert
+
+    cert, key = make_cert(tmp_path)
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, certfile=str(cert), keyfile=str(key)) as server:
+            uri = f"wss://127.0.0.1:{server.port}/"
+            async with connect(uri, ssl_context=context) as ws:
+                await ws.send("secret")
+                assert await ws.recv() == "secret"
+                await ws.send(b"\x00" * 200_000)
+                assert await ws.recv() == b"\x00" * 200_000
+            with pytest.raises(ssl.SSLError):
+                await connect(uri)  # the system CAs do not trust this certificate
+            assert ws.close_code == 1000
+
+    run(loop_kind, main())
+
+
+def test_handshake_timeout_and_open_timeout(loop_kind: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with serve(echo, "127.0.0.1", 0, handshake_timeout=0.3) as server:
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", server.port))
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n")  # and no more
+            elapsed = await closed_by_peer(sock)
+            assert 0.1 < elapsed < 5.0
+            sock.close()
+        # A server that accepts TCP and never answers the upgrade request.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
+        assert time.monotonic() - start < 5.0
+        listener.close()
 
     run(loop_kind, main())
