@@ -225,12 +225,15 @@ class Connection(asyncio.Protocol):
                 it closed while this call waited.
             TypeError: ``message`` is none of the above, or its fragments mix types.
         """
-        lock = self._frag_lock
-        if lock is not None and lock.locked():
-            async with lock:  # a fragmented message is being sent: wait for its end
-                pass
-        if self._writing_paused:
-            await self._drain()
+        while True:
+            lock = self._frag_lock
+            if lock is not None and lock.locked():
+                async with lock:  # a fragmented message is being sent: wait for its end
+                    pass
+            elif self._writing_paused and self._phase is _OPEN:
+                await self._drain()
+            else:
+                break  # nothing awaited from here to the write: no one can slip in
         conn = self._conn
         if conn is None or self._phase is not _OPEN:
             raise self._closed_error()

@@ -655,3 +655,26 @@ def test_handshake_timeout_and_open_timeout(loop_kind: str) -> None:
         listener.close()
 
     run(loop_kind, main())
+
+
+def test_a_send_waits_for_a_fragmented_message_in_progress(loop_kind: str) -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def slow_parts() -> AsyncIterator[str]:
+            yield "first "
+            await release.wait()
+            yield "message"
+
+        async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+            fragmented = asyncio.ensure_future(ws.send(slow_parts()))
+            await asyncio.sleep(0.01)
+            plain = asyncio.ensure_future(ws.send("second"))
+            await asyncio.sleep(0.01)
+            assert not plain.done()  # it may not cut into the fragmented message
+            release.set()
+            await asyncio.gather(fragmented, plain)
+            assert await ws.recv() == "first message"
+            assert await ws.recv() == "second"
+
+    run(loop_kind, main())
