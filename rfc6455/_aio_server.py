@@ -27,12 +27,13 @@ import dataclasses
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, Self
 
-from ._aio_connection import Connection
+from ._aio_connection import Connection, Data
 from ._endpoint import Phase, PhaseTrigger
 from ._errors import ConnectionClosed, HandshakeError
+from ._frames import frame_header
 from ._handshake import HTTPRequest, ServerHandshake, UpgradeRequest
 from ._http import PlainHTTP, render_metrics
 from ._limits import Incident
@@ -40,7 +41,7 @@ from .app import Handler, Router
 from .permessage_deflate import ServerPerMessageDeflate
 from .server import Config, check_upgrade_request
 
-__all__ = ["Server", "ServerConnection", "serve"]
+__all__ = ["Server", "ServerConnection", "broadcast", "serve"]
 
 logger = logging.getLogger("rfc6455.asyncio")
 
@@ -125,6 +126,17 @@ class ServerConnection(Connection):
             return
         if self._phase is Phase.OPEN:
             self._start_close(1000, "")
+
+    def queue_frame(self, frame: bytes) -> bool:
+        """Write an already encoded, unmasked data frame (the same bytes for many
+        connections, see :func:`broadcast`); False if the connection is not open or is
+        sending a fragmented message. Never waits."""
+        lock = self._frag_lock
+        if self._phase is not Phase.OPEN or (lock is not None and lock.locked()):
+            return False
+        self.messages_out += 1
+        self._write(frame)
+        return True
 
     def _lost(self, exc: BaseException | None, was_open: bool) -> None:
         self._hs = None
@@ -376,6 +388,31 @@ class Server:
         for ws in list(self._all):
             ws.check_deadlines(now)
         self._sweep = loop.call_later(self.settings.check_interval(), self._check)
+
+
+def broadcast(
+    connections: Iterable[ServerConnection],
+    message: Data,
+    *,
+    exclude: ServerConnection | None = None,
+) -> int:
+    """Send one message to many connections, framed once; never waits.
+
+    The same bytes go to every open connection (except ``exclude``); connections that
+    are closing, closed or in the middle of a fragmented message are skipped. There is
+    no backpressure here (nothing awaits): a connection whose buffer stays over
+    ``write_buffer_limit`` for ``write_buffer_timeout`` is closed with 1008, so one slow
+    subscriber never delays the others. Frames go uncompressed (RFC 7692 §6 allows it).
+
+    Returns:
+        How many connections the frame was written to.
+    """
+    if isinstance(message, str):
+        payload, first = message.encode("utf-8"), 0x81
+    else:
+        payload, first = bytes(message), 0x82
+    frame = frame_header(first, len(payload)) + payload
+    return sum(1 for ws in connections if ws is not exclude and ws.queue_frame(frame))
 
 
 def serve(

@@ -24,7 +24,7 @@ What differs from websockets' asyncio API: README.md, "asyncio".
 
 from ._aio_client import ClientConnection, connect
 from ._aio_connection import Connection, Data
-from ._aio_server import Server, ServerConnection, serve
+from ._aio_server import Server, ServerConnection, broadcast, serve
 from ._endpoint import Phase
 from ._errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 
@@ -38,6 +38,7 @@ __all__ = [
     "Phase",
     "Server",
     "ServerConnection",
+    "broadcast",
     "connect",
     "serve",
 ]

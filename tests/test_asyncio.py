@@ -25,6 +25,7 @@ from rfc6455.asyncio import (
     ConnectionClosedOK,
     Phase,
     ServerConnection,
+    broadcast,
     connect,
     serve,
 )
@@ -676,5 +677,62 @@ def test_a_send_waits_for_a_fragmented_message_in_progress(loop_kind: str) -> No
             await asyncio.gather(fragmented, plain)
             assert await ws.recv() == "first message"
             assert await ws.recv() == "second"
+
+    run(loop_kind, main())
+
+
+def test_broadcast_frames_once_and_drops_a_slow_subscriber(loop_kind: str) -> None:
+    async def main() -> None:
+        subscribers: set[ServerConnection] = set()
+        joined = asyncio.Event()
+
+        async def subscribe(ws: ServerConnection) -> None:
+            subscribers.add(ws)
+            if len(subscribers) == 4:
+                joined.set()
+            try:
+                await ws.wait_closed()
+            finally:
+                subscribers.discard(ws)
+
+        settings = {
+            "write_buffer_limit": 256 * 1024,
+            "write_buffer_timeout": 0.3,
+            "close_timeout": 0.3,
+            "compression": False,
+        }
+        async with serve(subscribe, "127.0.0.1", 0, **settings) as server:  # type: ignore[arg-type]
+            readers = [await connect(url(server)) for _ in range(3)]
+            slow = await raw_client(server.port, rcvbuf=4096)  # never reads
+            await joined.wait()
+            payload = "x" * 16384
+            count = 0
+            received = [0, 0, 0]
+
+            async def read(i: int) -> None:
+                while True:
+                    assert await readers[i].recv() == payload
+                    received[i] += 1
+
+            reading = [asyncio.ensure_future(read(i)) for i in range(3)]
+            while count < 20_000:
+                sent = broadcast(subscribers, payload)
+                if sent == 3:
+                    break  # the slow one is closing (1008): skipped from now on
+                assert sent == 4
+                count += 1
+                await asyncio.sleep(0.001)
+            count += 1
+            while len(subscribers) == 4:  # close_timeout drops it
+                await asyncio.sleep(0.05)
+            assert broadcast(subscribers, b"bin", exclude=next(iter(subscribers))) == 2
+            await asyncio.sleep(0.2)
+            for task in reading:
+                task.cancel()
+            assert min(received) >= count - 5  # the readers were never held back
+            for ws in readers:
+                await ws.close()
+            await closed_by_peer(slow)
+            slow.close()
 
     run(loop_kind, main())
