@@ -736,3 +736,36 @@ def test_broadcast_frames_once_and_drops_a_slow_subscriber(loop_kind: str) -> No
             slow.close()
 
     run(loop_kind, main())
+
+
+def test_rate_limit_idle_timeout_and_memory_budget(loop_kind: str) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with (
+            serve(echo, "127.0.0.1", 0, rate_limit=5, rate_burst=5) as server,
+            connect(url(server)) as ws,
+        ):
+            with pytest.raises(ConnectionClosedError) as info:
+                for i in range(50):
+                    await ws.send(f"{i}")
+                while True:
+                    await ws.recv()
+            assert (info.value.code, info.value.reason) == (1008, "rate limit exceeded")
+        async with (
+            serve(echo, "127.0.0.1", 0, idle_timeout=0.3) as server,
+            connect(url(server)) as ws,
+        ):
+            with pytest.raises(ConnectionClosedOK) as closed:
+                await ws.recv()
+            assert (closed.value.code, closed.value.reason) == (1000, "idle timeout")
+        settings = {"memory_budget": 4096, "compression": False}
+        async with serve(echo, "127.0.0.1", 0, **settings) as server:  # type: ignore[arg-type]
+            sock = await raw_client(server.port)
+            # The first 6000 bytes of a 10000-byte frame: held, over the server's budget.
+            await loop.sock_sendall(sock, frame(OP_TEXT, b"x" * 10_000, mask=True)[:6000])
+            data = await loop.sock_recv(sock, 64)
+            assert data[:4] == b"\x88" + bytes((len(data) - 2,)) + b"\x03\xf5"  # 1013
+            assert server.stats()["incoming_buffered_bytes"] == 0
+            sock.close()
+
+    run(loop_kind, main())
