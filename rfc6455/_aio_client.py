@@ -73,6 +73,7 @@ class ClientConnection(Connection):
             self._hs = None
             if not self._opened.done():
                 self._opened.set_exception(exc)
+                self._opened.exception()  # retrieved: the opener may have given up already
             self.abort()
             return
         if isinstance(event, HandshakeAccepted):
