@@ -1,17 +1,21 @@
-"""rfc6455.asyncio against websockets' asyncio API, both directions, in one loop.
+"""rfc6455.asyncio against other implementations.
 
-websockets' ``connect`` talks to our ``serve``, and our ``connect`` talks to websockets'
-``serve``: text, binary, fragmented messages, permessage-deflate both ways, ping/pong and
-close codes with reasons.
+websockets' asyncio ``connect`` talks to our ``serve`` and our ``connect`` to websockets'
+``serve`` (text, binary, fragmented messages, permessage-deflate both ways, ping/pong,
+close codes with reasons); Node's ``ws`` client runs its scripts against our ``serve``,
+with and without permessage-deflate parameters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from interop_support import get_websockets
+from interop_support import get_node_peers, get_websockets
 
 from rfc6455.asyncio import ConnectionClosedError, ServerConnection, connect, serve
 
@@ -119,3 +123,62 @@ def test_our_client_against_websockets_server(compression: bool) -> None:
             assert [code for code, _ in closes] == [4002]  # our reply echoes the code
 
     run(main())
+
+
+# -- Node's ws client against our asyncio server (in a thread of this process) ------------
+
+
+@contextlib.contextmanager
+def asyncio_echo_server(**settings: Any) -> Iterator[str]:
+    """Our asyncio echo server on its own loop in a thread; yields its URL."""
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        state["loop"] = asyncio.get_running_loop()
+        state["stop"] = stop = asyncio.Event()
+        async with serve(echo, "127.0.0.1", 0, **settings) as server:
+            state["port"] = server.port
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the asyncio server did not start"
+    try:
+        yield f"ws://127.0.0.1:{state['port']}/"
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(15)
+        assert not thread.is_alive()
+
+
+def test_node_client_against_our_asyncio_server() -> None:
+    from test_node_ws import assert_default_script
+
+    node_peers = get_node_peers()
+    with asyncio_echo_server(compression=False) as uri:
+        run = node_peers.run_client(uri)
+    assert_default_script(run)
+    assert run.of("upgrade")[0]["extensions"] == ""
+
+
+@pytest.mark.parametrize("offer", ["takeover", "no_context_takeover", "window_bits_9"])
+def test_node_client_deflate_against_our_asyncio_server(offer: str) -> None:
+    from test_node_ws import DEFLATE_SCRIPT, NODE_OFFERS
+
+    node_peers = get_node_peers()
+    options, expected = NODE_OFFERS[offer]
+    with asyncio_echo_server() as uri:
+        run = node_peers.run_client(uri, DEFLATE_SCRIPT, "--deflate", *options)
+    assert run.returncode == 0, run.output
+    accepted = run.of("upgrade")[0]["extensions"]
+    assert accepted.startswith("permessage-deflate"), accepted
+    for parameter in expected:
+        assert parameter in accepted, accepted
+    run.assert_echoed()
+    assert run.close["code"] == 1000
