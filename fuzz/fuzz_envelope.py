@@ -24,8 +24,8 @@ Contract checked, for every input (docs/protocol.md, "Fields" and "Errors"):
 2. The outcome agrees with the documented rules, checked here independently
    (``_violations``): the error's code is one of the rules the message
    breaks, and a message is accepted only if it breaks none. The rules:
-   binary or not strict JSON (RFC 8259: no ``NaN``/``Infinity``) is
-   ``bad_json``; over ``max_size`` UTF-8 bytes is ``too_large``; not an
+   binary or not strict JSON (RFC 8259: no ``NaN``/``Infinity``; no number
+   beyond a double, such as ``1e400``) is ``bad_json``; over ``max_size`` UTF-8 bytes is ``too_large``; not an
    object, an ``id`` that is not a 1-64 character string, ``v`` not a JSON
    integer, ``type`` not a non-empty string, ``data`` not an object (absent
    or null: ``{}``) is ``bad_envelope``; another ``v`` is
@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -136,11 +137,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is beyond a double")
+    return value
+
+
 def strict_json(text: str) -> Any:
-    """``json.loads`` as RFC 8259 has it: no NaN, Infinity or -Infinity.
+    """``json.loads`` as RFC 8259 has it: no NaN, Infinity or -Infinity; and, as
+    docs/protocol.md has it, no number beyond a double's range (``1e400``).
 
     Raises ValueError (or RecursionError) for anything else."""
-    return json.loads(text, parse_constant=_reject_constant)
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
 
 
 def _violations(message: str | bytes, max_size: int) -> tuple[set[str], str | None]:
