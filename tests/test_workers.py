@@ -161,9 +161,13 @@ def _open_until(url: str, wanted: set[int], limit: int = 300) -> list[tuple[int,
     raise AssertionError(f"{limit} connections reached only {seen} of {wanted}")
 
 
-@pytest.mark.parametrize("pure_python", [False, True], ids=["native", "python"])
+@pytest.mark.parametrize(
+    ("pure_python", "stop"),
+    [(False, signal.SIGTERM), (True, signal.SIGINT)],
+    ids=["native-SIGTERM", "python-SIGINT"],
+)
 def test_workers_share_a_port_restart_and_stop_with_1001(
-    services: list[Service], pure_python: bool
+    services: list[Service], pure_python: bool, stop: signal.Signals
 ) -> None:
     service = Service("--workers", "2", "--app", "workers_app:PidHandler",
                       pure_python=pure_python)
@@ -191,8 +195,9 @@ def test_workers_share_a_port_restart_and_stop_with_1001(
     assert replacement not in pids
     clients = _open_until(url, {survivor, replacement})
 
-    # SIGTERM: every open client gets 1001, every process exits, the supervisor with 0.
-    service.proc.send_signal(signal.SIGTERM)
+    # SIGTERM or SIGINT: every open client gets 1001, every process exits, the supervisor
+    # with 0.
+    service.proc.send_signal(stop)
     for _, ws in clients:
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=30)
@@ -264,3 +269,24 @@ def test_a_reserved_port_is_free_for_workers_and_accepts_nothing_itself() -> Non
     finally:
         for sock in held:
             sock.close()
+
+
+def test_without_pdeathsig_a_worker_stops_when_the_control_pipe_closes() -> None:
+    """The orphan guard where PR_SET_PDEATHSIG is missing: EOF on the supervisor's pipe
+    makes the worker send itself SIGTERM (so its server shuts down gracefully)."""
+    code = (
+        "import os, signal, threading\n"
+        "from rfc6455._workers import _watch_control\n"
+        "got = threading.Event()\n"
+        "signal.signal(signal.SIGTERM, lambda *a: got.set())\n"
+        "r, w = os.pipe()\n"
+        "threading.Thread(target=_watch_control, args=(r,), daemon=True).start()\n"
+        "os.close(w)\n"
+        "while not got.wait(0.05):\n"
+        "    pass\n"
+        "print('stopped')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
