@@ -306,7 +306,7 @@ class Supervisor:
         if self._announced:
             pid = worker.proc.pid if worker.proc is not None else 0
             logger.info("worker %d (pid %d) ready", worker.index, pid)
-        elif all(w.ready for w in self._workers):
+        elif self._stopping_at is None and all(w.ready for w in self._workers):
             self._announced = True
             logger.info("listening on %s with %d workers (pids %s)", self._address,
                         len(self._workers), " ".join(map(str, self.pids)))
@@ -427,7 +427,8 @@ def worker_main(target: str, control_fd: int, status_fd: int) -> int:
         nonlocal started
         if not started:
             started = True
-            status.write(b"ready\n")
+            with contextlib.suppress(OSError):  # the supervisor is gone: SIGTERM follows
+                status.write(b"ready\n")
 
     try:
         module, _, name = target.partition(":")
