@@ -71,7 +71,7 @@ with _instrument:
     except ImportError:  # pragma: no cover - optional module
         permessage_deflate = None  # type: ignore[assignment]
 
-from fuzz_frames import CHUNK_SIZES, HarnessFailure, split
+from fuzz_frames import CHUNK_SIZES, LEAN, HarnessFailure, split
 
 #: Exceptions that may escape without being a bug. Empty on purpose: the
 #: handshake turns every remote error into HandshakeError.
@@ -282,7 +282,23 @@ def _head_sizes(wire: bytes) -> list[int]:
     return sizes
 
 
+def _check_lean(config: Config, wire: bytes) -> None:
+    """Lean mode (``FUZZ_LEAN=1``, see fuzz_frames.LEAN): the input fed once,
+    whole; contract items 1-3 and the refusal of an oversized head, no split
+    comparison."""
+    whole = _feed(config, [wire] if wire else [])
+    if isinstance(whole.result, HandshakeRejected) and not config.client:
+        raise HarnessFailure("the server raised HandshakeRejected")
+    sizes = _head_sizes(wire)
+    refused = isinstance(whole.result, tuple) and whole.result[0] == "error"
+    if sizes and sizes[0] > config.max_header_size + 1 and not tolerate_known_bugs and not refused:
+        raise HarnessFailure(f"head of {sizes[0]} B over the limit: {whole!r}")
+
+
 def _check(config: Config, wire: bytes) -> None:
+    if LEAN:
+        _check_lean(config, wire)
+        return
     chunked = _feed(config, split(wire, config.chunk_sizes))
     if isinstance(chunked.result, HandshakeRejected) and not config.client:
         raise HarnessFailure("the server raised HandshakeRejected")
