@@ -1,4 +1,4 @@
-"""The asyncio binding's connection, both roles: the sans-I/O core behind an ``asyncio.Protocol``.
+"""The asyncio binding's connection, both roles: the sans-I/O core behind a BufferedProtocol.
 
 Strategy:
 
@@ -589,7 +589,7 @@ class Connection(asyncio.BufferedProtocol):
             if budget is not None:
                 budget.update(self, 0)
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
+    # -- asyncio.BufferedProtocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
