@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, ClassVar, Self, cast
 
@@ -272,6 +272,8 @@ class Connection(asyncio.BufferedProtocol):
                 if isinstance(message, str)
                 else conn.send_binary(message)
             )
+        elif isinstance(message, Mapping):
+            raise TypeError("cannot send a mapping: encode it first (json.dumps, ...)")
         elif isinstance(message, AsyncIterable):
             await self._send_fragments(aiter(message), True)
             return
