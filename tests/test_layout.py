@@ -166,3 +166,10 @@ def test_the_redis_broker_modules_do_not_reach_into_the_app() -> None:
     for name in REDIS_MODULES:
         imported = _imports(PACKAGE / f"{name}.py")
         assert not imported & {"pubsub", "server", "envelope", "cli", "cli_commands"}, name
+def test_uvicorn_binding_sits_on_the_core() -> None:
+    """``rfc6455/uvicorn.py`` runs on uvicorn's loop and the core, never on our loop layer;
+    no other module imports it or uvicorn, so ``import rfc6455`` never needs uvicorn."""
+    assert not _imports(PACKAGE / "uvicorn.py") & LOOP_LAYER
+    for path in MODULES:
+        if path.name != "uvicorn.py":
+            assert "uvicorn" not in _imports(path), path.name
