@@ -3,7 +3,7 @@
 Strategy:
 
 * ``loop.create_connection`` with one :class:`ClientConnection` (an
-  ``asyncio.Protocol``), so the client runs on any loop that drives protocols,
+  ``asyncio.BufferedProtocol``), so the client runs on any loop that drives protocols,
   uvloop included. The handshake options are the blocking client's
   (:class:`~rfc6455._client_options.ClientOptions`, turned into a
   :class:`~rfc6455.ClientHandshake` by ``prepare``); permessage-deflate is offered

@@ -1,11 +1,12 @@
-"""The asyncio binding's connection, both roles: the sans-I/O core behind an ``asyncio.Protocol``.
+"""The asyncio binding's connection, both roles: the sans-I/O core behind a BufferedProtocol.
 
 Strategy:
 
-* A :class:`Connection` is the transport's protocol (``data_received``,
-  ``pause_writing``, ...) and the application's coroutine API (``send``,
-  ``recv``, ``ping``, ``close``) at once. It runs on any asyncio loop that
-  drives protocols, uvloop included: no streams, no ``sock_*`` calls. The
+* A :class:`Connection` is the transport's protocol (an ``asyncio.BufferedProtocol``:
+  ``get_buffer``/``buffer_updated``, ``pause_writing``, ...) and the application's
+  coroutine API (``send``, ``recv``, ``ping``, ``close``) at once. It runs on any asyncio
+  loop that drives protocols, uvloop included: no streams, no ``sock_*`` calls. Reads go
+  into one buffer per thread (:func:`_read_buffer`), not a new bytes object each. The
   role-specific part (which handshake, what happens once it is done) is in
   ``ServerConnection`` (``_aio_server.py``) and ``ClientConnection``
   (``_aio_client.py``), which never import each other.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from time import monotonic as _monotonic
@@ -66,6 +68,26 @@ _HOLD_QUEUE = 1  # max_queue messages wait for recv()
 _HOLD_WRITE = 2  # our write buffer is over write_buffer_limit
 
 
+#: Bytes read from the socket per call: asyncio's own default for ``recv``.
+READ_SIZE = 256 * 1024
+_threads = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer, shared by every connection of its loop.
+
+    A transport fills it (``get_buffer`` then ``recv_into``) and hands it back
+    (``buffer_updated``) in one step, and the core copies what it keeps, so one buffer
+    per thread serves every connection. Without it the standard loop's ``sock.recv``
+    allocates 256 KiB per read, which glibc maps and unmaps: three system calls a
+    message.
+    """
+    view: memoryview | None = getattr(_threads, "view", None)
+    if view is None:
+        view = _threads.view = memoryview(bytearray(READ_SIZE))
+    return view
+
+
 def _wake(waiters: list[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
@@ -73,7 +95,7 @@ def _wake(waiters: list[asyncio.Future[None]]) -> None:
     waiters.clear()
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One WebSocket connection on asyncio (use ``serve`` or ``connect`` to get one).
 
     Coroutine methods: :meth:`send`, :meth:`recv`, :meth:`ping`, :meth:`pong`,
@@ -113,6 +135,7 @@ class Connection(asyncio.Protocol):
         "_partial",
         "_phase",
         "_pings",
+        "_rbuf",
         "_recv_waiters",
         "_settings",
         "_t_close",
@@ -149,6 +172,7 @@ class Connection(asyncio.Protocol):
         self._settings = settings
         self._max_queue = max_queue
         self._transport: asyncio.Transport | None = None
+        self._rbuf = _read_buffer()
         self._conn: CoreConnection | None = None
         self._phase = _HANDSHAKE
         self._messages: deque[Data] = deque()
@@ -565,7 +589,7 @@ class Connection(asyncio.Protocol):
             if budget is not None:
                 budget.update(self, 0)
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
+    # -- asyncio.BufferedProtocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -575,7 +599,16 @@ class Connection(asyncio.Protocol):
         self.remote_address = transport.get_extra_info("peername")
         self.local_address = transport.get_extra_info("sockname")
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._rbuf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # The core and the handshake copy what they keep: the shared buffer is free
+        # again when this returns.
+        self.data_received(cast(bytes, self._rbuf[:nbytes]))
+
     def data_received(self, data: bytes) -> None:
+        """Bytes from the peer (``buffer_updated`` passes a view of the read buffer)."""
         self._heard = True
         self.bytes_in += len(data)
         conn = self._conn

@@ -2,7 +2,7 @@
 
 Strategy:
 
-* ``loop.create_server`` with one :class:`ServerConnection` (an ``asyncio.Protocol``)
+* ``loop.create_server`` with one :class:`ServerConnection` (an ``asyncio.BufferedProtocol``)
   per accepted socket, so the server runs on any loop that drives protocols, uvloop
   included. The settings are the selectors server's :class:`~rfc6455.Config`, and so
   are the rules: the handshake, origin and ``check_request`` checks

@@ -1,7 +1,7 @@
 """rfc6455 on asyncio: ``serve`` and ``connect``, with websockets' names and manners.
 
 The same sans-I/O core, native scanner, :class:`~rfc6455.Config` limits and timeouts,
-and exception tree as the selectors server, behind ``asyncio.Protocol`` objects, so it
+and exception tree as the selectors server, behind ``asyncio.BufferedProtocol`` objects, so it
 runs on the standard loop and on uvloop::
 
     import asyncio
