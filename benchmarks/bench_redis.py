@@ -245,6 +245,55 @@ def run_setup(setup: str, redis: RedisProcess, log_dir: str, *, subscribers: int
     return result
 
 
+def run_broker_only(redis: RedisProcess, publishes: int, window: int = 500) -> dict[str, Any]:
+    """``RedisBroker`` alone, in this process: ``publishes`` with up to ``window`` in flight.
+
+    The ceiling of one worker's publish path and of one Redis for this script, without
+    WebSocket work: publishes/s, round trips per publish, Redis µs per script call.
+    """
+    from rfc6455._loop import Loop
+    from rfc6455.redis_broker import RedisBroker
+
+    loop = Loop()
+    broker = RedisBroker(loop, [redis.url])
+    done = [0]
+
+    def ack(result: Any) -> None:
+        if not hasattr(result, "offset"):
+            raise loadgen.BenchError(f"publish failed: {result}")
+        done[0] += 1
+
+    try:
+        sent = 0
+        for _ in range(200):  # warm up: connections, script cache
+            broker.publish("bench-broker", '"x"', ack)
+        loop.run_until(lambda: done[0] >= 200, 30)
+        done[0] = 0
+        redis.command("CONFIG", "RESETSTAT")
+        trips0 = int(re.findall(r"round_trips_total (\d+)", broker.metrics_text())[0])
+        start = time.perf_counter()
+        payload = json.dumps("x" * 62)
+        while done[0] < publishes:
+            while sent < publishes and sent - done[0] < window:
+                broker.publish("bench-broker", payload, ack)
+                sent += 1
+            before = done[0]
+            deadline = time.monotonic() + STALL_S
+            while done[0] == before:
+                loop.run_once(timeout=0.5)
+                if time.monotonic() > deadline:
+                    raise loadgen.BenchError("stall: no publish acknowledged")
+        elapsed = time.perf_counter() - start
+        trips = int(re.findall(r"round_trips_total (\d+)", broker.metrics_text())[0]) - trips0
+        calls, usec = redis.script_usec()
+    finally:
+        broker.close()
+        loop.close()
+    return {"setup": "RedisBroker alone", "subscribers": 0, "mode": "broker",
+            "publishes_per_s": publishes / elapsed, "round_trips_per_publish": trips / publishes,
+            "redis_us_per_publish": usec / calls if calls else math.nan}
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "—" if isinstance(value, float) and math.isnan(value) else f"{value:,.{digits}f}"
 
@@ -269,6 +318,15 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                          f"{_fmt(r['server_us_per_delivery'])} | "
                          f"{_fmt(r['round_trips_per_publish'])} | "
                          f"{_fmt(r['redis_us_per_publish'], 1)} |")
+    broker = [r for r in rows if r["mode"] == "broker"]
+    if broker:
+        lines += ["", ("| publish path | publishes/s | Redis round trips/publish"
+                       " | Redis µs per script call |"), "|---|---:|---:|---:|"]
+        for r in broker:
+            lines.append(f"| {r['setup']} (one process, no WebSocket) | "
+                         f"{_fmt(r['publishes_per_s'], 0)} | "
+                         f"{_fmt(r['round_trips_per_publish'], 3)} | "
+                         f"{_fmt(r['redis_us_per_publish'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -286,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=64, help="payload bytes (a JSON string)")
+    parser.add_argument("--broker-publishes", type=int, default=20_000,
+                        help="RedisBroker alone, in this process (0: skip)")
     parser.add_argument("--json", metavar="PATH", help="also write the per-round results")
     return parser
 
@@ -312,8 +372,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"# round {round_no + 1}/{args.rounds} {setup} n={n} {mode}: "
                           + ", ".join(f"{k} {_fmt(v)}" for k, v in r.items()
                                       if isinstance(v, float)), file=sys.stderr, flush=True)
+            for round_no in range(args.rounds if args.broker_publishes else 0):
+                r = run_broker_only(redis, args.broker_publishes)
+                r["round"] = round_no
+                runs.append(r)
         finally:
             redis.stop()
+    if args.broker_publishes:
+        plan.append(("RedisBroker alone", 0, "broker"))
     rows = []
     for setup, n, mode in plan:
         mine = [r for r in runs if (r["setup"], r["subscribers"], r["mode"]) == (setup, n, mode)]

@@ -24,7 +24,8 @@ def test_tiny_run_prints_both_tables() -> None:
         [
             sys.executable, str(ROOT / "benchmarks" / "bench_redis.py"),
             "--latency-subscribers", "10", "--burst-subscribers", "20", "--publishes", "20",
-            "--burst", "5", "--warmup", "2", "--rounds", "1", "--json", str(report),
+            "--burst", "5", "--warmup", "2", "--rounds", "1", "--broker-publishes", "300",
+            "--json", str(report),
         ],
         check=False, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT,
     )  # fmt: skip
@@ -40,5 +41,6 @@ def test_tiny_run_prints_both_tables() -> None:
     report.unlink()
     assert {(r["setup"], r["mode"]) for r in rows} == {
         (s, m) for s in ("memory x1", "redis x1", "redis x2") for m in ("latency", "throughput")
-    }
+    } | {("RedisBroker alone", "broker")}
+    assert any(line.startswith("| RedisBroker alone") for line in lines)
     assert all(r["deliveries_per_s"] > 0 for r in rows if r["mode"] == "throughput")
