@@ -43,6 +43,7 @@ __all__ = [
     "publish_args",
     "topic_keys",
     "topic_of_channel",
+    "user_json",
 ]
 
 PREFIX = "rfc6455:"

@@ -287,6 +287,7 @@ class RedisBroker(Broker):
     # -- events from the shards (posted to the loop thread) ------------------------------
 
     def shard_results(self, batch: list[Op], results: list[Any]) -> None:
+        """(From a shard.) The results of a batch of operations: run their callbacks."""
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, BrokerError):
                 self.stats["errors"] += 1
@@ -298,6 +299,7 @@ class RedisBroker(Broker):
                     logger.exception("a broker callback raised")
 
     def shard_messages(self, shard: Shard, messages: list[tuple[str, bytes]]) -> None:
+        """(From a shard.) Publications received on its pub/sub connection."""
         topics = self._topics
         for name, data in messages:
             t = topics.get(scripts.topic_of_channel(name))
@@ -311,6 +313,7 @@ class RedisBroker(Broker):
             self._live(t, Publication(t.name, offset, epoch, payload, ts))
 
     def shard_subscribed(self, shard: Shard, channel: str) -> None:
+        """(From a shard.) Redis confirmed a subscription: sync the topic from history."""
         # The first confirmation, or one after a reconnection: whatever the state, read
         # what may have been missed (a sync in flight may have started before the loss).
         t = self._topics.get(scripts.topic_of_channel(channel))
@@ -318,6 +321,7 @@ class RedisBroker(Broker):
             self._sync(t)
 
     def shard_down(self, shard: Shard, channel: str | None, reason: str) -> None:
+        """(From a shard.) Its pub/sub connection (or one channel) was lost."""
         self.stats["disconnects"] += 1
         for t in self._topics.values():
             if t.shard is not shard or (channel is not None and scripts.channel(t.name) != channel):

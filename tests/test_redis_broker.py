@@ -169,17 +169,17 @@ def test_history_window_by_count_and_recovery_boundaries(loop: Loop,
 
 
 def test_history_window_by_age(loop: Loop, urls: tuple[list[str], bool]) -> None:
-    b = make(loop, urls, policies=[("aging-*", HistoryPolicy(100, 0.4))])
+    b = make(loop, urls, policies=[("aging-*", HistoryPolicy(100, 0.8))])
     try:
         name = "aging-" + secrets.token_hex(4)
         first = publish(loop, b, name)
-        time.sleep(0.5)
+        time.sleep(0.9)
         publish(loop, b, name)
         got = history(loop, b, name)
-        assert [p.offset for p in got.publications] == [2]  # 1 is 0.4 s old: gone
+        assert [p.offset for p in got.publications] == [2]  # 1 is 0.8 s old: gone
         assert not history(loop, b, name, Position(0, first.epoch)).recovered
         assert history(loop, b, name, Position(1, first.epoch)).recovered
-        time.sleep(0.5)
+        time.sleep(0.9)
         empty = history(loop, b, name, Position(2, first.epoch))
         assert empty.recovered and empty.publications == () and empty.offset == 2
         assert history(loop, b, name).publications == ()
@@ -266,14 +266,14 @@ def test_presence_join_leave_and_order(loop: Loop, broker: RedisBroker) -> None:
 def test_presence_entries_expire_unless_refreshed(loop: Loop,
                                                   urls: tuple[list[str], bool]) -> None:
     """A worker that dies stops refreshing: its entries expire; a live one keeps its own."""
-    live = make(loop, urls, presence_ttl=0.6)
-    dead = make(loop, urls, presence_ttl=0.6)
+    live = make(loop, urls, presence_ttl=1.5)
+    dead = make(loop, urls, presence_ttl=1.5)
     try:
         name = topic()
         ok(call(loop, live.presence_join, name, ClientInfo("alive", None)))
         ok(call(loop, dead.presence_join, name, ClientInfo("dying", None)))
         dead.close()  # its refresh timer stops
-        loop.run_until(lambda: False, 1.2)  # live refreshes every 0.2 s
+        loop.run_until(lambda: False, 2.0)  # live refreshes every 0.5 s
         result = ok(call(loop, live.presence, name))
         assert [c.client for c in result.clients] == ["alive"]
     finally:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ class Serve:
         for line in self.proc.stdout:
             self.output.append(line)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM (SIGKILL after 20 s); the exit status."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
@@ -73,6 +75,15 @@ class Serve:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def metrics(self) -> dict[str, float]:
+        """``/metrics``, as ``{name: value}`` (unlabelled samples)."""
+        with urllib.request.urlopen(self.url.replace("ws:", "http:") + "metrics",
+                                    timeout=10) as response:
+            text = response.read().decode()
+        return {name: float(value)
+                for name, value in re.findall(r"^(\w+) (\S+)$", text, re.MULTILINE)}
 
 
 @pytest.fixture
@@ -205,6 +216,10 @@ def test_two_servers_behave_as_one(serve: Callable[..., Serve], backend: Backend
             late.recv(timeout=0.3)
         late.close()
         publisher.close()
+        metrics = b.metrics()
+        assert metrics["rfc6455_broker_redis_errors_total"] == 0
+        assert metrics["rfc6455_broker_redis_shards"] == (3 if backend.cluster else 1)
+        assert a.stop() == 0 and b.stop() == 0  # SIGTERM: the Redis threads let it exit
     finally:
         for _, client in subscribers:
             client.close()
@@ -306,6 +321,11 @@ def _run_kill(serve: Callable[..., Serve], backend: Backend, *, persistent: bool
     finally:
         for _, client in subs:
             client.close()
+    for server in (a, b):
+        metrics = server.metrics()
+        assert metrics["rfc6455_broker_redis_disconnects_total"] >= 1
+        assert metrics["rfc6455_broker_redis_reconnects_total"] >= 1
+    assert a.metrics()["rfc6455_broker_redis_errors_total"] >= len(publisher.refused)
     if persistent:
         assert not resyncs and not errors, (resyncs, errors)
     else:
@@ -399,7 +419,7 @@ def test_slow_redis_does_not_stall_the_loop(serve: Callable[..., Serve],
         loaded = _echo_latencies(probe)
         # A loop blocked on Redis would take >= 0.3 s per echo; it stays near the baseline.
         assert statistics.median(loaded) < baseline + 0.1, (baseline, loaded)
-        assert max(loaded) < 0.25, loaded
+        assert sum(t >= 0.3 for t in loaded) <= 2, loaded  # blocked: every one would be
         flood.close()
         publisher.close()
         probe.close()
