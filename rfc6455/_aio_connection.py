@@ -602,9 +602,11 @@ class Connection(asyncio.BufferedProtocol):
         self.local_address = transport.get_extra_info("sockname")
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        """The buffer the loop reads into: one per thread, shared by the connections."""
         return self._rbuf
 
     def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the shared buffer: feed them to the connection."""
         # The core and the handshake copy what they keep: the shared buffer is free
         # again when this returns.
         self.data_received(cast(bytes, self._rbuf[:nbytes]))

@@ -28,7 +28,7 @@ from ._page import pubsub_page_routes
 from ._workers import Supervisor, WorkersFailed, reserve_port
 from .app import EchoHandler, HandlerFactory
 from .auth import Auth, JWTAuthenticator
-from .broker import HistoryPolicy, InProcessBroker
+from .broker import Broker, BrokerError, HistoryPolicy, InProcessBroker
 from .envelope import SUBPROTOCOL
 from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
 from .pubsub import PubSubApp
@@ -187,25 +187,54 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def _serve_pubsub(args: argparse.Namespace, ready: Callable[[], None] | None = None) -> int:
-    """``serve --app pubsub``: the envelope protocol on the in-process broker."""
-    if args.redis:
-        raise SystemExit("rfc6455: the Redis broker is not available in this version")
+    """``serve --app pubsub``: the envelope protocol on the in-process broker, or on
+    Redis with ``--redis``."""
+    if args.redis_cluster and not args.redis:
+        raise SystemExit("rfc6455: --redis-cluster needs --redis URL (a seed node)")
     raise_fd_limit()
     config = server_config(args)
     config.subprotocols = (SUBPROTOCOL,)
     loop = Loop()
-    policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
-    broker = InProcessBroker(loop, default_policy=policy)
+    broker, broker_metrics = _pubsub_broker(args, loop)
     app = PubSubApp(broker, join_leave=args.join_leave, auth=_jwt_auth(args))
     config.check_request = app.check_request
+
+    def metrics() -> str:
+        text = app.metrics_text(server.incidents())
+        return text + broker_metrics() if broker_metrics is not None else text
+
     server = Server(
         config,
         handler=app,
         loop=loop,
         http_routes=pubsub_page_routes(),
-        extra_metrics=lambda: app.metrics_text(server.incidents()),
+        extra_metrics=metrics,
     )
-    return _run(server, ready)
+    try:
+        return _run(server, ready)
+    finally:
+        broker.close()
+
+
+def _pubsub_broker(
+    args: argparse.Namespace, loop: Loop
+) -> tuple[Broker, Callable[[], str] | None]:
+    """``--redis URL`` (repeatable; ``--redis-cluster``): the Redis broker and its metrics;
+    else the in-process broker. redis-py is imported only then (the ``redis`` extra)."""
+    policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
+    if not args.redis:
+        return InProcessBroker(loop, default_policy=policy), None
+    try:
+        from .redis_broker import RedisBroker
+    except ImportError as exc:
+        raise SystemExit(f"rfc6455: --redis needs redis-py (pip install 'rfc6455[redis]'): "
+                         f"{exc}") from None
+    try:
+        broker = RedisBroker(loop, args.redis, cluster=args.redis_cluster,
+                             default_policy=policy)
+    except (BrokerError, ValueError) as exc:
+        raise SystemExit(f"rfc6455: --redis: {exc}") from None
+    return broker, broker.metrics_text
 
 
 def _jwt_auth(args: argparse.Namespace) -> Auth | None:
