@@ -217,9 +217,11 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         self._wake_writers()
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        """The buffer the transport reads into: this thread's, shared by its connections."""
         return self._rbuf
 
     def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the buffer: handle them now (what is kept is copied)."""
         self.data_received(cast(bytes, self._rbuf[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
