@@ -26,8 +26,9 @@ Invariants:
 - the application receives ``websocket.connect`` first and exactly one
   ``websocket.disconnect`` last; a ``receive()`` after it returns it again.
 - an application that raises before answering gets the client an HTTP 500;
-  after accepting, a close frame 1011; a ``websocket.close`` before accepting
-  is an HTTP 403.
+  after accepting, TCP is closed behind what it already sent, without a close
+  frame (the client reports 1006, as with uvicorn's own protocols); a
+  ``websocket.close`` before accepting is an HTTP 403.
 - once the peer is gone (its close frame, a protocol failure, the keepalive
   timeout, the transport lost, server shutdown) ``send`` raises uvicorn's
   ``ClientDisconnected`` (an ``OSError``); after the application's own
@@ -360,7 +361,7 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
         except BaseException:
             self.logger.exception("Exception in ASGI application\n")
             if self._phase == _OPEN:
-                self._close_with(1011)
+                self._drop_after_app_error()
             else:
                 self._answer_for_app()
         else:
@@ -564,6 +565,14 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
                 self._read_paused = False
                 self.transport.resume_reading()
             self.close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _drop_after_app_error(self) -> None:
+        """The app raised while the connection was open: close TCP once what it sent is
+        written, without a close frame. uvicorn's own protocols do this, and its test
+        suite expects it (the client sees 1006): every ``--ws`` choice must behave
+        alike for the app that fails."""
+        self._phase = _CLOSED
+        self.stop_keepalive()
 
     def _close_timed_out(self) -> None:
         self.close_timer = None

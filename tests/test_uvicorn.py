@@ -1,8 +1,8 @@
 """rfc6455.uvicorn.WebSocketProtocol under a real uvicorn server, with real clients.
 
 uvicorn's own suite (tests/interop/test_uvicorn_suite.py) covers the ASGI contract
-shared with its built-in protocols; these cover what is ours: 1011 after an
-exception, the 1009 limit with its reason, keepalive timeouts, subprotocols that were
+shared with its built-in protocols; these cover what is ours: a dropped TCP (1006)
+after an exception, the 1009 limit with its reason, keepalive timeouts, subprotocols that were
 not offered, frames that arrive before the app accepts, and the send/receive rules.
 The server runs in a thread (uvicorn installs no signal handlers there) on port 0;
 the client is rfc6455's blocking client or a raw socket.
@@ -73,6 +73,9 @@ def echo_app(log: list[Any]) -> App:
                 return
             if message.get("text") == "raise":
                 raise RuntimeError("on purpose")
+            if message.get("text") == "send-then-raise":
+                await send({"type": "websocket.send", "text": "last words"})
+                raise RuntimeError("on purpose")
             if message.get("text", "").startswith("close:"):
                 await send({"type": "websocket.close", "code": int(message["text"][6:]),
                             "reason": "bye"})
@@ -103,13 +106,16 @@ def test_echo_text_and_binary_with_compression() -> None:
     assert "websocket.http.response" in scope["extensions"]
 
 
-def test_exception_after_accept_closes_1011() -> None:
+def test_exception_after_accept_drops_tcp_behind_what_was_sent() -> None:
+    """As uvicorn's own protocols (its suite's test_duplicate_handshake): no close frame,
+    the client reports 1006; what the app sent before raising still arrives."""
     log: list[Any] = []
     with serve(echo_app(log)) as (url, _), rfc6455.connect(url, timeout=TIMEOUT) as ws:
-        ws.send("raise")
+        ws.send("send-then-raise")
+        assert ws.recv(timeout=TIMEOUT) == "last words"
         with pytest.raises(ConnectionClosed) as caught:
             ws.recv(timeout=TIMEOUT)
-    assert caught.value.code == 1011
+    assert caught.value.code == 1006
 
 
 def test_app_close_code_reason_and_its_disconnect_event() -> None:
