@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.crc import key_slot
+from redis.exceptions import AskError, NoScriptError, RedisError
 from redis.retry import Retry
 
 from ._broker_types import BrokerError
@@ -101,6 +102,7 @@ class Shard:
     def __init__(self, name: str, options: dict[str, Any], events: Events,
                  post: Callable[..., object], *, sharded: bool = False) -> None:
         self.name = name
+        self.options = options
         self.sharded = sharded
         self._events = events
         self._post = post
@@ -193,6 +195,9 @@ class Shard:
             return [error] * len(batch)
         results: list[Any] = []
         for op, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, AskError):  # MOVED or ASK: the slot is elsewhere now
+                results.append(BrokerError(f"Redis {self.name}: MOVED {reply.slot_id}"))
+                continue
             if isinstance(reply, Exception):
                 results.append(BrokerError(f"Redis {self.name}: {reply}"))
                 continue
@@ -232,6 +237,9 @@ class Shard:
                 self._read(pubsub, wanted)
                 pause = BACKOFF_S[0]
             except (RedisError, OSError, ValueError) as exc:
+                if isinstance(exc, AskError):  # a subscription refused: the slot moved
+                    self._moved(exc.slot_id, str(exc), wanted)
+                    continue  # the connection is fine; the broker moves those channels
                 if pubsub is not None:
                     _close_quietly(pubsub)
                     pubsub = None
@@ -243,6 +251,14 @@ class Shard:
                 pause = min(pause * 2, BACKOFF_S[1])
         if pubsub is not None:
             _close_quietly(pubsub)
+
+    def _moved(self, slot: int, error: str, wanted: set[str]) -> None:
+        """``MOVED slot host:port`` (or ``ASK``) for a subscription: the slot is not this
+        node's (any more). Forget its channels here and tell the broker, which reads the
+        cluster's slot map again and subscribes them where they are now."""
+        for channel in [c for c in wanted if key_slot(c.encode()) == slot]:
+            wanted.discard(channel)
+            self._send(self._events.shard_down, self, channel, f"MOVED {error}")
 
     def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
         if self.sharded:
@@ -284,13 +300,13 @@ class Shard:
                 if channel in wanted:
                     self._send(self._events.shard_subscribed, self, channel)
             elif kind in ("unsubscribe", "sunsubscribe") and channel in wanted:
-                # The server dropped it (a slot moved): subscribe again; the broker
-                # recovers from history once it is confirmed.
+                # The server dropped it (its slot moved): the broker finds where it went,
+                # subscribes there and recovers from history once that is confirmed.
                 if messages:
                     self._send(self._events.shard_messages, self, messages)
                     messages = []
+                wanted.discard(channel)
                 self._send(self._events.shard_down, self, channel, "unsubscribed by Redis")
-                self._subscribe(pubsub, [channel])
             if len(messages) >= MAX_BATCH:
                 break
             message = get(timeout=0.0)
