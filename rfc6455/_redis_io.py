@@ -111,6 +111,9 @@ class Shard:
         self._ops: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._control: queue.SimpleQueue[tuple[bool, str]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        # Subscriber thread only: our UNSUBSCRIBEs not answered yet, per channel (so that
+        # their replies are not taken for Redis dropping a channel we want again).
+        self._unsubscribing: dict[str, int] = {}
         #: Counters read by the broker's metrics (written by the threads).
         self.reconnects = 0
         self.batches = 0
@@ -224,6 +227,7 @@ class Shard:
         while not stop.is_set():
             try:
                 if pubsub is None:
+                    self._unsubscribing.clear()
                     pubsub = self._sub_client.pubsub()  # type: ignore[no-untyped-call]
                     if wanted:
                         self._subscribe(pubsub, sorted(wanted))
@@ -278,6 +282,7 @@ class Shard:
                 self._subscribe(pubsub, [channel])
             elif not subscribed and channel in wanted:
                 wanted.discard(channel)
+                self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
                 if self.sharded:
                     pubsub.sunsubscribe(channel)
                 else:
@@ -299,6 +304,10 @@ class Shard:
                     messages = []
                 if channel in wanted:
                     self._send(self._events.shard_subscribed, self, channel)
+            elif kind in ("unsubscribe", "sunsubscribe") and self._unsubscribing.get(channel):
+                self._unsubscribing[channel] -= 1  # the answer to ours
+                if not self._unsubscribing[channel]:
+                    del self._unsubscribing[channel]
             elif kind in ("unsubscribe", "sunsubscribe") and channel in wanted:
                 # The server dropped it (its slot moved): the broker finds where it went,
                 # subscribes there and recovers from history once that is confirmed.

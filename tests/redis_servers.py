@@ -196,7 +196,7 @@ class RedisCluster:
                         lo, _, hi = spec.partition("-")
                         if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
                             return node
-        raise LookupError(key)
+        raise LookupError(slot)
 
     def stop(self) -> None:
         for node in self.nodes:
