@@ -13,10 +13,8 @@ import gc
 import importlib
 import json
 import logging
-import os
 import queue
 import resource
-import signal
 import socket
 import sys
 import threading
@@ -27,6 +25,7 @@ from urllib.parse import quote
 from ._errors import ConnectionClosed
 from ._loop import Loop
 from ._page import pubsub_page_routes
+from ._workers import Supervisor, WorkersFailed, reserve_port
 from .app import EchoHandler, HandlerFactory
 from .auth import Auth, JWTAuthenticator
 from .broker import Broker, BrokerError, HistoryPolicy, InProcessBroker
@@ -105,30 +104,91 @@ def raise_fd_limit() -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0."""
-    if args.app == "pubsub":
-        return _serve_pubsub(args)
-    if args.jwt_secret or args.jwt_public_key or args.jwt_cookie:
-        raise SystemExit("rfc6455: --jwt-* flags need --app pubsub")
-    app = load_app(args.app)
-    raise_fd_limit()
-    config = server_config(args)
-    if args.workers <= 1:
-        server = Server(config, handler=app)
-        # What exists now lives as long as the process: keep the collector off it.
-        gc.freeze()
-        server.serve_forever()
-        return 0
-    return _serve_workers(config, app, args.workers)
-
-
-def _serve_pubsub(args: argparse.Namespace) -> int:
-    """``serve --app pubsub``: the envelope protocol on the in-process broker."""
+    """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0 (``--workers N``:
+    N supervised processes on one port)."""
+    _check_serve_args(args)
     if args.workers > 1:
+        return _supervise(args)
+    return _serve_one(args)
+
+
+def _check_serve_args(args: argparse.Namespace) -> None:
+    """Refuse what cannot work before anything starts (workers would crash-loop on it)."""
+    if args.workers < 1:
+        raise SystemExit("rfc6455: --workers must be at least 1")
+    if args.app != "pubsub" and (args.jwt_secret or args.jwt_public_key or args.jwt_cookie):
+        raise SystemExit("rfc6455: --jwt-* flags need --app pubsub")
+    if args.app not in ("echo", "pubsub"):
+        module_name, _, attr = args.app.partition(":")
+        if not module_name or not attr:
+            raise SystemExit(
+                f"rfc6455: --app must be echo, pubsub or MODULE:ATTR, not {args.app!r}"
+            )
+    if args.app == "pubsub" and args.workers > 1 and not args.redis:
         raise SystemExit(
             "rfc6455: --app pubsub with --workers > 1 needs a shared broker (--redis); "
             "the in-process broker would split the topics between the workers"
         )
+    server_config(args)  # a bad value raises here, once, not in every worker
+
+
+def _serve_one(args: argparse.Namespace, ready: Callable[[], None] | None = None) -> int:
+    """One server process: the whole service, or one worker of ``--workers N``. ``ready``
+    is called once the server listens."""
+    if args.app == "pubsub":
+        return _serve_pubsub(args, ready)
+    app = load_app(args.app)
+    raise_fd_limit()
+    server = Server(server_config(args), handler=app)
+    return _run(server, ready)
+
+
+def _run(server: Server, ready: Callable[[], None] | None) -> int:
+    server.start()
+    if ready is not None:
+        ready()
+    # What exists now lives as long as the process: keep the collector off it.
+    gc.freeze()
+    server.serve_forever()
+    return 0
+
+
+def _serve_worker(options: dict[str, Any], ready: Callable[[], None]) -> int:
+    """One worker of ``serve --workers N`` (run by :mod:`rfc6455._workers` in its own
+    process, with the supervisor's options and the port it reserved)."""
+    return _serve_one(argparse.Namespace(**options), ready)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """``serve --workers N``: reserve the port, then supervise N workers sharing it."""
+    held: list[socket.socket] = []
+    if args.port == 0:
+        # Every worker must bind the same port: pick it here, and hold it until we exit.
+        args.port, held = reserve_port(args.host)
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    scheme = "wss" if args.certfile else "ws"
+    host = args.host or "0.0.0.0"
+    shown = f"[{host}]" if ":" in host else host
+    supervisor = Supervisor(
+        _serve_worker,
+        options,
+        args.workers,
+        shutdown_timeout=args.shutdown_timeout,
+        address=f"{scheme}://{shown}:{args.port}",
+        log_level=args.log_level,
+    )
+    try:
+        return supervisor.run()
+    except WorkersFailed as exc:
+        raise SystemExit(f"rfc6455: {exc}") from None
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _serve_pubsub(args: argparse.Namespace, ready: Callable[[], None] | None = None) -> int:
+    """``serve --app pubsub``: the envelope protocol on the in-process broker, or on
+    Redis with ``--redis``."""
     if args.redis_cluster and not args.redis:
         raise SystemExit("rfc6455: --redis-cluster needs --redis URL (a seed node)")
     raise_fd_limit()
@@ -150,12 +210,10 @@ def _serve_pubsub(args: argparse.Namespace) -> int:
         http_routes=pubsub_page_routes(),
         extra_metrics=metrics,
     )
-    gc.freeze()
     try:
-        server.serve_forever()
+        return _run(server, ready)
     finally:
         broker.close()
-    return 0
 
 
 def _pubsub_broker(
@@ -195,43 +253,6 @@ def _jwt_auth(args: argparse.Namespace) -> Auth | None:
     except (RuntimeError, ValueError, OSError) as exc:
         raise SystemExit(f"rfc6455: {exc}") from None
     return Auth(authenticate, cookie=args.jwt_cookie)
-
-
-def _serve_workers(config: Config, app: HandlerFactory, workers: int) -> int:
-    """Fork ``workers`` processes sharing the port through SO_REUSEPORT."""
-    if config.port == 0:
-        # Every worker must bind the same port: pick one now.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((config.host, 0))
-            config.port = probe.getsockname()[1]
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                Server(config, handler=app).serve_forever()
-            except BaseException:
-                logger.exception("worker failed")
-                code = 1
-            os._exit(code)
-        children.append(pid)
-
-    def forward(signum: int, frame: Any) -> None:
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _, child_status = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(child_status) != 0:
-            status = 1
-    return status
 
 
 def autobahn_server(args: argparse.Namespace) -> int:
