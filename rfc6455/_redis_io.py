@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.crc import key_slot
+from redis.exceptions import AskError, NoScriptError, RedisError
 from redis.retry import Retry
 
 from ._broker_types import BrokerError
@@ -101,6 +102,7 @@ class Shard:
     def __init__(self, name: str, options: dict[str, Any], events: Events,
                  post: Callable[..., object], *, sharded: bool = False) -> None:
         self.name = name
+        self.options = options
         self.sharded = sharded
         self._events = events
         self._post = post
@@ -109,6 +111,9 @@ class Shard:
         self._ops: queue.SimpleQueue[Op | None] = queue.SimpleQueue()
         self._control: queue.SimpleQueue[tuple[bool, str]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        # Subscriber thread only: our UNSUBSCRIBEs not answered yet, per channel (so that
+        # their replies are not taken for Redis dropping a channel we want again).
+        self._unsubscribing: dict[str, int] = {}
         #: Counters read by the broker's metrics (written by the threads).
         self.reconnects = 0
         self.batches = 0
@@ -193,6 +198,9 @@ class Shard:
             return [error] * len(batch)
         results: list[Any] = []
         for op, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, AskError):  # MOVED or ASK: the slot is elsewhere now
+                results.append(BrokerError(f"Redis {self.name}: MOVED {reply.slot_id}"))
+                continue
             if isinstance(reply, Exception):
                 results.append(BrokerError(f"Redis {self.name}: {reply}"))
                 continue
@@ -219,6 +227,7 @@ class Shard:
         while not stop.is_set():
             try:
                 if pubsub is None:
+                    self._unsubscribing.clear()
                     pubsub = self._sub_client.pubsub()  # type: ignore[no-untyped-call]
                     if wanted:
                         self._subscribe(pubsub, sorted(wanted))
@@ -232,6 +241,9 @@ class Shard:
                 self._read(pubsub, wanted)
                 pause = BACKOFF_S[0]
             except (RedisError, OSError, ValueError) as exc:
+                if isinstance(exc, AskError):  # a subscription refused: the slot moved
+                    self._moved(exc.slot_id, str(exc), wanted)
+                    continue  # the connection is fine; the broker moves those channels
                 if pubsub is not None:
                     _close_quietly(pubsub)
                     pubsub = None
@@ -243,6 +255,14 @@ class Shard:
                 pause = min(pause * 2, BACKOFF_S[1])
         if pubsub is not None:
             _close_quietly(pubsub)
+
+    def _moved(self, slot: int, error: str, wanted: set[str]) -> None:
+        """``MOVED slot host:port`` (or ``ASK``) for a subscription: the slot is not this
+        node's (any more). Forget its channels here and tell the broker, which reads the
+        cluster's slot map again and subscribes them where they are now."""
+        for channel in [c for c in wanted if key_slot(c.encode()) == slot]:
+            wanted.discard(channel)
+            self._send(self._events.shard_down, self, channel, f"MOVED {error}")
 
     def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
         if self.sharded:
@@ -262,6 +282,7 @@ class Shard:
                 self._subscribe(pubsub, [channel])
             elif not subscribed and channel in wanted:
                 wanted.discard(channel)
+                self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
                 if self.sharded:
                     pubsub.sunsubscribe(channel)
                 else:
@@ -283,14 +304,18 @@ class Shard:
                     messages = []
                 if channel in wanted:
                     self._send(self._events.shard_subscribed, self, channel)
+            elif kind in ("unsubscribe", "sunsubscribe") and self._unsubscribing.get(channel):
+                self._unsubscribing[channel] -= 1  # the answer to ours
+                if not self._unsubscribing[channel]:
+                    del self._unsubscribing[channel]
             elif kind in ("unsubscribe", "sunsubscribe") and channel in wanted:
-                # The server dropped it (a slot moved): subscribe again; the broker
-                # recovers from history once it is confirmed.
+                # The server dropped it (its slot moved): the broker finds where it went,
+                # subscribes there and recovers from history once that is confirmed.
                 if messages:
                     self._send(self._events.shard_messages, self, messages)
                     messages = []
+                wanted.discard(channel)
                 self._send(self._events.shard_down, self, channel, "unsubscribed by Redis")
-                self._subscribe(pubsub, [channel])
             if len(messages) >= MAX_BATCH:
                 break
             message = get(timeout=0.0)

@@ -22,6 +22,7 @@ import fnmatch
 import logging
 import re
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from enum import Enum
 from functools import partial
@@ -62,8 +63,8 @@ class _State(Enum):
 
 
 class _Topic:
-    __slots__ = ("generation", "last", "listeners", "name", "shard", "state", "sync", "timer",
-                 "waiting")
+    __slots__ = ("generation", "last", "listeners", "name", "orphan", "shard", "state", "sync",
+                 "timer", "waiting")
 
     def __init__(self, name: str, shard: Shard) -> None:
         self.name = name
@@ -78,6 +79,8 @@ class _Topic:
         #: Bumped whenever a history read in flight stops being wanted.
         self.generation = 0
         self.timer: TimerHandle | None = None
+        #: Redis dropped the subscription (its slot moved): subscribe again where it is now.
+        self.orphan = False
 
 
 class RedisBroker(Broker):
@@ -131,11 +134,15 @@ class RedisBroker(Broker):
         self._closed = False
         #: Counters for /metrics (:meth:`metrics_text`).
         self.stats: dict[str, int] = dict.fromkeys(
-            ("errors", "recoveries", "gaps", "disconnects"), 0)
+            ("errors", "recoveries", "gaps", "disconnects", "slot_maps"), 0)
         post = loop.call_soon_threadsafe
         self._slots: list[int] | None = None
+        self._seeds = [client_options(_parse_url(url)) for url in urls]
+        self._reading_slots: threading.Thread | None = None
+        self._retiring: list[threading.Thread] = []
+        self._down: set[Shard] = set()
         if cluster:
-            nodes, self._slots = _cluster_nodes(urls)
+            nodes, self._slots = _cluster_nodes(self._seeds)
             self._shards = [Shard(name, options, self, post, sharded=True)
                             for name, options in nodes]
         else:
@@ -177,6 +184,8 @@ class RedisBroker(Broker):
             ("round_trips_total", "counter",
              "Pipelines sent to Redis (one per batch of operations).",
              sum(s.batches for s in self._shards)),
+            ("slot_maps_total", "counter", "Redis Cluster slot maps read after a change.",
+             stats["slot_maps"]),
             ("shards", "gauge", "Redis servers in use.", len(self._shards)),
         )
         lines: list[str] = []
@@ -283,6 +292,9 @@ class RedisBroker(Broker):
             for op in shard.close():
                 if op.callback is not None:
                     self._loop.call_soon(op.callback, closed)
+        for thread in [*self._retiring, self._reading_slots]:
+            if thread is not None:
+                thread.join(10.0)
 
     # -- events from the shards (posted to the loop thread) ------------------------------
 
@@ -291,6 +303,9 @@ class RedisBroker(Broker):
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, BrokerError):
                 self.stats["errors"] += 1
+                if self._slots is not None and ("MOVED " in result.message
+                                                or "ASK " in result.message):
+                    self._read_slots()
             callback = op.callback
             if callback is not None:
                 try:
@@ -316,6 +331,7 @@ class RedisBroker(Broker):
         """(From a shard.) Redis confirmed a subscription: sync the topic from history."""
         # The first confirmation, or one after a reconnection: whatever the state, read
         # what may have been missed (a sync in flight may have started before the loss).
+        self._down.discard(shard)
         t = self._topics.get(scripts.topic_of_channel(channel))
         if t is not None and t.shard is shard:
             self._sync(t)
@@ -323,6 +339,8 @@ class RedisBroker(Broker):
     def shard_down(self, shard: Shard, channel: str | None, reason: str) -> None:
         """(From a shard.) Its pub/sub connection (or one channel) was lost."""
         self.stats["disconnects"] += 1
+        if channel is None:
+            self._down.add(shard)
         for t in self._topics.values():
             if t.shard is not shard or (channel is not None and scripts.channel(t.name) != channel):
                 continue
@@ -330,6 +348,13 @@ class RedisBroker(Broker):
                 t.state = _State.DOWN
                 t.sync = None
                 t.generation += 1
+            if channel is not None:  # Redis dropped this subscription: its slot moved
+                if self._slots is None:
+                    shard.want(channel, True)
+                else:
+                    t.orphan = True
+        if self._slots is not None:
+            self._read_slots()  # a failover or a moved slot: where are the slots now?
 
     # -- delivery and recovery -----------------------------------------------------------
 
@@ -464,6 +489,87 @@ class RedisBroker(Broker):
                 t.timer = None
             t.shard.want(scripts.channel(t.name), False)
 
+    # -- the cluster's slot map ----------------------------------------------------------
+
+    def _read_slots(self) -> None:
+        """Read the cluster's slot map again, on a thread of its own (once at a time);
+        :meth:`_slot_map` applies it on the loop thread."""
+        if self._closed or self._reading_slots is not None:
+            return
+        seeds = [shard.options for shard in self._shards] + self._seeds
+        post = self._loop.call_soon_threadsafe
+
+        def run() -> None:
+            nodes: list[tuple[str, dict[str, Any]]] = []
+            slots: list[int] = []
+            try:
+                nodes, slots = _cluster_nodes(seeds)
+            except BrokerError as exc:
+                logger.warning("could not read the Redis Cluster slot map: %s", exc.message)
+            try:
+                post(self._slot_map, nodes, slots)
+            except Exception:  # the loop is closed
+                logger.debug("slot map not delivered", exc_info=True)
+
+        self._reading_slots = threading.Thread(target=run, name="rfc6455-redis-slots",
+                                               daemon=True)
+        self._reading_slots.start()
+
+    def _slot_map(self, nodes: list[tuple[str, dict[str, Any]]], slots: list[int]) -> None:
+        """Move the topics whose slot changed node: unsubscribe there, subscribe where the
+        slot is now; the confirmation syncs them from history (no gap, no duplicate)."""
+        if self._reading_slots is not None:
+            self._reading_slots.join()
+            self._reading_slots = None
+        if self._closed:
+            return
+        if nodes:
+            self.stats["slot_maps"] += 1
+            old = {shard.name: shard for shard in self._shards}
+            post = self._loop.call_soon_threadsafe
+            self._shards = [old.pop(name) if name in old
+                            else Shard(name, options, self, post, sharded=True)
+                            for name, options in nodes]
+            self._slots = slots
+            for t in self._topics.values():
+                shard = self._shard(t.name)
+                if shard is t.shard and not t.orphan:
+                    continue
+                channel = scripts.channel(t.name)
+                if shard is not t.shard:
+                    t.shard.want(channel, False)
+                    t.shard = shard
+                shard.want(channel, True)
+                t.orphan = False
+                if t.state in (_State.READY, _State.SYNCING):
+                    t.state, t.sync = _State.DOWN, None
+                    t.generation += 1
+            for shard in old.values():
+                self._retire(shard)
+        if self._down or any(t.orphan for t in self._topics.values()):
+            # A master is unreachable: its replica may take over soon; look again.
+            self._loop.call_later(1.0, self._read_slots)
+
+    def _retire(self, shard: Shard) -> None:
+        """Close a shard that left the slot map without blocking the loop; operations it
+        never sent fail with ``unavailable``."""
+        self._down.discard(shard)
+        post = self._loop.call_soon_threadsafe
+
+        def run() -> None:
+            error = BrokerError(f"Redis {shard.name} left the cluster")
+            for op in shard.close():
+                if op.callback is not None:
+                    try:
+                        post(op.callback, error)
+                    except (OSError, RuntimeError):  # the loop is closed
+                        return
+
+        thread = threading.Thread(target=run, name=f"rfc6455-redis-retire-{shard.name}",
+                                  daemon=True)
+        self._retiring = [t for t in self._retiring if t.is_alive()] + [thread]
+        thread.start()
+
     # -- helpers -------------------------------------------------------------------------
 
     def _shard(self, topic: str) -> Shard:
@@ -508,12 +614,16 @@ def _parse_url(url: str) -> dict[str, Any]:
     return options
 
 
-def _cluster_nodes(urls: Sequence[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[int]]:
-    """The masters of a Redis Cluster and its slot map, from the first seed that answers."""
+def _cluster_nodes(
+    seeds: Sequence[dict[str, Any]],
+) -> tuple[list[tuple[str, dict[str, Any]]], list[int]]:
+    """The masters of a Redis Cluster and its slot map, from the first seed that answers
+    (blocking: at startup, or on a thread of its own)."""
     errors: list[str] = []
-    for url in urls:
-        seed = client_options(_parse_url(url))
+    for options in seeds:
+        seed = dict(options)
         seed.pop("db", None)
+        url = f"{seed.get('host', '?')}:{seed.get('port', 6379)}"
         try:
             client = redis.Redis(**seed)
             try:

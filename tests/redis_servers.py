@@ -172,7 +172,22 @@ class RedisCluster:
 
     def node_of(self, key: str) -> RedisServer:
         """The master that holds ``key``'s slot."""
-        slot = int(self.nodes[0].redis_cli("cluster", "keyslot", key).strip())
+        return self.owner(int(self.nodes[0].redis_cli("cluster", "keyslot", key).strip()))
+
+    def move_slot(self, slot: int, dst: RedisServer) -> None:
+        """Migrate ``slot`` (and its keys) to ``dst``, as ``redis-cli --cluster reshard`` does."""
+        src = self.owner(slot)
+        src_id = src.redis_cli("cluster", "myid").strip()
+        dst_id = dst.redis_cli("cluster", "myid").strip()
+        dst.redis_cli("cluster", "setslot", str(slot), "importing", src_id)
+        src.redis_cli("cluster", "setslot", str(slot), "migrating", dst_id)
+        while keys := src.redis_cli("cluster", "getkeysinslot", str(slot), "100").split():
+            src.redis_cli("migrate", "127.0.0.1", str(dst.port), "", "0", "5000", "keys", *keys)
+        for node in (dst, src, *self.nodes):
+            node.redis_cli("cluster", "setslot", str(slot), "node", dst_id)
+
+    def owner(self, slot: int) -> RedisServer:
+        """The master that holds ``slot``."""
         for node in self.nodes:
             for line in node.redis_cli("cluster", "nodes").splitlines():
                 fields = line.split()
@@ -181,7 +196,7 @@ class RedisCluster:
                         lo, _, hi = spec.partition("-")
                         if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
                             return node
-        raise LookupError(key)
+        raise LookupError(slot)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 from redis_servers import RedisCluster, RedisServer, need_redis
 
 from rfc6455._loop import Loop
@@ -241,6 +242,48 @@ def test_topics_spread_over_every_master(loop: Loop, cluster: RedisCluster) -> N
             publish(loop, b, n)
     finally:
         b.close()
+
+
+def test_a_moved_slot_is_followed_without_loss(loop: Loop, cluster: RedisCluster) -> None:
+    """Resharding while subscribed: Redis drops the subscription and refuses the old node's
+    publishes (MOVED); both brokers read the slot map again, subscribe where the slot went
+    and recover from the migrated stream: every offset once, no BrokerError."""
+    listening, publishing = (RedisBroker(loop, cluster.urls, cluster=True) for _ in range(2))
+    try:
+        name = "moving-" + secrets.token_hex(4)
+        listener = Results()
+        assert call(loop, listening.subscribe, name, listener) is None
+        for _ in range(5):
+            publish(loop, publishing, name)
+        wait(loop, listener, 5)
+        slot = key_slot(name.encode())
+        dst = next(n for n in cluster.nodes if n is not cluster.owner(slot))
+        cluster.move_slot(slot, dst)
+        refused = 0
+        deadline = time.monotonic() + TIMEOUT
+        published = 5
+        while published < 10:
+            assert time.monotonic() < deadline
+            result = call(loop, publishing.publish, name, '"after"')
+            if isinstance(result, BrokerError):
+                assert result.code == "unavailable"
+                refused += 1
+                loop.run_until(lambda: False, 0.05)
+            else:
+                published += 1
+                assert result.offset == published
+        got = wait(loop, listener, 10)
+        assert [p.offset for p in got] == list(range(1, 11)), got
+        assert len({p.epoch for p in got}) == 1
+        loop.run_until(lambda: False, 0.3)
+        assert len(listener.got) == 10  # nothing twice
+        for b in (listening, publishing):
+            assert b.shard_name(name) == f"127.0.0.1:{dst.port}"
+            assert b.stats["slot_maps"] >= 1
+        assert refused <= 3
+    finally:
+        listening.close()
+        publishing.close()
 
 
 # -- presence ----------------------------------------------------------------------------

@@ -301,7 +301,7 @@ def _run_kill(serve: Callable[..., Serve], backend: Backend, *, persistent: bool
             target = {"offset": newest, "epoch": final_epoch}
             while client.position(t) != target:  # after a resync it may start past newest
                 left = deadline - time.monotonic()
-                assert left > 0, (t, client.position(t), target)
+                assert left > 0, (t, client.position(t), target, _logs(a, b))
                 try:
                     got += recv_all(client, 1, timeout=min(left, 0.2), errors=errors)
                 except (TimeoutError, AssertionError):
@@ -332,6 +332,12 @@ def _run_kill(serve: Callable[..., Serve], backend: Backend, *, persistent: bool
         lost = [topic for topic, ack in resyncs if ack["recovered"] is False]
         assert lost.count(topics[0]) == subscribers_per_topic, resyncs
         assert set(lost) == {topics[0]}
+
+
+def _logs(*servers: Serve) -> str:
+    """The servers' broker log lines, for a failure message."""
+    return "\n".join(line.rstrip() for server in servers for line in server.output
+                     if "broker" in line or "redis" in line.lower())
 
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "volatile"])
