@@ -249,9 +249,33 @@ class Connection:
             return
         if self._eof or self.state not in RECEIVING:
             return  # §5.5.1: nothing after a close frame (or a failure) is read
+        self._decoded(*self._decoder.feed(data))
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where to read the rest of a large frame still arriving, or None.
+
+        A zero-copy alternative to ``receive_data`` for an I/O layer that reads with
+        ``recv_into``: while a frame of ``rfc6455._frames.DIRECT_MIN`` bytes or more is
+        incomplete (and a quarter of it is in), a writable view of exactly the bytes it
+        still lacks, in a buffer sized for the whole frame. Read into a prefix of it,
+        release the view, then call :meth:`receive_filled` with the count. None
+        otherwise: read into any buffer and call ``receive_data``.
+        """
+        if self._eof or self.state not in RECEIVING:
+            return None
+        return self._decoder.receive_buffer()
+
+    def receive_filled(self, nbytes: int) -> None:
+        """``nbytes`` (> 0) were read into the start of :meth:`receive_buffer`'s view (now
+        released): like ``receive_data`` with those bytes."""
+        if self._eof or self.state not in RECEIVING:
+            return
+        self._decoded(*self._decoder.filled(nbytes))
+
+    def _decoded(self, records: list[int], error: int) -> None:
+        """Events for the frames just decoded, then the checks on the one still arriving."""
         decoder = self._decoder
         try:
-            records, error = decoder.feed(data)
             if records:
                 # A frame completed, so any frame still arriving is a new one.
                 self._partial_checked = 0
@@ -260,8 +284,7 @@ class Connection:
                     return
                 # The payloads are copied out: hold only the frame still arriving,
                 # now rather than at the next feed (an idle connection holds nothing).
-                del decoder.buffer[: decoder.consumed]
-                decoder.consumed = 0
+                decoder.release()
             if error:
                 self._fail(scan_error(error))
             elif decoder.needed:
@@ -336,7 +359,7 @@ class Connection:
         Streamed messages hold nothing between frames. 0 once nothing more
         will be read (close received, failure, EOF). O(1).
         """
-        return self._decoder.pending + len(self._msg_buf)
+        return self._decoder.held + len(self._msg_buf)
 
     @property
     def receiving(self) -> bool:
@@ -677,6 +700,41 @@ class Connection:
                 frame = frame_header(first, n) + payload
             return frame if self._pong is None else self._take_pong() + frame
         return self._emit(self._encode(first, payload))
+
+    def send_data_parts(self, data: str | bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """Encode a message (``str``: text, ``bytes``: binary) as two buffers to write in
+        order, so that a large payload is never copied to join it to its header.
+
+        ``head + body`` is exactly what ``send_text`` / ``send_binary`` return: ``head``
+        is any waiting pong and the frame header, ``body`` the payload, unless the frame
+        had to be built whole (a client masks its payload; then ``body`` is ``b""``).
+        Write both with one gathering write (``socket.sendmsg``).
+        """
+        if isinstance(data, str):
+            try:
+                payload = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LocalProtocolError(
+                    "text with lone surrogates cannot be sent as UTF-8"
+                ) from None
+            opcode = _OP_TEXT
+        else:
+            payload = _to_bytes(data)
+            opcode = _OP_BINARY
+        if self.state is not _OPEN:
+            self._check_can_send("data")
+        if self._send_opcode:
+            raise LocalProtocolError("a fragmented message is being sent; finish it first")
+        first = 0x80 | opcode
+        for extension in self._extensions:
+            rsv, payload = extension.encode(payload, first=True, fin=True)
+            first |= rsv
+        if self._mask_frames:
+            return self._emit(self._encode(first, payload)), b""
+        head = frame_header(first, len(payload))
+        if self._pong is not None:
+            head = self._take_pong() + head
+        return head, payload
 
     def send_text(self, text: str) -> bytes:
         """Encode a text message; returns the bytes to write."""

@@ -67,6 +67,9 @@ __all__ = [
 #: peer still sends before closing, so that the kernel does not answer it with a
 #: reset that could destroy our close frame. Bounded: the peer may never stop.
 FAILURE_LINGER = 2.0
+# Messages from this size on are sent as header and payload in one gathering write
+# (no copy of the payload to join them); smaller ones are joined, which is cheaper.
+_PARTS_MIN = 64 * 1024
 
 
 class Phase(enum.Enum):
@@ -261,6 +264,9 @@ class WebSocket(Protocol):
         conn = self._conn
         if conn is None or self._phase is not _OPEN:
             raise self._closed_error()
+        if len(message) >= _PARTS_MIN:
+            self._send_parts(conn, message)
+            return
         if type(message) is str:
             frame = conn.send_text(message)
         else:
@@ -273,6 +279,21 @@ class WebSocket(Protocol):
         self.bytes_out += len(frame)
         transport = self._transport
         if transport is not None and transport.write(frame) > settings.write_buffer_limit:
+            self._over_limit()
+
+    def _send_parts(self, conn: Connection, message: Message) -> None:
+        """``send`` for a large message: header and payload leave as two buffers."""
+        head, body = conn.send_data_parts(message)
+        self.messages_out += 1
+        size = len(head) + len(body)
+        if self._settings.debug:
+            self._log(logging.DEBUG, "sending a %d-byte frame", size)
+        self.bytes_out += size
+        transport = self._transport
+        if (
+            transport is not None
+            and transport.write_parts(head, body) > self._settings.write_buffer_limit
+        ):
             self._over_limit()
 
     def send_frame(self, frame: bytes) -> None:
@@ -458,6 +479,32 @@ class WebSocket(Protocol):
         # (Chunks that also completed events are charged by the deadline check.)
         if self._settings.budget is not None:
             self._account(conn)
+
+    def _received(self, conn: Connection, events: list[Event]) -> None:
+        """``data_received``'s second half (which inlines it), for ``receive_filled``."""
+        if events:
+            self._dispatch(conn, events)
+            if self._held:
+                self._account(conn)
+            return
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        if self._settings.budget is not None:
+            self._account(conn)
+
+    def receive_buffer(self) -> memoryview | None:
+        conn = self._conn
+        return None if conn is None else conn.receive_buffer()
+
+    def receive_filled(self, nbytes: int) -> None:
+        self.bytes_in += nbytes
+        self._t_rx = self._loop.now
+        self._t_ping = None
+        conn = self._conn
+        assert conn is not None  # receive_buffer() offered a view: the connection is open
+        conn.receive_filled(nbytes)
+        self._received(conn, list(conn.events()))
 
     def eof_received(self) -> bool:
         conn = self._conn

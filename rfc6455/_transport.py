@@ -66,6 +66,18 @@ class Protocol:
     def data_received(self, data: bytes) -> None:
         """Bytes arrived."""
 
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next read should go instead of the loop's shared buffer, or None.
+
+        Asked before each read. A protocol that returns a writable view (e.g. the rest of
+        a large frame, in a buffer sized for it) gets :meth:`receive_filled` with the
+        count read into it instead of :meth:`data_received`: no copy of the bytes.
+        """
+        return None
+
+    def receive_filled(self, nbytes: int) -> None:
+        """``nbytes`` (> 0) were read into the start of :meth:`receive_buffer`'s view."""
+
     def eof_received(self) -> bool:
         """The peer closed its side. Return True to keep writing (half-close)."""
         return False
@@ -241,6 +253,11 @@ class Transport:
                 self._loop.add_reader(self._fd, self._on_read)
 
     def _on_read(self) -> None:
+        protocol = self._protocol
+        target = protocol.receive_buffer()
+        if target is not None:
+            self._read_into(target)
+            return
         loop = self._loop
         try:
             n = self._sock.recv_into(loop.read_buffer)
@@ -250,7 +267,24 @@ class Transport:
             self._fatal(exc)
             return
         if n:
-            self._protocol.data_received(loop.read_view[:n].tobytes())
+            protocol.data_received(loop.read_view[:n].tobytes())
+        else:
+            self._on_eof()
+
+    def _read_into(self, target: memoryview) -> None:
+        """One read straight into the protocol's buffer (plain or TLS)."""
+        try:
+            with target:
+                n = self._sock.recv_into(target)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_TRY_AGAIN):
+            return
+        except ssl.SSLZeroReturnError:
+            n = 0
+        except (ssl.SSLError, OSError) as exc:
+            self._fatal(exc)
+            return
+        if n:
+            self._protocol.receive_filled(n)
         else:
             self._on_eof()
 
@@ -261,6 +295,12 @@ class Transport:
         sock = self._sock
         assert isinstance(sock, ssl.SSLSocket)
         while True:
+            target = self._protocol.receive_buffer()
+            if target is not None:
+                self._read_into(target)
+                if self._reading and sock.pending():
+                    continue
+                return
             try:
                 n = sock.recv_into(loop.read_buffer)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_TRY_AGAIN):
@@ -321,6 +361,41 @@ class Transport:
         self._buffer_size = len(data)
         if self._state == _OPEN:
             self._loop.add_writer(self._fd, self._on_write)
+        self._maybe_pause()
+        return self._buffer_size
+
+    def write_parts(self, head: bytes, body: bytes) -> int:
+        """Send ``head`` then ``body`` (e.g. a frame header and its payload) without joining
+        them: one ``sendmsg`` on a plain socket, two writes with TLS. Like :meth:`write`,
+        returns the bytes buffered after it."""
+        if not body:
+            return self.write(head)
+        if (
+            self._buffer is not None
+            or self._state != _OPEN
+            or self._closing
+            or isinstance(self._sock, ssl.SSLSocket)
+        ):
+            self.write(head)
+            return self.write(body)
+        try:
+            n = self._sock.sendmsg((head, body))
+        except _TRY_AGAIN:
+            n = 0
+        except OSError as exc:
+            self._fatal(exc)
+            return 0
+        size = len(head)
+        total = size + len(body)
+        if n == total:
+            return 0
+        if n < size:
+            rest: deque[bytes | memoryview] = deque((memoryview(head)[n:], body))
+        else:
+            rest = deque((memoryview(body)[n - size :],))
+        self._buffer = rest
+        self._buffer_size = total - n
+        self._loop.add_writer(self._fd, self._on_write)
         self._maybe_pause()
         return self._buffer_size
 
