@@ -251,6 +251,30 @@ class Connection:
             return  # §5.5.1: nothing after a close frame (or a failure) is read
         self._decoded(*self._decoder.feed(data))
 
+    def receive_messages(self, buf: bytearray, nbytes: int) -> list[Event | str | bytes]:
+        """``receive(buf[:nbytes])`` for an I/O layer that reads into a buffer of its own,
+        with less work per message.
+
+        ``buf`` is decoded in place when nothing is buffered (its payloads are unmasked
+        in it: it must be writable, and its contents are garbage afterwards); it is not
+        kept. A whole data message comes back as its data alone (``str``: a text message,
+        ``bytes``: a binary one) instead of a ``TextMessage`` / ``BinaryMessage``; every
+        other event is an :class:`Event`. ``nbytes`` 0 means EOF.
+        """
+        if not nbytes:
+            self._receive_eof()
+        elif not self._eof and self.state in RECEIVING:
+            records, error, buffer = self._decoder.feed_from(buf, nbytes)
+            self._decoded(records, error, buffer, True)
+        events: list[Event | str | bytes] = self._events  # type: ignore[assignment]
+        if self._event_pos:
+            events = events[self._event_pos :]
+            self._events.clear()
+        else:
+            self._events = []
+        self._event_pos = 0
+        return events
+
     def receive_buffer(self) -> memoryview | None:
         """Where to read the rest of a large frame still arriving, or None.
 
@@ -272,15 +296,22 @@ class Connection:
             return
         self._decoded(*self._decoder.filled(nbytes))
 
-    def _decoded(self, records: list[int], error: int) -> None:
-        """Events for the frames just decoded, then the checks on the one still arriving."""
+    def _decoded(
+        self,
+        records: list[int],
+        error: int,
+        buffer: bytearray | None = None,
+        raw: bool = False,
+    ) -> None:
+        """Events for the frames just decoded (``records``: offsets into ``buffer``, by
+        default the decoder's), then the checks on the one still arriving."""
         decoder = self._decoder
         try:
             if records:
                 # A frame completed, so any frame still arriving is a new one.
                 self._partial_checked = 0
                 self._partial_tail = None
-                if not self._process(records):
+                if not self._process(records, buffer, raw):
                     return
                 # The payloads are copied out: hold only the frame still arriving,
                 # now rather than at the next feed (an idle connection holds nothing).
@@ -386,9 +417,14 @@ class Connection:
 
     # ------------------------------------------------------------ processing
 
-    def _process(self, records: list[int]) -> bool:
-        """Turn decoded frames into events. False once processing must stop."""
-        view = memoryview(self._decoder.buffer)
+    def _process(
+        self, records: list[int], buffer: bytearray | None = None, raw: bool = False
+    ) -> bool:
+        """Turn decoded frames into events. False once processing must stop.
+
+        ``raw``: a whole data message is reported as its ``str`` / ``bytes`` alone.
+        """
+        view = memoryview(self._decoder.buffer if buffer is None else buffer)
         try:
             append = self._events.append
             max_size = self._max_size
@@ -399,11 +435,13 @@ class Connection:
                 end = records[i + 2]
                 if simple and end - start <= max_size:
                     if first == 0x82:
-                        append(make_binary(view[start:end].tobytes()))
+                        data = view[start:end].tobytes()
+                        append(data if raw else make_binary(data))  # type: ignore[arg-type]
                         continue
                     if first == 0x81:
                         try:
-                            append(make_text(str(view[start:end], "utf-8")))
+                            text = str(view[start:end], "utf-8")
+                            append(text if raw else make_text(text))  # type: ignore[arg-type]
                         except UnicodeDecodeError:
                             self._fail(InvalidUTF8("invalid UTF-8 in text message"))
                             return False

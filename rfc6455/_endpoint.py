@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._connection import Connection
@@ -201,7 +201,7 @@ class WebSocket(Protocol):
         self._t_over: float | None = None
         # (since when, messages_in then) while a frame or message is seen arriving.
         self._partial: tuple[float, int] | None = None
-        self._backlog: list[Event] | None = None
+        self._backlog: Sequence[Event | str | bytes] | None = None
         self._holds = 0
         self._held = 0  # incoming bytes reported to the memory budget
         self._logged: set[Incident] | None = None
@@ -480,6 +480,34 @@ class WebSocket(Protocol):
         if self._settings.budget is not None:
             self._account(conn)
 
+    def buffer_received(self, buf: bytearray, nbytes: int) -> None:
+        # data_received without the copy: the connection decodes in the loop's buffer.
+        self.bytes_in += nbytes
+        self._t_rx = self._loop.now
+        self._t_ping = None  # anything from the peer proves it is alive
+        conn = self._conn
+        if conn is None:
+            self._handshake_data(memoryview(buf)[:nbytes].tobytes())
+            return
+        events = conn.receive_messages(buf, nbytes)
+        if events:
+            self._dispatch(conn, events)
+            if self._held:
+                self._account(conn)
+            return
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        if self._settings.budget is not None:
+            self._account(conn)
+        # Part of a frame arrived: a large one is read straight into its own buffer.
+        target = conn.receive_buffer()
+        if target is not None:
+            target.release()
+            transport = self._transport
+            if transport is not None:
+                transport.read_direct = True
+
     def _received(self, conn: Connection, events: list[Event]) -> None:
         """``data_received``'s second half (which inlines it), for ``receive_filled``."""
         if events:
@@ -668,8 +696,11 @@ class WebSocket(Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _dispatch(self, conn: Connection, events: list[Event]) -> None:
-        """Hand events to the handler (at most MESSAGES_PER_TICK per tick), then flush."""
+    def _dispatch(self, conn: Connection, events: Sequence[Event | str | bytes]) -> None:
+        """Hand events to the handler (at most MESSAGES_PER_TICK per tick), then flush.
+
+        A ``str`` / ``bytes`` item is a whole text / binary message
+        (:meth:`Connection.receive_messages`)."""
         if len(events) > MESSAGES_PER_TICK:
             # One peer's flood must not delay the others: the rest waits for the next
             # tick, and reading waits for the rest (so events stay in wire order).
@@ -687,30 +718,34 @@ class WebSocket(Protocol):
         count = 0
         for event in events:
             cls = type(event)
-            if cls is TextMessage or cls is BinaryMessage:
-                count += 1
-                if self._phase is not _OPEN:
-                    continue
-                if rate is not None and not self._take_token():
-                    break
-                if debug:
-                    self._log(
-                        logging.DEBUG,
-                        "received %s message, %d bytes",
-                        "text" if cls is TextMessage else "binary",
-                        len(event.data),  # type: ignore[attr-defined]
-                    )
-                if handler is None:
-                    continue
-                try:
-                    handler.on_message(self, event.data)  # type: ignore[attr-defined]
-                except ConnectionClosed:
-                    pass
-                except Exception:  # noqa: BLE001 - isolate the failure to this connection
-                    self._handler_failed("on_message")
-                    break
+            if cls is bytes or cls is str:
+                data: Message = event  # type: ignore[assignment]
+            elif cls is TextMessage or cls is BinaryMessage:
+                data = event.data  # type: ignore[union-attr]
             else:
-                self._control_event(event, handler)
+                self._control_event(event, handler)  # type: ignore[arg-type]
+                continue
+            count += 1
+            if self._phase is not _OPEN:
+                continue
+            if rate is not None and not self._take_token():
+                break
+            if debug:
+                self._log(
+                    logging.DEBUG,
+                    "received %s message, %d bytes",
+                    "text" if type(data) is str else "binary",
+                    len(data),
+                )
+            if handler is None:
+                continue
+            try:
+                handler.on_message(self, data)
+            except ConnectionClosed:
+                pass
+            except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                self._handler_failed("on_message")
+                break
         if count:
             self.messages_in += count
             self._t_msg = self._loop.now

@@ -169,6 +169,52 @@ class FrameDecoder:
         self.end = end + len(data)
         return self._scan_buffer()
 
+    def feed_from(self, buf: bytearray, nbytes: int) -> tuple[list[int], int, bytearray]:
+        """Like :meth:`feed` with ``buf[:nbytes]``, but decoding in ``buf`` itself when
+        nothing is buffered (the usual case: a read that holds whole frames), so that
+        no byte is copied but the payloads and an incomplete frame at the end.
+
+        ``buf`` is modified (payloads unmasked in place) and not kept. Returns the
+        records, the error code and the buffer the records' offsets point into
+        (``buf`` or :attr:`buffer`), valid until the next call.
+        """
+        if self.end or self._direct:
+            records, error = self.feed(memoryview(buf)[:nbytes])  # type: ignore[arg-type]
+            return records, error, self.buffer
+        records, consumed, error, needed = self._scan(
+            buf,
+            0,
+            nbytes,
+            self._expect_masked,
+            self.allowed_rsv,
+            self.max_payload,
+            MAX_FRAMES_PER_SCAN,
+        )
+        while len(records) % (3 * MAX_FRAMES_PER_SCAN) == 0 and records and not error:
+            if consumed == nbytes:
+                break
+            more, consumed, error, needed = self._scan(
+                buf,
+                consumed,
+                nbytes,
+                self._expect_masked,
+                self.allowed_rsv,
+                self.max_payload,
+                MAX_FRAMES_PER_SCAN,
+            )
+            records += more
+            if len(more) < 3 * MAX_FRAMES_PER_SCAN:
+                break
+        self.needed = needed
+        if error:
+            return records, error, buf  # nothing after it is decoded
+        if consumed < nbytes:
+            self.buffer += memoryview(buf)[consumed:nbytes]
+            self.end = nbytes - consumed
+            if needed >= DIRECT_MIN:
+                self._maybe_go_direct()
+        return records, error, buf
+
     def receive_buffer(self) -> memoryview | None:
         """Where the rest of a large frame still arriving goes, or None.
 

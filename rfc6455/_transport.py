@@ -66,10 +66,16 @@ class Protocol:
     def data_received(self, data: bytes) -> None:
         """Bytes arrived."""
 
+    def buffer_received(self, buf: bytearray, nbytes: int) -> None:
+        """``buf[:nbytes]`` arrived, in the loop's shared read buffer: use (or modify) it
+        now, keep no reference. By default, ``data_received`` with a copy."""
+        self.data_received(memoryview(buf)[:nbytes].tobytes())
+
     def receive_buffer(self) -> memoryview | None:
         """Where the next read should go instead of the loop's shared buffer, or None.
 
-        Asked before each read. A protocol that returns a writable view (e.g. the rest of
+        Asked before each read while the transport's ``read_direct`` is true (a protocol
+        sets it when it has such a buffer; the transport clears it on None). A protocol that returns a writable view (e.g. the rest of
         a large frame, in a buffer sized for it) gets :meth:`receive_filled` with the
         count read into it instead of :meth:`data_received`: no copy of the bytes.
         """
@@ -125,6 +131,7 @@ class Transport:
         "_state",
         "high_water",
         "low_water",
+        "read_direct",
         "writing_paused",
     )
 
@@ -158,6 +165,8 @@ class Transport:
         self._linger_timer: TimerHandle | None = None
         self._reading = False
         self._state = _HANDSHAKING if ssl_context is not None else _OPEN
+        #: Ask the protocol for a read buffer (:meth:`Protocol.receive_buffer`) first.
+        self.read_direct = False
         #: True between ``pause_writing`` and ``resume_writing`` (read-only).
         self.writing_paused = False
         self.high_water = DEFAULT_HIGH_WATER
@@ -254,20 +263,22 @@ class Transport:
 
     def _on_read(self) -> None:
         protocol = self._protocol
-        target = protocol.receive_buffer()
-        if target is not None:
-            self._read_into(target)
-            return
-        loop = self._loop
+        if self.read_direct:
+            target = protocol.receive_buffer()
+            if target is not None:
+                self._read_into(target)
+                return
+            self.read_direct = False
+        buf = self._loop.read_buffer
         try:
-            n = self._sock.recv_into(loop.read_buffer)
+            n = self._sock.recv_into(buf)
         except _TRY_AGAIN:
             return
         except OSError as exc:
             self._fatal(exc)
             return
         if n:
-            protocol.data_received(loop.read_view[:n].tobytes())
+            protocol.buffer_received(buf, n)
         else:
             self._on_eof()
 
@@ -295,12 +306,14 @@ class Transport:
         sock = self._sock
         assert isinstance(sock, ssl.SSLSocket)
         while True:
-            target = self._protocol.receive_buffer()
-            if target is not None:
-                self._read_into(target)
-                if self._reading and sock.pending():
-                    continue
-                return
+            if self.read_direct:
+                target = self._protocol.receive_buffer()
+                if target is not None:
+                    self._read_into(target)
+                    if self._reading and sock.pending():
+                        continue
+                    return
+                self.read_direct = False
             try:
                 n = sock.recv_into(loop.read_buffer)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_TRY_AGAIN):
@@ -313,7 +326,7 @@ class Transport:
             if not n:
                 self._on_eof()
                 return
-            self._protocol.data_received(loop.read_view[:n].tobytes())
+            self._protocol.buffer_received(loop.read_buffer, n)
             if not self._reading or not sock.pending():
                 return
 
