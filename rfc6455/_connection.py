@@ -264,8 +264,18 @@ class Connection:
         if not nbytes:
             self._receive_eof()
         elif not self._eof and self.state in RECEIVING:
-            records, error, buffer = self._decoder.feed_from(buf, nbytes)
-            self._decoded(records, error, buffer, True)
+            decoder = self._decoder
+            records, error, buffer = decoder.feed_from(buf, nbytes)
+            if records and not error and not decoder.needed and not decoder.consumed:
+                # The usual read: whole frames, nothing left over (_decoded, inlined).
+                self._partial_checked = 0
+                self._partial_tail = None
+                try:
+                    self._process(records, buffer, True)
+                except RemoteProtocolError as exc:
+                    self._fail(exc)
+            else:
+                self._decoded(records, error, buffer, True)
         events: list[Event | str | bytes] = self._events  # type: ignore[assignment]
         if self._event_pos:
             events = events[self._event_pos :]
@@ -315,7 +325,8 @@ class Connection:
                     return
                 # The payloads are copied out: hold only the frame still arriving,
                 # now rather than at the next feed (an idle connection holds nothing).
-                decoder.release()
+                if decoder.consumed:
+                    decoder.release()
             if error:
                 self._fail(scan_error(error))
             elif decoder.needed:
@@ -773,6 +784,32 @@ class Connection:
         if self._pong is not None:
             head = self._take_pong() + head
         return head, payload
+
+    def send_message(self, data: str | bytes) -> bytes:
+        """``send_text(data)`` for a ``str``, else ``send_binary(data)``, in one call."""
+        if type(data) is bytes:
+            opcode = _OP_BINARY
+        elif type(data) is str:
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LocalProtocolError(
+                    "text with lone surrogates cannot be sent as UTF-8"
+                ) from None
+            opcode = _OP_TEXT
+        elif isinstance(data, str):
+            return self.send_text(data)
+        else:
+            return self.send_binary(data)
+        # _send_data, inlined for the common case: open, no extension, unmasked.
+        if self.state is _OPEN and not (self._send_opcode or self._extensions or self._mask_frames):
+            n = len(data)
+            if n < 126:
+                frame = bytes((0x80 | opcode, n)) + data
+            else:
+                frame = frame_header(0x80 | opcode, n) + data
+            return frame if self._pong is None else self._take_pong() + frame
+        return self._send_data(opcode, data)
 
     def send_text(self, text: str) -> bytes:
         """Encode a text message; returns the bytes to write."""

@@ -267,10 +267,7 @@ class WebSocket(Protocol):
         if len(message) >= _PARTS_MIN:
             self._send_parts(conn, message)
             return
-        if type(message) is str:
-            frame = conn.send_text(message)
-        else:
-            frame = conn.send_binary(message)  # type: ignore[arg-type]
+        frame = conn.send_message(message)
         self.messages_out += 1
         settings = self._settings
         if settings.debug:

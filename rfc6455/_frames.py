@@ -20,7 +20,7 @@ from typing import Final
 
 from ._constants import MAX_CONTROL_PAYLOAD
 from ._errors import LocalProtocolError, MessageTooBig, ProtocolError, RemoteProtocolError
-from ._kernels import KERNELS, Kernels
+from ._kernels import KERNELS, Kernels, bind_scan
 from ._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -31,6 +31,7 @@ from ._kernels_py import (
     ERR_RSV_BITS,
     ERR_TOO_BIG,
     ERR_UNMASKED,
+    ScanResult,
 )
 
 __all__ = ["FrameDecoder", "encode_frame", "frame_header", "scan_error"]
@@ -114,15 +115,16 @@ class FrameDecoder:
     """
 
     __slots__ = (
+        "_allowed_rsv",
+        "_bound",
         "_direct",
         "_expect_masked",
+        "_max_payload",
         "_scan",
-        "allowed_rsv",
         "buffer",
         "consumed",
         "end",
         "kernels",
-        "max_payload",
         "needed",
     )
 
@@ -146,10 +148,50 @@ class FrameDecoder:
         #: Bytes of :attr:`buffer` filled (== its length but while a large frame arrives).
         self.end = 0
         self._expect_masked = expect_masked
-        self.allowed_rsv = allowed_rsv
-        self.max_payload = max_payload
+        self._allowed_rsv = allowed_rsv
+        self._max_payload = max_payload
+        self._bound = bind_scan(kernels.scan_frames, expect_masked, allowed_rsv, max_payload)
         #: Size of the incomplete frame at ``consumed``, if its header is in.
         self.needed = 0
+
+    @property
+    def allowed_rsv(self) -> int:
+        """RSV bits claimed by negotiated extensions."""
+        return self._allowed_rsv
+
+    @allowed_rsv.setter
+    def allowed_rsv(self, value: int) -> None:
+        self._allowed_rsv = value
+        self._rebind()
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload a single frame may declare."""
+        return self._max_payload
+
+    @max_payload.setter
+    def max_payload(self, value: int) -> None:
+        self._max_payload = value
+        self._rebind()
+
+    def _rebind(self) -> None:
+        self._bound = bind_scan(
+            self._scan, self._expect_masked, self._allowed_rsv, self._max_payload
+        )
+
+    def _scan_from(self, buf: bytearray, start: int, end: int) -> ScanResult:
+        bound = self._bound
+        if bound is not None:
+            return bound(buf, start, end)
+        return self._scan(
+            buf,
+            start,
+            end,
+            self._expect_masked,
+            self._allowed_rsv,
+            self._max_payload,
+            MAX_FRAMES_PER_SCAN,
+        )
 
     def feed(self, data: bytes) -> tuple[list[int], int]:
         """Add ``data`` and decode the frames now complete.
@@ -181,27 +223,23 @@ class FrameDecoder:
         if self.end or self._direct:
             records, error = self.feed(memoryview(buf)[:nbytes])  # type: ignore[arg-type]
             return records, error, self.buffer
-        records, consumed, error, needed = self._scan(
-            buf,
-            0,
-            nbytes,
-            self._expect_masked,
-            self.allowed_rsv,
-            self.max_payload,
-            MAX_FRAMES_PER_SCAN,
-        )
+        bound = self._bound
+        if bound is not None:
+            records, consumed, error, needed = bound(buf, 0, nbytes)
+        else:
+            records, consumed, error, needed = self._scan(
+                buf,
+                0,
+                nbytes,
+                self._expect_masked,
+                self._allowed_rsv,
+                self._max_payload,
+                MAX_FRAMES_PER_SCAN,
+            )
         while len(records) % (3 * MAX_FRAMES_PER_SCAN) == 0 and records and not error:
             if consumed == nbytes:
                 break
-            more, consumed, error, needed = self._scan(
-                buf,
-                consumed,
-                nbytes,
-                self._expect_masked,
-                self.allowed_rsv,
-                self.max_payload,
-                MAX_FRAMES_PER_SCAN,
-            )
+            more, consumed, error, needed = self._scan_from(buf, consumed, nbytes)
             records += more
             if len(more) < 3 * MAX_FRAMES_PER_SCAN:
                 break
@@ -243,27 +281,11 @@ class FrameDecoder:
             return [], 0
         buffer = self.buffer
         end = self.end
-        scan_frames = self._scan
-        records, consumed, error, needed = scan_frames(
-            buffer,
-            self.consumed,
-            end,
-            self._expect_masked,
-            self.allowed_rsv,
-            self.max_payload,
-            MAX_FRAMES_PER_SCAN,
-        )
+        scan_frames = self._scan_from
+        records, consumed, error, needed = scan_frames(buffer, self.consumed, end)
         if len(records) == 3 * MAX_FRAMES_PER_SCAN:
             while not error and consumed < end:
-                more, consumed, error, needed = scan_frames(
-                    buffer,
-                    consumed,
-                    end,
-                    self._expect_masked,
-                    self.allowed_rsv,
-                    self.max_payload,
-                    MAX_FRAMES_PER_SCAN,
-                )
+                more, consumed, error, needed = scan_frames(buffer, consumed, end)
                 records += more
                 if len(more) < 3 * MAX_FRAMES_PER_SCAN:
                     break

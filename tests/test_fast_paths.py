@@ -1,4 +1,4 @@
-"""Large messages without copies: the decoder's direct mode (a buffer sized for a large frame,
+"""The fast paths: large messages without copies (the decoder's direct mode, a buffer sized for a large frame,
 filled in place or by ``recv_into``), ``Connection.receive_buffer``/``receive_filled``,
 ``send_data_parts`` and ``Transport.write_parts``; on both kernels.
 
@@ -233,3 +233,107 @@ def test_transport_reads_into_the_protocols_buffer(loop: Loop) -> None:  # noqa:
     loop.run_until(lambda: proto.eof, timeout=5)
     t.abort()
     loop.run_until(lambda: bool(proto.lost), timeout=5)
+
+
+# -- small messages: decoding in the caller's buffer, raw messages, the bound scanner -----
+
+
+def _wire_mix() -> bytes:
+    return (
+        frame(0x2, b"bin", mask=KEY)
+        + frame(0x1, "héllo".encode(), mask=KEY)
+        + frame(0x9, b"p", mask=KEY)
+        + frame(0x1, b"frag", fin=False, mask=KEY)
+        + frame(0x0, b"ment", mask=KEY)
+        + frame(0x2, bytes(300), mask=KEY)
+    )
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+@pytest.mark.parametrize("chunk", [1, 7, 64, 100_000])
+def test_receive_messages_matches_receive(kernels: Kernels, chunk: int) -> None:
+    wire = _wire_mix() * 3 + frame(0x1, b"\xff", mask=KEY)  # ends in a 1007
+    plain = ServerConnection(kernels=kernels)
+    fast = ServerConnection(kernels=kernels)
+    expected: list[object] = []
+    got: list[object] = []
+    for i in range(0, len(wire), chunk):
+        piece = wire[i : i + chunk]
+        expected += plain.receive(piece)
+        buf = bytearray(piece) + bytearray(b"garbage")  # only the first nbytes count
+        for item in fast.receive_messages(buf, len(piece)):
+            if isinstance(item, str):
+                item = TextMessage(data=item)
+            elif isinstance(item, bytes):
+                item = BinaryMessage(data=item)
+            got.append(item)
+        assert fast.data_to_send() == plain.data_to_send()
+    assert got == expected
+    assert isinstance(got[-1], ConnectionFailed) and got[-1].code == 1007
+    assert fast.receive_messages(bytearray(), 0) == plain.receive(b"")
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+def test_receive_messages_many_frames_in_one_read(kernels: Kernels) -> None:
+    from rfc6455._frames import MAX_FRAMES_PER_SCAN
+
+    count = MAX_FRAMES_PER_SCAN * 2 + 3
+    wire = frame(0x2, b"ab", mask=KEY) * count
+    conn = ServerConnection(kernels=kernels)
+    assert conn.receive_messages(bytearray(wire), len(wire)) == [b"ab"] * count
+
+
+@pytest.mark.parametrize("data", [b"", b"x" * 125, b"y" * 126, b"z" * 70_000, "é" * 100, "a"])
+@pytest.mark.parametrize("pong", [False, True])
+def test_send_message_equals_send_text_or_binary(data: str | bytes, pong: bool) -> None:
+    a, b = ServerConnection(), ServerConnection()
+    if pong:
+        for conn in (a, b):
+            conn.receive_data(frame(0x9, b"p", mask=KEY))
+    whole = b.send_text(data) if isinstance(data, str) else b.send_binary(data)
+    assert a.send_message(data) == whole
+    client_a = ClientConnection()
+    assert len(client_a.send_message(data)) == len(ClientConnection().send_message(data))
+
+
+def test_send_message_keeps_the_checks() -> None:
+    from rfc6455 import ConnectionClosed, LocalProtocolError
+
+    conn = ServerConnection()
+    with pytest.raises(LocalProtocolError):
+        conn.send_message("\ud800")
+    conn.send_fragment(b"a", final=False)
+    with pytest.raises(LocalProtocolError):
+        conn.send_message(b"b")
+    conn.send_fragment(b"c", final=True)
+    conn.close()
+    with pytest.raises(ConnectionClosed):
+        conn.send_message(b"late")
+
+
+@pytest.mark.skipif(_native() is None, reason="rfc6455._native is not built")
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("max_payload", [-1, 0, 5, 1 << 20, (1 << 63) - 1, 1 << 70])
+def test_bound_scan_matches_the_twin(masked: bool, max_payload: int) -> None:
+    from rfc6455._kernels import bind_scan
+    from rfc6455._kernels_py import scan_frames as twin
+
+    native = _native()
+    assert native is not None
+    bound = bind_scan(native.scan_frames, masked, 0x40, max_payload)
+    assert bound is not None
+    assert bind_scan(twin, masked, 0x40, max_payload) is None  # the twin is called as is
+    pieces = [
+        frame(0x2, b"hello", mask=KEY if masked else None),
+        frame(0x1, b"x" * 200, rsv=4, mask=KEY if masked else None),
+        frame(0x9, b"", mask=KEY if masked else None),
+        frame(0x2, b"y" * 70_000, mask=KEY if masked else None)[:1000],
+    ]
+    for wire in (b"".join(pieces), frame(0x3, b"", mask=KEY), frame(0x2, b"ab", mask=None)):
+        for start in (0, 1):
+            a, b = bytearray(wire), bytearray(wire)
+            expected = twin(a, start, len(a), masked, 0x40, max_payload, 4096)
+            assert bound(b, start, len(b)) == expected
+            assert a == b  # unmasked the same way, in place
+    with pytest.raises(ValueError):
+        bound(bytearray(3), 2, 1)
