@@ -145,6 +145,73 @@ def one_run(
         server.stop()
 
 
+def handshake_run(
+    name: str, template: str, args: argparse.Namespace, log_dir: str
+) -> dict[str, Any]:
+    """Open ``--conns`` connections (200 handshakes in flight at a time) and close them;
+    the server's CPU per handshake and the handshakes per second (wall)."""
+    server = loadgen.ServerProcess(name, template, "echo", args.server_cpu, log_dir)
+    try:
+        server.wait_ready()
+        foreign_before = loadgen.wait_quiet(args.noisy, args.quiet_wait)
+        with loadgen.pinned(args.client_cpu):
+            user0, sys0 = loadgen.proc_cpu_times(server.pid)
+            t0 = time.perf_counter()
+            clients = loadgen.open_connections(server.port, args.conns)
+            wall = time.perf_counter() - t0
+            user1, sys1 = loadgen.proc_cpu_times(server.pid)
+            loadgen.close_connections(clients)
+        n = len(clients)
+        return {
+            "impl": name,
+            "size": 0,
+            "foreign_before": foreign_before,
+            "user_us": (user1 - user0) / n * 1e6,
+            "sys_us": (sys1 - sys0) / n * 1e6,
+            "total_us": (user1 - user0 + sys1 - sys0) / n * 1e6,
+            "msgs_per_s": n / wall,
+        }
+    except loadgen.BenchError as exc:
+        return {"impl": name, "size": 0, "error": f"{exc} | {server.tail()}"}
+    finally:
+        server.stop()
+
+
+def client_run(name: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Blocking-client round trips (32 B binary, depth 1) against an echo server: this
+    process's CPU per round trip (the client's cost) and round trips per second."""
+    payload = os.urandom(32)
+    count = max(1, args.client_messages)
+    if name == "rfc6455":
+        from rfc6455 import connect
+
+        ws: Any = connect(f"ws://127.0.0.1:{port}/")
+        send, recv = ws.send, ws.recv
+    else:
+        from websockets.sync.client import connect as ws_connect
+
+        ws = ws_connect(f"ws://127.0.0.1:{port}/", compression=None)
+        send, recv = ws.send, ws.recv
+    try:
+        for _ in range(100):  # warm-up
+            send(payload)
+            recv()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(count):
+            send(payload)
+            if recv() != payload:
+                raise loadgen.BenchError("wrong echo")
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    finally:
+        ws.close()
+    return {
+        "impl": name,
+        "size": 32,
+        "total_us": cpu / count * 1e6,
+        "msgs_per_s": count / wall,
+    }
+
+
 #: (heading, key, decimals): the table's measured columns.
 COLUMNS: Final = (
     ("user µs/msg", "user_us", 2),
@@ -170,7 +237,12 @@ def _cell(values: list[float], digits: int) -> str:
     return text
 
 
-def table(runs: list[dict[str, Any]], size: int, reference: str) -> str:
+def table(
+    runs: list[dict[str, Any]],
+    size: int,
+    reference: str,
+    columns: Sequence[tuple[str, str, int]] = COLUMNS,
+) -> str:
     """The markdown table of one message size: medians (ranges) and ratios to ``reference``."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
@@ -182,11 +254,11 @@ def table(runs: list[dict[str, Any]], size: int, reference: str) -> str:
         clean = [v for v in values if not math.isnan(v)]
         return statistics.median(clean) if clean else math.nan
 
-    head = ["server", *(c[0] for c in COLUMNS), f"CPU × {reference}", f"msgs/s × {reference}"]
+    head = ["server", *(c[0] for c in columns), f"CPU × {reference}", f"rate × {reference}"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for impl, group in groups.items():
         cells = [f"{impl} ({len(group)})"]
-        cells += [_cell([loadgen._dig(r, key) for r in group], d) for _, key, d in COLUMNS]
+        cells += [_cell([loadgen._dig(r, key) for r in group], d) for _, key, d in columns]
         for key in ("total_us", "msgs_per_s"):
             ratio = median(impl, key) / median(reference, key)
             cells.append("–" if math.isnan(ratio) else f"{ratio:.2f}")
@@ -199,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Echo benchmark: rfc6455 and its peers in one run, one table per size."
     )
+    parser.add_argument("--mode", choices=["echo", "handshake", "client"], default="echo",
+                        help="echo (default); handshake: open --conns connections, server CPU "
+                        "per handshake; client: blocking-client round trips, rfc6455's "
+                        "connect() vs websockets.sync, against the picows echo server")
+    parser.add_argument("--client-messages", type=int, default=20_000,
+                        help="client mode: round trips per run")
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                         help="comma-separated: rfc6455, picows, websockets, aiohttp, gorilla")
     parser.add_argument("--sizes", default="32", help="message sizes, bytes, comma-separated")
@@ -221,6 +299,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+HANDSHAKE_COLUMNS: Final = (
+    ("user µs/handshake", "user_us", 1),
+    ("sys µs/handshake", "sys_us", 1),
+    ("total µs/handshake", "total_us", 1),
+    ("handshakes/s", "msgs_per_s", 0),
+)
+CLIENT_COLUMNS: Final = (("client CPU µs/round trip", "total_us", 2), ("round trips/s", "msgs_per_s", 0))
+
+
+def client_main(args: argparse.Namespace, commands: dict[str, str]) -> int:
+    """The blocking clients, alternated, against one picows (else rfc6455) echo server."""
+    name = "picows" if "picows" in commands else "rfc6455"
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_compare-") as log_dir:
+        server = loadgen.ServerProcess(name, commands[name], "echo", args.server_cpu, log_dir)
+        try:
+            server.wait_ready()
+            with loadgen.pinned(args.client_cpu):
+                for rnd in range(args.rounds):
+                    for client in ("rfc6455", "websockets")[:: 1 if rnd % 2 == 0 else -1]:
+                        run = client_run(client, server.port, args)
+                        print(f"round {rnd} {client}: {run['total_us']:.2f} µs/round trip, "
+                              f"{run['msgs_per_s']:,.0f}/s", file=sys.stderr, flush=True)
+                        runs.append(run)
+        finally:
+            server.stop()
+    print(f"\nBlocking clients, 32 B round trips against the {name} echo server, "
+          f"{args.client_messages} per run x {args.rounds} rounds\n")
+    print(table(runs, 32, "websockets", CLIENT_COLUMNS))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every server for every size and round; print the tables."""
     args = build_parser().parse_args(argv)
@@ -235,14 +345,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     loadgen._raise_nofile(args.conns * 2 + 100)
+    if args.mode == "client":
+        return client_main(args, commands)
     names = list(commands)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_compare-") as log_dir:
         for rnd in range(args.rounds):
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
-            for size in sizes:
+            for size in sizes if args.mode == "echo" else [0]:
                 for name in order:
-                    run = one_run(name, commands[name], size, args, log_dir)
+                    if args.mode == "handshake":
+                        run = handshake_run(name, commands[name], args, log_dir)
+                    else:
+                        run = one_run(name, commands[name], size, args, log_dir)
                     run["round"] = rnd
                     runs.append(run)
                     if "error" in run:
@@ -252,7 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"round {rnd} {name} {size} B: {run['total_us']:.2f} µs/msg "
                               f"(user {run['user_us']:.2f}, sys {run['sys_us']:.2f}), "
                               f"{run['msgs_per_s']:,.0f} msgs/s, foreign "
-                              f"{run['foreign_cpu_util']:.2f}", file=sys.stderr, flush=True)
+                              f"{run.get('foreign_cpu_util', run.get('foreign_before', math.nan)):.2f}", file=sys.stderr, flush=True)
+    if args.mode == "handshake":
+        print(f"\nHandshakes: {args.conns} connections opened 200 at a time x {args.rounds} "
+              f"rounds; server CPU per handshake; rate = handshakes/s (wall)\n")
+        print(table(runs, 0, args.reference, HANDSHAKE_COLUMNS))
+        return 0 if all("error" not in r for r in runs) else 1
     print(f"\nEcho, {args.conns} connections, depth 1, {args.duration:g} s measured x "
           f"{args.rounds} rounds; server on CPU {args.server_cpu}, client on CPU "
           f"{args.client_cpu}; median (min–max); {time.strftime('%Y-%m-%d %H:%M:%S')}")

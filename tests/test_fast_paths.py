@@ -337,3 +337,38 @@ def test_bound_scan_matches_the_twin(masked: bool, max_payload: int) -> None:
             assert a == b  # unmasked the same way, in place
     with pytest.raises(ValueError):
         bound(bytearray(3), 2, 1)
+
+
+# -- the handshake's plain 101, formatted without h11's writer ----------------------------
+
+
+def test_plain_101_is_what_h11_writes() -> None:
+    import h11
+
+    from rfc6455 import ServerHandshake
+
+    request = (
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    handshake = ServerHandshake()
+    handshake.receive_data(request + frame(0x2, b"early", mask=KEY))
+    upgrade = handshake.next_event()
+    data = handshake.accept(upgrade)  # type: ignore[arg-type]
+    reference = h11.Connection(h11.SERVER)
+    reference.receive_data(request)
+    reference.next_event()
+    expected = reference.send(
+        h11.InformationalResponse(
+            status_code=101,
+            headers=[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ],
+            reason=b"Switching Protocols",
+        )
+    )
+    assert data == expected
+    assert handshake.trailing_data == frame(0x2, b"early", mask=KEY)
+    assert handshake.connection.receive(b"") != []
