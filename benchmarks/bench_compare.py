@@ -102,6 +102,10 @@ def server_commands(args: argparse.Namespace) -> tuple[dict[str, str], list[str]
         commands["rfc6455@base"] = f"{py} {shlex.quote(str(base))} --port {{port}} --mode echo"
         if "--max-message-size" in base.read_text():
             commands["rfc6455@base"] += f" --max-message-size {MAX_SIZE}"
+        if args.python_kernels:
+            commands["rfc6455@base-python"] = (
+                "env RFC6455_NO_EXTENSIONS=1 " + commands["rfc6455@base"]
+            )
     return commands, notes
 
 
@@ -109,7 +113,7 @@ def one_run(
     name: str, template: str, size: int, args: argparse.Namespace, log_dir: str
 ) -> dict[str, Any]:
     """Start the server, drive one echo run, stop it; the run's figures (or ``error``)."""
-    if name == "rfc6455@base" and size > (1 << 20) and "--max-message-size" not in template:
+    if name.startswith("rfc6455@base") and size > (1 << 20) and "--max-message-size" not in template:
         return {"impl": name, "size": size, "error": "baseline limited to 1 MiB messages"}
     server = loadgen.ServerProcess(name, template, "echo", args.server_cpu, log_dir)
     try:
@@ -173,6 +177,58 @@ def handshake_run(
         }
     except loadgen.BenchError as exc:
         return {"impl": name, "size": 0, "error": f"{exc} | {server.tail()}"}
+    finally:
+        server.stop()
+
+
+#: A compressible text message for the deflate mode (~1 KiB of JSON-like text).
+DEFLATE_TEXT: Final = "".join(
+    f'{{"id": {i}, "name": "user{i % 7}", "tags": ["a", "b"], "score": {i * 37 % 1000}}}\n'
+    for i in range(16)
+)
+
+
+def deflate_run(
+    name: str, template: str, args: argparse.Namespace, log_dir: str
+) -> dict[str, Any]:
+    """Compressed echo: rfc6455's blocking client (permessage-deflate offered, context
+    takeover) sends ``DEFLATE_TEXT`` round trips on one connection; the server's CPU per
+    message (both servers run with compression on)."""
+    from rfc6455 import connect
+
+    server = loadgen.ServerProcess(name, template + " --compression", "echo",
+                                   args.server_cpu, log_dir)
+    count = max(1, args.client_messages)
+    try:
+        server.wait_ready()
+        foreign_before = loadgen.wait_quiet(args.noisy, args.quiet_wait)
+        with loadgen.pinned(args.client_cpu):
+            ws = connect(f"ws://127.0.0.1:{server.port}/")
+            try:
+                for _ in range(100):
+                    ws.send(DEFLATE_TEXT)
+                    ws.recv()
+                window = loadgen.Window(server.pid)
+                for _ in range(count):
+                    ws.send(DEFLATE_TEXT)
+                    if ws.recv() != DEFLATE_TEXT:
+                        raise loadgen.BenchError("wrong echo")
+                cpu = window.close()
+            finally:
+                ws.close()
+        return {
+            "impl": name,
+            "size": len(DEFLATE_TEXT),
+            "foreign_before": foreign_before,
+            "foreign_cpu_util": cpu["foreign_cpu_util"],
+            "user_us": cpu["server_user_cpu_s"] / count * 1e6,
+            "sys_us": cpu["server_sys_cpu_s"] / count * 1e6,
+            "total_us": cpu["server_cpu_s"] / count * 1e6,
+            "minflt_per_msg": cpu["server_minflt"] / count,
+            "msgs_per_s": count / cpu["wall_s"],
+        }
+    except loadgen.BenchError as exc:
+        return {"impl": name, "size": len(DEFLATE_TEXT), "error": f"{exc} | {server.tail()}"}
     finally:
         server.stop()
 
@@ -271,10 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Echo benchmark: rfc6455 and its peers in one run, one table per size."
     )
-    parser.add_argument("--mode", choices=["echo", "handshake", "client"], default="echo",
+    parser.add_argument("--mode", choices=["echo", "handshake", "client", "deflate"],
+                        default="echo",
                         help="echo (default); handshake: open --conns connections, server CPU "
                         "per handshake; client: blocking-client round trips, rfc6455's "
-                        "connect() vs websockets.sync, against the picows echo server")
+                        "connect() vs websockets.sync, against the picows echo server; "
+                        "deflate: compressed echo of ~1 KiB text, rfc6455 vs websockets")
     parser.add_argument("--client-messages", type=int, default=20_000,
                         help="client mode: round trips per run")
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
@@ -356,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in order:
                     if args.mode == "handshake":
                         run = handshake_run(name, commands[name], args, log_dir)
+                    elif args.mode == "deflate":
+                        run = deflate_run(name, commands[name], args, log_dir)
                     else:
                         run = one_run(name, commands[name], size, args, log_dir)
                     run["round"] = rnd
@@ -368,6 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                               f"(user {run['user_us']:.2f}, sys {run['sys_us']:.2f}), "
                               f"{run['msgs_per_s']:,.0f} msgs/s, foreign "
                               f"{run.get('foreign_cpu_util', run.get('foreign_before', math.nan)):.2f}", file=sys.stderr, flush=True)
+    if args.mode == "deflate":
+        print(f"\nCompressed echo (permessage-deflate), {len(DEFLATE_TEXT)} B text, one "
+              f"connection, {args.client_messages} round trips x {args.rounds} rounds\n")
+        print(table(runs, len(DEFLATE_TEXT), args.reference))
+        return 0 if all("error" not in r for r in runs) else 1
     if args.mode == "handshake":
         print(f"\nHandshakes: {args.conns} connections opened 200 at a time x {args.rounds} "
               f"rounds; server CPU per handshake; rate = handshakes/s (wall)\n")
