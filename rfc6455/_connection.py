@@ -111,6 +111,10 @@ _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 
 _utf_8_decode = codecs.utf_8_decode
 
+# Payloads up to this size leave the receive buffer as a bytearray slice copied again
+# (two small copies beat making a memoryview); larger ones are copied once.
+_SMALL_COPY = 2048
+
 
 class Connection:
     """A WebSocket connection in one role, with no I/O of its own.
@@ -435,7 +439,11 @@ class Connection:
 
         ``raw``: a whole data message is reported as its ``str`` / ``bytes`` alone.
         """
-        view = memoryview(self._decoder.buffer if buffer is None else buffer)
+        if buffer is None:
+            buffer = self._decoder.buffer
+        # A small payload is copied out of a bytearray slice (cheaper than a memoryview
+        # for a few bytes); a large one through a memoryview (one copy, not two).
+        view: memoryview | None = None
         try:
             append = self._events.append
             max_size = self._max_size
@@ -446,23 +454,36 @@ class Connection:
                 end = records[i + 2]
                 if simple and end - start <= max_size:
                     if first == 0x82:
-                        data = view[start:end].tobytes()
+                        if end - start <= _SMALL_COPY:
+                            data = bytes(buffer[start:end])
+                        else:
+                            if view is None:
+                                view = memoryview(buffer)
+                            data = view[start:end].tobytes()
                         append(data if raw else make_binary(data))  # type: ignore[arg-type]
                         continue
                     if first == 0x81:
                         try:
-                            text = str(view[start:end], "utf-8")
+                            if end - start <= _SMALL_COPY:
+                                text = buffer[start:end].decode()
+                            else:
+                                if view is None:
+                                    view = memoryview(buffer)
+                                text = str(view[start:end], "utf-8")
                             append(text if raw else make_text(text))  # type: ignore[arg-type]
                         except UnicodeDecodeError:
                             self._fail(InvalidUTF8("invalid UTF-8 in text message"))
                             return False
                         continue
+                if view is None:
+                    view = memoryview(buffer)
                 if not self._slow_frame(first, view[start:end]):
                     return False
                 simple = not (self._msg_opcode or self._stream)
             return True
         finally:
-            view.release()
+            if view is not None:
+                view.release()
 
     def _slow_frame(self, first: int, payload: memoryview) -> bool:
         opcode = first & 0x0F
