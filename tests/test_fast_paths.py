@@ -382,16 +382,18 @@ def test_server_echoes_large_messages_back_to_back() -> None:
 
     from rfc6455 import Config, connect
 
-    with running_server(Config(port=0, max_message_size=4 << 20)) as server:
-        with connect(url(server), max_message_size=4 << 20) as ws:
-            messages: list[str | bytes] = [
-                os.urandom(1 << 20),
-                "é" * (300_000),
-                b"small",
-                os.urandom(3 << 20),
-                os.urandom(DIRECT_MIN + 1),
-            ]
-            for message in messages:  # all in flight at once, then all back in order
-                ws.send(message)
-            for message in messages:
-                assert ws.recv(timeout=20) == message
+    messages: list[str | bytes] = [
+        os.urandom(1 << 20),
+        "é" * (300_000),
+        b"small",
+        os.urandom(3 << 20),
+        os.urandom(DIRECT_MIN + 1),
+    ]
+    with (
+        running_server(Config(port=0, max_message_size=4 << 20)) as server,
+        connect(url(server), max_message_size=4 << 20) as ws,
+    ):
+        for message in messages:  # all in flight at once, then all back in order
+            ws.send(message)
+        for message in messages:
+            assert ws.recv(timeout=20) == message
