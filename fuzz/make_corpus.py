@@ -23,6 +23,7 @@ FRAMES_DIR = HERE / "corpus" / "frames"
 HANDSHAKE_DIR = HERE / "corpus" / "handshake"
 CLIENT_DIR = HERE / "corpus" / "client"
 DEFLATE_DIR = HERE / "corpus" / "deflate"
+ENVELOPE_DIR = HERE / "corpus" / "envelope"
 
 # Frame-harness flags (fuzz_frames.py, byte 0) and table indexes.
 CLIENT, STREAM, DEFLATE, LOCAL_CLOSE, ECHO = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -636,6 +637,59 @@ def deflate_seeds() -> Iterator[tuple[str, bytes]]:
     ) + rx(b"\xff") + tx(noise[:200]) + rx(deflate(b"again", wbits=12)) + tx(noise[:1000])
 
 
+def envelope_header(binary: bool = False, max_index: int = 0) -> bytes:
+    """The 1-byte configuration header of fuzz_envelope.py (max_index: MAX_SIZES)."""
+    return bytes((int(binary) | max_index << 1,))
+
+
+def envelope_seeds() -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of every envelope-harness seed: one message each."""
+    h = envelope_header
+    text: list[tuple[str, str]] = [
+        ("ping", '{"v":1,"type":"ping"}'),
+        ("ping-id", '{"v":1,"type":"ping","id":"1"}'),
+        ("publish", ('{"v": 1, "type": "publish", "id": "7", "ts": 1764460800123, '
+                    '"data": {"topic": "chat", "payload": "hi"}}')),
+        ("echo", '{"v":1,"type":"echo","id":"e","data":{"text":"h\\u00e9llo","n":3}}'),
+        ("echo-no-id", '{"v":1,"type":"echo","data":{"text":"x"}}'),
+        ("echo-missing-field", '{"v":1,"type":"echo","id":"e","data":{}}'),
+        ("echo-bool-n", '{"v":1,"type":"echo","id":"e","data":{"text":"x","n":true}}'),
+        ("data-nested", ('{"v":1,"type":"data","id":"d","data":{"a":[1,2.5,-0.0,1e300,null,'
+                        'true,{"b":"\\ud83d\\ude00"}],"s":"\\u0000"}}')),
+        ("data-lone-surrogate", '{"v":1,"type":"data","id":"\\udc00","data":{"x":"\\ud800"}}'),
+        ("boom", '{"v":1,"type":"boom","id":"b"}'),
+        ("later", '{"v":1,"type":"later","id":"l"}'),
+        ("refuse", '{"v":1,"type":"refuse","id":"r","data":{"why":"no"}}'),
+        ("unknown-type", '{"v":1,"type":"nope","id":"u"}'),
+        ("data-null", '{"v":1,"type":"ping","data":null,"extra":[1]}'),
+        ("bad-data", '{"v":1,"type":"ping","id":"x","data":[]}'),
+        ("bad-v-float", '{"v":1.0,"type":"ping","id":"x"}'),
+        ("bad-v-bool", '{"v":true,"type":"ping"}'),
+        ("bad-v-missing", '{"type":"ping","id":"x"}'),
+        ("unsupported-version", '{"v":2,"type":"ping","id":"x"}'),
+        ("unsupported-version-big", '{"v":-99999999999999999999,"type":"ping"}'),
+        ("bad-id-number", '{"v":1,"type":"ping","id":7}'),
+        ("bad-id-empty", '{"v":1,"type":"ping","id":""}'),
+        ("bad-id-long", '{"v":1,"type":"ping","id":"' + "i" * 65 + '"}'),
+        ("id-64", '{"v":1,"type":"ping","id":"' + "i" * 64 + '"}'),
+        ("bad-type-empty", '{"v":1,"type":"","id":"x"}'),
+        ("bad-type-number", '{"v":1,"type":3}'),
+        ("not-object", '[{"v":1,"type":"ping"}]'),
+        ("bad-json", '{"v":1,"type":"ping"'),
+        ("bad-json-empty", ""),
+        ("duplicate-keys", '{"v":2,"type":"ping","v":1}'),
+        ("deep-nesting", '{"v":1,"type":"data","id":"n","data":{"a":' + "[" * 200 + "]" * 200 + "}}"),
+        ("whitespace", ' \t\n{ "v" : 1 , "type" : "ping" }\r\n'),
+    ]
+    for name, message in text:
+        yield name, h() + message.encode("utf-8")
+    yield "binary", h(binary=True) + b'{"v":1,"type":"ping"}'
+    yield "too-large-16", h(max_index=1) + b'{"v":1,"type":"ping","id":"1234"}'
+    yield "fits-64", h(max_index=2) + b'{"v":1,"type":"ping","id":"1234"}'
+    yield "too-large-multibyte", h(max_index=1) + "{\"v\":1,\"type\":\"\u00e9\u00e9\u00e9\u00e9\"}".encode()
+    yield "invalid-utf8", h() + b'{"v":1,"type":"\xff\xfe","id":"\xc3"}'
+
+
 def main() -> None:
     """Rewrite every seed-* file (found-* files are left alone)."""
     for directory, seeds in (
@@ -643,6 +697,7 @@ def main() -> None:
         (HANDSHAKE_DIR, handshake_seeds()),
         (CLIENT_DIR, client_seeds()),
         (DEFLATE_DIR, deflate_seeds()),
+        (ENVELOPE_DIR, envelope_seeds()),
     ):
         directory.mkdir(parents=True, exist_ok=True)
         for old in directory.glob("seed-*"):

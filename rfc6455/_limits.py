@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._endpoint import WebSocket
+from typing import Any
 
 __all__ = [
     "MESSAGES_PER_TICK",
@@ -172,10 +169,12 @@ class MemoryBudget:
             raise ValueError(f"memory_budget must be positive, not {limit}")
         self.limit = limit
         self.total = 0
-        #: Connection -> bytes it holds (only connections holding more than 0).
-        self.holders: dict[WebSocket, int] = {}
+        #: Connection -> bytes it holds (only connections holding more than 0). A
+        #: connection is the selectors endpoint's or the asyncio binding's: each side
+        #: fails the offenders it gets back, which are its own.
+        self.holders: dict[Any, int] = {}
 
-    def update(self, ws: WebSocket, held: int) -> bool:
+    def update(self, ws: Any, held: int) -> bool:
         """Record that ``ws`` now holds ``held`` bytes; True if the total is over the limit."""
         before = self.holders.pop(ws, 0)
         if held:
@@ -183,10 +182,10 @@ class MemoryBudget:
         self.total += held - before
         return self.total > self.limit
 
-    def offenders(self) -> list[WebSocket]:
+    def offenders(self) -> list[Any]:
         """The largest holders, biggest first, that bring the total back under the limit."""
         excess = self.total - self.limit
-        chosen: list[WebSocket] = []
+        chosen: list[Any] = []
         for ws, held in sorted(self.holders.items(), key=lambda item: -item[1]):
             if excess <= 0:
                 break

@@ -58,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="echo | pubsub | MODULE:ATTR (default %(default)s)")
     serve.add_argument("--workers", type=int, default=1,
                        help="processes sharing the port with SO_REUSEPORT (default %(default)s)")
-    serve.add_argument("--redis", default=None, metavar="URL",
-                       help="pubsub: a Redis broker shared by workers (default %(default)s)")
+    serve.add_argument("--redis", action="append", default=[], metavar="URL",
+                       help="pubsub: a Redis broker shared by workers and hosts, "
+                            "redis://HOST:PORT/DB or rediss:// (TLS); repeatable: topics "
+                            "are spread over the servers (default none: in-process broker)")
+    serve.add_argument("--redis-cluster", action="store_true",
+                       help="pubsub: the --redis URLs are seed nodes of a Redis Cluster "
+                            "(default %(default)s)")
     serve.add_argument("--history-size", type=int, default=100, metavar="N",
                        help="pubsub: publications kept per topic for recovery "
                             "(default %(default)s)")

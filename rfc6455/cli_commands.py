@@ -13,22 +13,22 @@ import gc
 import importlib
 import json
 import logging
-import os
 import queue
 import resource
-import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from ._errors import ConnectionClosed
 from ._loop import Loop
 from ._page import pubsub_page_routes
+from ._workers import Supervisor, WorkersFailed, reserve_port
 from .app import EchoHandler, HandlerFactory
 from .auth import Auth, JWTAuthenticator
-from .broker import HistoryPolicy, InProcessBroker
+from .broker import Broker, BrokerError, HistoryPolicy, InProcessBroker
 from .envelope import SUBPROTOCOL
 from .permessage_deflate import ClientPerMessageDeflate, ServerPerMessageDeflate
 from .pubsub import PubSubApp
@@ -104,50 +104,137 @@ def raise_fd_limit() -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0."""
-    if args.app == "pubsub":
-        return _serve_pubsub(args)
-    if args.jwt_secret or args.jwt_public_key or args.jwt_cookie:
-        raise SystemExit("rfc6455: --jwt-* flags need --app pubsub")
-    app = load_app(args.app)
-    raise_fd_limit()
-    config = server_config(args)
-    if args.workers <= 1:
-        server = Server(config, handler=app)
-        # What exists now lives as long as the process: keep the collector off it.
-        gc.freeze()
-        server.serve_forever()
-        return 0
-    return _serve_workers(config, app, args.workers)
-
-
-def _serve_pubsub(args: argparse.Namespace) -> int:
-    """``serve --app pubsub``: the envelope protocol on the in-process broker."""
+    """``rfc6455 serve``: run a server until SIGINT/SIGTERM, then exit 0 (``--workers N``:
+    N supervised processes on one port)."""
+    _check_serve_args(args)
     if args.workers > 1:
+        return _supervise(args)
+    return _serve_one(args)
+
+
+def _check_serve_args(args: argparse.Namespace) -> None:
+    """Refuse what cannot work before anything starts (workers would crash-loop on it)."""
+    if args.workers < 1:
+        raise SystemExit("rfc6455: --workers must be at least 1")
+    if args.app != "pubsub" and (args.jwt_secret or args.jwt_public_key or args.jwt_cookie):
+        raise SystemExit("rfc6455: --jwt-* flags need --app pubsub")
+    if args.app not in ("echo", "pubsub"):
+        module_name, _, attr = args.app.partition(":")
+        if not module_name or not attr:
+            raise SystemExit(
+                f"rfc6455: --app must be echo, pubsub or MODULE:ATTR, not {args.app!r}"
+            )
+    if args.app == "pubsub" and args.workers > 1 and not args.redis:
         raise SystemExit(
             "rfc6455: --app pubsub with --workers > 1 needs a shared broker (--redis); "
             "the in-process broker would split the topics between the workers"
         )
-    if args.redis:
-        raise SystemExit("rfc6455: the Redis broker is not available in this version")
+    server_config(args)  # a bad value raises here, once, not in every worker
+
+
+def _serve_one(args: argparse.Namespace, ready: Callable[[], None] | None = None) -> int:
+    """One server process: the whole service, or one worker of ``--workers N``. ``ready``
+    is called once the server listens."""
+    if args.app == "pubsub":
+        return _serve_pubsub(args, ready)
+    app = load_app(args.app)
+    raise_fd_limit()
+    server = Server(server_config(args), handler=app)
+    return _run(server, ready)
+
+
+def _run(server: Server, ready: Callable[[], None] | None) -> int:
+    server.start()
+    if ready is not None:
+        ready()
+    # What exists now lives as long as the process: keep the collector off it.
+    gc.freeze()
+    server.serve_forever()
+    return 0
+
+
+def _serve_worker(options: dict[str, Any], ready: Callable[[], None]) -> int:
+    """One worker of ``serve --workers N`` (run by :mod:`rfc6455._workers` in its own
+    process, with the supervisor's options and the port it reserved)."""
+    return _serve_one(argparse.Namespace(**options), ready)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """``serve --workers N``: reserve the port, then supervise N workers sharing it."""
+    held: list[socket.socket] = []
+    if args.port == 0:
+        # Every worker must bind the same port: pick it here, and hold it until we exit.
+        args.port, held = reserve_port(args.host)
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    scheme = "wss" if args.certfile else "ws"
+    host = args.host or "0.0.0.0"
+    shown = f"[{host}]" if ":" in host else host
+    supervisor = Supervisor(
+        _serve_worker,
+        options,
+        args.workers,
+        shutdown_timeout=args.shutdown_timeout,
+        address=f"{scheme}://{shown}:{args.port}",
+        log_level=args.log_level,
+    )
+    try:
+        return supervisor.run()
+    except WorkersFailed as exc:
+        raise SystemExit(f"rfc6455: {exc}") from None
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _serve_pubsub(args: argparse.Namespace, ready: Callable[[], None] | None = None) -> int:
+    """``serve --app pubsub``: the envelope protocol on the in-process broker, or on
+    Redis with ``--redis``."""
+    if args.redis_cluster and not args.redis:
+        raise SystemExit("rfc6455: --redis-cluster needs --redis URL (a seed node)")
     raise_fd_limit()
     config = server_config(args)
     config.subprotocols = (SUBPROTOCOL,)
     loop = Loop()
-    policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
-    broker = InProcessBroker(loop, default_policy=policy)
+    broker, broker_metrics = _pubsub_broker(args, loop)
     app = PubSubApp(broker, join_leave=args.join_leave, auth=_jwt_auth(args))
     config.check_request = app.check_request
+
+    def metrics() -> str:
+        text = app.metrics_text(server.incidents())
+        return text + broker_metrics() if broker_metrics is not None else text
+
     server = Server(
         config,
         handler=app,
         loop=loop,
         http_routes=pubsub_page_routes(),
-        extra_metrics=lambda: app.metrics_text(server.incidents()),
+        extra_metrics=metrics,
     )
-    gc.freeze()
-    server.serve_forever()
-    return 0
+    try:
+        return _run(server, ready)
+    finally:
+        broker.close()
+
+
+def _pubsub_broker(
+    args: argparse.Namespace, loop: Loop
+) -> tuple[Broker, Callable[[], str] | None]:
+    """``--redis URL`` (repeatable; ``--redis-cluster``): the Redis broker and its metrics;
+    else the in-process broker. redis-py is imported only then (the ``redis`` extra)."""
+    policy = HistoryPolicy(args.history_size, _seconds(args.history_ttl))
+    if not args.redis:
+        return InProcessBroker(loop, default_policy=policy), None
+    try:
+        from .redis_broker import RedisBroker
+    except ImportError as exc:
+        raise SystemExit(f"rfc6455: --redis needs redis-py (pip install 'rfc6455[redis]'): "
+                         f"{exc}") from None
+    try:
+        broker = RedisBroker(loop, args.redis, cluster=args.redis_cluster,
+                             default_policy=policy)
+    except (BrokerError, ValueError) as exc:
+        raise SystemExit(f"rfc6455: --redis: {exc}") from None
+    return broker, broker.metrics_text
 
 
 def _jwt_auth(args: argparse.Namespace) -> Auth | None:
@@ -166,43 +253,6 @@ def _jwt_auth(args: argparse.Namespace) -> Auth | None:
     except (RuntimeError, ValueError, OSError) as exc:
         raise SystemExit(f"rfc6455: {exc}") from None
     return Auth(authenticate, cookie=args.jwt_cookie)
-
-
-def _serve_workers(config: Config, app: HandlerFactory, workers: int) -> int:
-    """Fork ``workers`` processes sharing the port through SO_REUSEPORT."""
-    if config.port == 0:
-        # Every worker must bind the same port: pick one now.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((config.host, 0))
-            config.port = probe.getsockname()[1]
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                Server(config, handler=app).serve_forever()
-            except BaseException:
-                logger.exception("worker failed")
-                code = 1
-            os._exit(code)
-        children.append(pid)
-
-    def forward(signum: int, frame: Any) -> None:
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    for child in children:
-        _, child_status = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(child_status) != 0:
-            status = 1
-    return status
 
 
 def autobahn_server(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,28 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON syntax, no double can hold it
+        raise ValueError(f"number {text[:20]} out of range")
+    return value
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` of RFC 8259 JSON only: ``NaN``, ``Infinity`` and ``-Infinity``
+    (which Python's json accepts) and numbers out of a double's range are refused.
+
+    Anything accepted can be sent on as JSON every client parses: Python would write
+    those values back as ``NaN`` / ``Infinity``, which JavaScript's ``JSON.parse``
+    refuses (one publication would break every subscriber's parser).
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse(message: Message, *, max_size: int = DEFAULT_MAX_ENVELOPE_SIZE) -> Envelope:
     """Parse and check one message of the protocol.
 
@@ -131,7 +154,7 @@ def parse(message: Message, *, max_size: int = DEFAULT_MAX_ENVELOPE_SIZE) -> Env
                                    len(message.encode("utf-8", "surrogatepass")) > max_size):
         raise EnvelopeError("too_large", f"envelopes are limited to {max_size} bytes")
     try:
-        obj = json.loads(message)
+        obj = _loads(message)
     except (ValueError, RecursionError):
         raise EnvelopeError("bad_json", "not valid JSON") from None
     if not isinstance(obj, dict):

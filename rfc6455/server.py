@@ -37,13 +37,13 @@ from ._errors import HandshakeError
 from ._extensions import ServerExtensionFactory
 from ._handshake import HTTPRequest, ServerHandshake, UpgradeRequest
 from ._http import HTTPRoute, PlainHTTP, render_metrics
-from ._limits import EndpointSettings, Incident
+from ._limits import EndpointSettings, Incident, Incidents
 from ._loop import Loop, TimerHandle
 from ._transport import Transport
 from .app import Handler, HandlerFactory, Router
 from .permessage_deflate import ServerPerMessageDeflate
 
-__all__ = ["Config", "Server", "ServerWebSocket", "serve"]
+__all__ = ["Config", "Server", "ServerWebSocket", "check_upgrade_request", "serve"]
 
 logger = logging.getLogger("rfc6455.server")
 
@@ -198,6 +198,32 @@ class Config:
             memory_budget=self.memory_budget,
             log=logger,
         )
+
+
+def check_upgrade_request(config: Config, incidents: Incidents, request: UpgradeRequest) -> None:
+    """Origin and application checks of ``config``, run by the handshake before it accepts.
+
+    Used by this server and by :func:`rfc6455.asyncio.serve`.
+
+    Raises:
+        HandshakeError: 403 for an origin not in ``allowed_origins``, the hook's own
+            refusal, or 500 if the ``check_request`` hook failed (logged once per server).
+    """
+    allowed = config.allowed_origins
+    if allowed is not None and request.origin is not None and request.origin not in allowed:
+        raise HandshakeError(f"origin {request.origin} is not allowed", 403)
+    hook = config.check_request
+    if hook is not None:
+        try:
+            hook(request)
+        except HandshakeError:
+            raise
+        except Exception:  # a broken hook fails this request only
+            # The traceback once per server; later failures are counted (metrics).
+            if not incidents[Incident.HOOK_ERROR]:
+                logger.exception("check_request raised; answering 500")
+            incidents.add(Incident.HOOK_ERROR)
+            raise HandshakeError("internal server error", 500) from None
 
 
 class ServerWebSocket(WebSocket):
@@ -608,23 +634,7 @@ class Server:
         )
 
     def _check_request(self, request: UpgradeRequest) -> None:
-        """Origin and application checks, run by the handshake before it accepts."""
-        allowed = self.config.allowed_origins
-        if allowed is not None and request.origin is not None and request.origin not in allowed:
-            raise HandshakeError(f"origin {request.origin} is not allowed", 403)
-        hook = self.config.check_request
-        if hook is not None:
-            try:
-                hook(request)
-            except HandshakeError:
-                raise
-            except Exception:  # a broken hook fails this request only
-                # The traceback once per server; later failures are counted (metrics).
-                incidents = self._settings.incidents
-                if not incidents[Incident.HOOK_ERROR]:
-                    logger.exception("check_request raised; answering 500")
-                incidents.add(Incident.HOOK_ERROR)
-                raise HandshakeError("internal server error", 500) from None
+        check_upgrade_request(self.config, self._settings.incidents, request)
 
     def _upgrade(self, ws: ServerWebSocket, hs: ServerHandshake, request: UpgradeRequest) -> None:
         path = request.target.split("?", 1)[0]

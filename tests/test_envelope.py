@@ -130,6 +130,21 @@ class TestParse:
             parse(big, max_size=256)
         assert info.value.code == "too_large"
 
+    @pytest.mark.parametrize(
+        "number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1.5e309"]
+    )
+    def test_numbers_json_cannot_carry_are_bad_json(self, number: str) -> None:
+        # Python's json reads these (and 1e400 as inf) and writes them back as
+        # NaN / Infinity, which no RFC 8259 parser (JSON.parse) accepts: passed on,
+        # one publication would break every subscriber (found by fuzz_envelope).
+        with pytest.raises(EnvelopeError) as info:
+            parse('{"v":1,"type":"x","id":"a","data":{"payload":[1,' + number + "]}}")
+        assert (info.value.code, info.value.re) == ("bad_json", None)
+
+    def test_large_but_finite_numbers_are_accepted(self) -> None:
+        env = parse('{"v":1,"type":"x","data":{"a":1e308,"b":-2.5e-320,"c":' + "9" * 400 + "}}")
+        assert env.data == {"a": 1e308, "b": -2.5e-320, "c": int("9" * 400)}
+
     def test_deep_nesting_is_bad_json_not_a_crash(self) -> None:
         with pytest.raises(EnvelopeError) as info:
             parse("[" * 100_000 + "]" * 100_000, max_size=1 << 20)

@@ -10,6 +10,7 @@ N must leave OPEN_BUGS here and KNOWN_BUGS in fuzz/fuzz_frames.py).
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 import types
@@ -35,6 +36,7 @@ fuzz_frames = _harness("fuzz_frames")
 fuzz_handshake = _harness("fuzz_handshake")
 fuzz_client = _harness("fuzz_client")
 fuzz_deflate = _harness("fuzz_deflate")
+fuzz_envelope = _harness("fuzz_envelope")
 make_corpus = _harness("make_corpus")
 
 
@@ -84,9 +86,48 @@ def test_deflate_corpus(path: Path) -> None:
     fuzz_deflate.TestOneInput(path.read_bytes())
 
 
+@pytest.mark.parametrize("path", _cases("envelope"))
+def test_envelope_corpus(path: Path) -> None:
+    fuzz_envelope.TestOneInput(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("harness", "directory"),
+    [
+        (fuzz_frames, "frames"),
+        (fuzz_handshake, "handshake"),
+        (fuzz_client, "client"),
+        (fuzz_deflate, "deflate"),
+    ],
+)
+def test_lean_mode_passes_the_corpus(
+    monkeypatch: pytest.MonkeyPatch, harness: ModuleType, directory: str
+) -> None:
+    # FUZZ_LEAN=1 is read at import; every module that imported the flag sees it.
+    for module in (fuzz_frames, fuzz_handshake, fuzz_client, fuzz_deflate):
+        monkeypatch.setattr(module, "LEAN", True)
+    for path in sorted((FUZZ_DIR / "corpus" / directory).iterdir()):
+        harness.TestOneInput(path.read_bytes())
+
+
+def test_lean_mode_still_reports_an_escaping_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import _connection
+
+    monkeypatch.setattr(fuzz_frames, "LEAN", True)
+
+    def broken(self: Any, data: bytes) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_connection.Connection, "receive", broken)
+    seed = (FUZZ_DIR / "corpus" / "frames" / "seed-client-text").read_bytes()
+    with pytest.raises(RuntimeError):
+        fuzz_frames.TestOneInput(seed)
+
+
 @pytest.mark.parametrize(
     ("directory", "generate"),
     [
+        ("envelope", make_corpus.envelope_seeds),
         ("frames", make_corpus.frame_seeds),
         ("handshake", make_corpus.handshake_seeds),
         ("client", make_corpus.client_seeds),
@@ -110,6 +151,37 @@ def test_empty_and_header_only_inputs() -> None:
         fuzz_client.TestOneInput(data)
     for data in (b"", b"\x01", bytes(4), b"\xff" * 4, bytes(6), b"\xff" * 6):
         fuzz_deflate.TestOneInput(data)
+    for data in (b"", b"\x00", b"\x01", b"\xff", b"\x06{"):
+        fuzz_envelope.TestOneInput(data)
+
+
+def test_envelope_harness_reports_a_wrong_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import envelope
+
+    original = envelope.parse
+
+    def wrong_code(message: Any, *, max_size: int = 65536) -> Any:
+        try:
+            return original(message, max_size=max_size)
+        except envelope.EnvelopeError as exc:
+            if exc.code == "unsupported_version":
+                raise envelope.EnvelopeError("bad_json", "no") from None
+            raise
+
+    monkeypatch.setattr(envelope, "parse", wrong_code)
+    seed = (FUZZ_DIR / "corpus" / "envelope" / "seed-unsupported-version").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="parse said 'bad_json'"):
+        fuzz_envelope.TestOneInput(seed)
+
+
+def test_envelope_harness_reports_a_missing_re(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfc6455 import envelope
+
+    monkeypatch.setattr(envelope, "encode", lambda kind, data=None, *, re=None, ts=None:
+                        json.dumps({"v": 1, "type": kind, "ts": 0, "data": dict(data or {})}))
+    seed = (FUZZ_DIR / "corpus" / "envelope" / "seed-ping-id").read_bytes()
+    with pytest.raises(fuzz_frames.HarnessFailure, match="expected '1'"):
+        fuzz_envelope.TestOneInput(seed)
 
 
 def test_client_and_deflate_header_decoding() -> None:

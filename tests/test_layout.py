@@ -30,7 +30,18 @@ CORE = {
     "permessage_deflate",
 }
 IO_MODULES = {"socket", "selectors", "ssl", "threading", "time", "asyncio", "select"}
-LOOP_LAYER = {"_loop", "_transport", "_endpoint", "server", "client", "sync_client", "app"}
+LOOP_LAYER = {
+    "_loop",
+    "_transport",
+    "_endpoint",
+    "server",
+    "client",
+    "sync_client",
+    "app",
+    "_aio_connection",
+    "_aio_server",
+    "_aio_client",
+}
 
 
 def _tree(path: Path) -> ast.Module:
@@ -66,6 +77,13 @@ def test_client_and_server_do_not_import_each_other() -> None:
     assert not _imports(PACKAGE / "server.py") & client_side
     for name in client_side:
         assert "server" not in _imports(PACKAGE / f"{name}.py"), name
+
+
+def test_asyncio_client_and_server_do_not_import_each_other() -> None:
+    assert not _imports(PACKAGE / "_aio_server.py") & {"_aio_client", "client", "sync_client"}
+    assert not _imports(PACKAGE / "_aio_client.py") & {"_aio_server", "server"}
+    # The shared connection imports neither role.
+    assert not _imports(PACKAGE / "_aio_connection.py") & {"_aio_server", "_aio_client"}
 
 
 @pytest.mark.parametrize("name", sorted(CORE))
@@ -128,3 +146,30 @@ def _foreign_private_reads(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
 def test_no_private_reads_across_modules(path: Path) -> None:
     assert _foreign_private_reads(path) == []
+
+
+#: The optional Redis dependency stays in the Redis broker's modules (the ``redis`` extra):
+#: ``import rfc6455`` and the in-process pub/sub never need redis-py.
+REDIS_MODULES = {"redis_broker", "_redis_io", "_redis_scripts"}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_redis_is_imported_only_by_the_redis_broker(path: Path) -> None:
+    imported = _imports(path)
+    if path.stem not in REDIS_MODULES:
+        assert "redis" not in imported
+    if path.stem not in REDIS_MODULES | {"cli_commands"}:  # cli_commands: only for --redis
+        assert not imported & REDIS_MODULES, imported & REDIS_MODULES
+
+
+def test_the_redis_broker_modules_do_not_reach_into_the_app() -> None:
+    for name in REDIS_MODULES:
+        imported = _imports(PACKAGE / f"{name}.py")
+        assert not imported & {"pubsub", "server", "envelope", "cli", "cli_commands"}, name
+def test_uvicorn_binding_sits_on_the_core() -> None:
+    """``rfc6455/uvicorn.py`` runs on uvicorn's loop and the core, never on our loop layer;
+    no other module imports it or uvicorn, so ``import rfc6455`` never needs uvicorn."""
+    assert not _imports(PACKAGE / "uvicorn.py") & LOOP_LAYER
+    for path in MODULES:
+        if path.name != "uvicorn.py":
+            assert "uvicorn" not in _imports(path), path.name

@@ -370,19 +370,34 @@ def test_a_slow_subscriber_is_closed_by_policy_and_the_others_keep_up() -> None:
                 conn = hs.connection
         slow.sendall(conn.send_text(json.dumps(
             {"v": 1, "type": "subscribe", "id": "s", "data": {"topic": "big"}})))
+        # The slow subscription must be in before the flood: wait for its ack (a sleep is
+        # not enough on a loaded machine), then never read again.
+        slow.settimeout(10)
+        acked = b""
+        while b'"type":"ack"' not in acked:
+            chunk = slow.recv(4096)
+            assert chunk, "the server closed the slow subscriber before its ack"
+            acked += chunk
         fast, publisher = Client(server), Client(server)
         fast.request("subscribe", {"topic": "big"})
-        time.sleep(0.2)  # the slow subscription is in
         payload = "x" * 16_000
-        started = time.monotonic()
-        for i in range(200):
-            publisher.send("publish", {"topic": "big", "payload": [i, payload]})
-        got = fast.messages(200, "big")
-        assert offsets(got) == list(range(1, 201))  # the fast one got everything, in order
-        assert time.monotonic() - started < 30
-        deadline = time.monotonic() + 10
-        while server.incidents()["slow_consumer"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # The kernel's send buffer toward the slow one grows with TCP autotuning (up to
+        # tcp_wmem's maximum, several MiB) before the server's own buffer fills: publish in
+        # rounds of 3.2 MB until the policy has closed it (at most 20 rounds, 64 MB).
+        got: list[dict[str, Any]] = []
+        for round_ in range(20):
+            started = time.monotonic()
+            for i in range(200):
+                publisher.send("publish", {"topic": "big", "payload": [i, payload]})
+            got += fast.messages(200, "big")
+            assert time.monotonic() - started < 30  # the fast one keeps up meanwhile
+            deadline = time.monotonic() + 2
+            while server.incidents()["slow_consumer"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if server.incidents()["slow_consumer"]:
+                break
+        # The fast one got everything, in order.
+        assert offsets(got) == list(range(1, len(got) + 1))
         assert server.incidents()["slow_consumer"] >= 1
         fast.close()
         publisher.close()

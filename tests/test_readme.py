@@ -23,6 +23,11 @@ def test_sans_io_example_runs() -> None:
     exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})  # noqa: S102 (our own README)
 
 
+def test_asyncio_example_runs() -> None:
+    code = _examples()["asyncio"]
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_asyncio"})  # noqa: S102 (our own README)
+
+
 def test_readme_starts_with_the_two_commands() -> None:
     lines = README.read_text(encoding="utf-8").splitlines()
     block = lines[lines.index("```sh") + 1 : lines.index("```sh") + 3]
