@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, ClassVar, Self, cast
 
@@ -272,6 +272,8 @@ class Connection(asyncio.BufferedProtocol):
                 if isinstance(message, str)
                 else conn.send_binary(message)
             )
+        elif isinstance(message, Mapping):
+            raise TypeError("cannot send a mapping: encode it first (json.dumps, ...)")
         elif isinstance(message, AsyncIterable):
             await self._send_fragments(aiter(message), True)
             return
@@ -600,9 +602,11 @@ class Connection(asyncio.BufferedProtocol):
         self.local_address = transport.get_extra_info("sockname")
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        """The buffer the loop reads into: one per thread, shared by the connections."""
         return self._rbuf
 
     def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were read into the shared buffer: feed them to the connection."""
         # The core and the handshake copy what they keep: the shared buffer is free
         # again when this returns.
         self.data_received(cast(bytes, self._rbuf[:nbytes]))

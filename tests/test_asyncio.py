@@ -128,6 +128,11 @@ def test_echo_text_binary_fragments_and_compression(loop_kind: str) -> None:
                 await ws.send(chunks())
                 assert await ws.recv() == b"asyncgen"
                 with pytest.raises(TypeError):
+                    await ws.send({"a": 1})  # type: ignore[arg-type]
+                with pytest.raises(TypeError):
+                    await ws.send(42)  # type: ignore[arg-type]
+                assert ws.state is Phase.OPEN  # refused before anything was written
+                with pytest.raises(TypeError):
                     await ws.send(["text", b"bytes"])
                 assert ws.state is Phase.CLOSING  # half a message left: closed with 1011
             assert ws.close_code == 1011
