@@ -86,6 +86,9 @@ def _take_buffer(size: int) -> bytearray:
         return bytearray(size)
     if len(buf) < size:
         return bytearray(size)  # the small one is dropped: the next large frame reuses this
+    if len(buf) > 4 * size:
+        _POOL.append(buf)  # much too big: keep it for a frame its size
+        return bytearray(size)
     return buf
 
 
@@ -357,8 +360,11 @@ class FrameDecoder:
     @property
     def held(self) -> int:
         """Bytes of memory held for input beyond the frames reported: :attr:`pending`, or
-        the whole buffer of a large frame still arriving (allocated before it is filled)."""
-        return len(self.buffer) - self.consumed if self._direct else self.end - self.consumed
+        the whole size of a large frame still arriving (its buffer is allocated before it
+        is filled)."""
+        if self._direct:
+            return max(self.end, self.consumed + self.needed) - self.consumed
+        return self.end - self.consumed
 
     def pending_view(self) -> memoryview:
         """The bytes of the incomplete frame(s) at the end of the buffer."""

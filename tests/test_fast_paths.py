@@ -122,7 +122,7 @@ def test_decoder_allocates_only_after_a_quarter_arrived(monkeypatch: pytest.Monk
     assert view is not None
     assert len(view) == len(wire) - (len(wire) // 4 + 10)
     view.release()
-    assert decoder.held >= len(wire)  # the reservation is counted against budgets
+    assert decoder.held == len(wire)  # the reservation is counted against budgets
     decoder.feed(wire[len(wire) // 4 + 10 :])
     decoder.release()
     assert len(_frames._POOL) == 1  # given back for the next large frame
@@ -397,3 +397,11 @@ def test_server_echoes_large_messages_back_to_back() -> None:
             ws.send(message)
         for message in messages:
             assert ws.recv(timeout=20) == message
+
+
+def test_a_much_larger_pooled_buffer_is_kept_for_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = bytearray(DIRECT_MIN * 40)
+    monkeypatch.setattr(_frames, "_POOL", [huge])
+    assert len(_frames._take_buffer(DIRECT_MIN)) == DIRECT_MIN
+    assert _frames._POOL == [huge]
+    assert _frames._take_buffer(DIRECT_MIN * 20) is huge
