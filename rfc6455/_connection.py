@@ -111,6 +111,12 @@ _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 
 _utf_8_decode = codecs.utf_8_decode
 
+# The 2-byte headers of unmasked final text / binary frames with payloads under 126 bytes,
+# by opcode then length: a lookup instead of building one per message.
+_SHORT_HEADERS = {
+    op: tuple(bytes((0x80 | op, n)) for n in range(126)) for op in (_OP_TEXT, _OP_BINARY)
+}
+
 # Payloads up to this size leave the receive buffer as a bytearray slice copied again
 # (two small copies beat making a memoryview); larger ones are copied once.
 _SMALL_COPY = 2048
@@ -826,7 +832,7 @@ class Connection:
         if self.state is _OPEN and not (self._send_opcode or self._extensions or self._mask_frames):
             n = len(data)
             if n < 126:
-                frame = bytes((0x80 | opcode, n)) + data
+                frame = _SHORT_HEADERS[opcode][n] + data
             else:
                 frame = frame_header(0x80 | opcode, n) + data
             return frame if self._pong is None else self._take_pong() + frame
