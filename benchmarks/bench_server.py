@@ -11,6 +11,7 @@ same bytes to every other open connection; exit on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ping-interval", type=float, default=None)
     parser.add_argument("--keep-request", action="store_true",
                         help="keep each handshake request (ws.request) for the connection's life")
+    parser.add_argument("--compression", action="store_true",
+                        help="negotiate permessage-deflate (off by default)")
+    parser.add_argument("--max-message-size", type=int, default=None,
+                        help="bytes (default: rfc6455's default, 1 MiB)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     config = Config(
@@ -62,11 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         max_connections=None,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_interval,
-        compression=False,
+        compression=args.compression,
         keep_request=args.keep_request,
         write_buffer_limit=None,
         shutdown_timeout=2.0,
     )
+    if args.max_message_size is not None:
+        config = dataclasses.replace(config, max_message_size=args.max_message_size)
     handler = EchoHandler() if args.mode == "echo" else BroadcastHandler()
     server = Server(config, handler=handler)
     server.serve_forever()

@@ -355,6 +355,22 @@ def proc_cpu_times(pid: int) -> tuple[float, float]:
     return user / _CLK_TCK, system / _CLK_TCK
 
 
+def proc_minflt(pid: int) -> int:
+    """Minor page faults of a process (all its threads) and its live direct children, from
+    ``/proc/PID/stat`` (-1 when the process is gone)."""
+    total = 0
+    for p in (pid, *_children(pid)):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            if p == pid:
+                return -1
+            continue
+        total += int(stat[stat.rindex(b")") + 2 :].split()[7])
+    return total
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """``utime + stime`` of a process (all its threads), from ``/proc/PID/stat``."""
     return sum(proc_cpu_times(pid))
@@ -402,6 +418,7 @@ class Window:
         self.pid = server_pid
         self.t0 = time.perf_counter()
         self.server0 = proc_cpu_times(server_pid) if server_pid else (math.nan, math.nan)
+        self.minflt0 = proc_minflt(server_pid) if server_pid else -1
         self.self0 = _self_cpu()
         self.busy0 = machine_busy_seconds()
 
@@ -411,12 +428,18 @@ class Window:
         user1, system1 = proc_cpu_times(self.pid) if self.pid else (math.nan, math.nan)
         user, system = user1 - self.server0[0], system1 - self.server0[1]
         server = user + system
+        minflt1 = proc_minflt(self.pid) if self.pid else -1
+        minflt = minflt1 - self.minflt0 if minflt1 >= 0 and self.minflt0 >= 0 else math.nan
         client = _self_cpu() - self.self0
         busy = machine_busy_seconds() - self.busy0
         foreign = busy - client - (0.0 if math.isnan(server) else server)
         return {
             "wall_s": wall,
             "server_cpu_s": server,
+            # The split of server_cpu_s (user: our code; sys: the kernel on our behalf).
+            "server_user_cpu_s": user,
+            "server_sys_cpu_s": system,
+            "server_minflt": minflt,
             # Kernel share of the server's CPU: syscalls and loopback TCP, out of Python's reach.
             "server_sys_share": system / server if server > 0 else math.nan,
             "client_cpu_s": client,
@@ -594,7 +617,7 @@ def run_echo(
         "client_us_per_msg": cpu.get("client_cpu_s", float("nan")) / measured * 1e6
         if measured
         else float("nan"),
-        **{k: v for k, v in cpu.items() if k.endswith(("_util", "cpu_s", "_share"))},
+        **{k: v for k, v in cpu.items() if k.endswith(("_util", "cpu_s", "_share", "minflt"))},
         "slow_path_hits": slow_hits,
     }
 

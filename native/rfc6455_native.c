@@ -244,3 +244,9 @@ size_t rfc6455_scan_frames(uint8_t *buf, size_t start, size_t end, int expect_ma
     status[2] = (int64_t)needed;
     return frames;
 }
+
+size_t rfc6455_scan_bound(uint8_t *buf, size_t start, size_t end, int64_t *ctl)
+{
+    return rfc6455_scan_frames(buf, start, end, (int)ctl[0], (unsigned)ctl[1], ctl[2], ctl + 8,
+                               (size_t)ctl[3], ctl + 4);
+}

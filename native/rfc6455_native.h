@@ -44,4 +44,12 @@ size_t rfc6455_scan_frames(uint8_t *buf, size_t start, size_t end, int expect_ma
                            unsigned allowed_rsv, int64_t max_payload, int64_t *out,
                            size_t max_frames, int64_t *status);
 
+/*
+ * rfc6455_scan_frames with its fixed parameters kept in ctl (fewer arguments to convert per
+ * call, for a decoder that scans many small chunks): ctl[0] expect_masked, ctl[1]
+ * allowed_rsv, ctl[2] max_payload, ctl[3] max_frames; the status goes to ctl[4..6] and
+ * the records to ctl + 8 (room for 3 * max_frames int64). Returns the number of frames.
+ */
+size_t rfc6455_scan_bound(uint8_t *buf, size_t start, size_t end, int64_t *ctl);
+
 #endif

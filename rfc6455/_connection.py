@@ -111,6 +111,16 @@ _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 
 _utf_8_decode = codecs.utf_8_decode
 
+# The 2-byte headers of unmasked final text / binary frames with payloads under 126 bytes,
+# by opcode then length: a lookup instead of building one per message.
+_SHORT_HEADERS = {
+    op: tuple(bytes((0x80 | op, n)) for n in range(126)) for op in (_OP_TEXT, _OP_BINARY)
+}
+
+# Payloads up to this size leave the receive buffer as a bytearray slice copied again
+# (two small copies beat making a memoryview); larger ones are copied once.
+_SMALL_COPY = 2048
+
 
 class Connection:
     """A WebSocket connection in one role, with no I/O of its own.
@@ -249,19 +259,84 @@ class Connection:
             return
         if self._eof or self.state not in RECEIVING:
             return  # §5.5.1: nothing after a close frame (or a failure) is read
+        self._decoded(*self._decoder.feed(data))
+
+    def receive_messages(self, buf: bytearray, nbytes: int) -> list[Event | str | bytes]:
+        """``receive(buf[:nbytes])`` for an I/O layer that reads into a buffer of its own,
+        with less work per message.
+
+        ``buf`` is decoded in place when nothing is buffered (its payloads are unmasked
+        in it: it must be writable, and its contents are garbage afterwards); it is not
+        kept. A whole data message comes back as its data alone (``str``: a text message,
+        ``bytes``: a binary one) instead of a ``TextMessage`` / ``BinaryMessage``; every
+        other event is an :class:`Event`. ``nbytes`` 0 means EOF.
+        """
+        if not nbytes:
+            self._receive_eof()
+        elif not self._eof and self.state in RECEIVING:
+            decoder = self._decoder
+            records, error, buffer = decoder.feed_from(buf, nbytes)
+            if records and not error and not decoder.needed and not decoder.consumed:
+                # The usual read: whole frames, nothing left over (_decoded, inlined).
+                self._partial_checked = 0
+                self._partial_tail = None
+                try:
+                    self._process(records, buffer, True)
+                except RemoteProtocolError as exc:
+                    self._fail(exc)
+            else:
+                self._decoded(records, error, buffer, True)
+        events: list[Event | str | bytes] = self._events  # type: ignore[assignment]
+        if self._event_pos:
+            events = events[self._event_pos :]
+            self._events.clear()
+        else:
+            self._events = []
+        self._event_pos = 0
+        return events
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where to read the rest of a large frame still arriving, or None.
+
+        A zero-copy alternative to ``receive_data`` for an I/O layer that reads with
+        ``recv_into``: while a frame of ``rfc6455._frames.DIRECT_MIN`` bytes or more is
+        incomplete (and a quarter of it is in), a writable view of exactly the bytes it
+        still lacks, in a buffer sized for the whole frame. Read into a prefix of it,
+        release the view, then call :meth:`receive_filled` with the count. None
+        otherwise: read into any buffer and call ``receive_data``.
+        """
+        if self._eof or self.state not in RECEIVING:
+            return None
+        return self._decoder.receive_buffer()
+
+    def receive_filled(self, nbytes: int) -> None:
+        """``nbytes`` (> 0) were read into the start of :meth:`receive_buffer`'s view (now
+        released): like ``receive_data`` with those bytes."""
+        if self._eof or self.state not in RECEIVING:
+            return
+        self._decoded(*self._decoder.filled(nbytes))
+
+    def _decoded(
+        self,
+        records: list[int],
+        error: int,
+        buffer: bytearray | None = None,
+        raw: bool = False,
+    ) -> None:
+        """Events for the frames just decoded (``records``: offsets into ``buffer``, by
+        default the decoder's), then the checks on the one still arriving."""
         decoder = self._decoder
         try:
-            records, error = decoder.feed(data)
             if records:
                 # A frame completed, so any frame still arriving is a new one.
                 self._partial_checked = 0
                 self._partial_tail = None
-                if not self._process(records):
+                if not self._process(records, buffer, raw):
                     return
                 # The payloads are copied out: hold only the frame still arriving,
                 # now rather than at the next feed (an idle connection holds nothing).
-                del decoder.buffer[: decoder.consumed]
-                decoder.consumed = 0
+                if decoder.consumed:
+                    decoder.release()
             if error:
                 self._fail(scan_error(error))
             elif decoder.needed:
@@ -336,7 +411,7 @@ class Connection:
         Streamed messages hold nothing between frames. 0 once nothing more
         will be read (close received, failure, EOF). O(1).
         """
-        return self._decoder.pending + len(self._msg_buf)
+        return self._decoder.held + len(self._msg_buf)
 
     @property
     def receiving(self) -> bool:
@@ -363,9 +438,18 @@ class Connection:
 
     # ------------------------------------------------------------ processing
 
-    def _process(self, records: list[int]) -> bool:
-        """Turn decoded frames into events. False once processing must stop."""
-        view = memoryview(self._decoder.buffer)
+    def _process(
+        self, records: list[int], buffer: bytearray | None = None, raw: bool = False
+    ) -> bool:
+        """Turn decoded frames into events. False once processing must stop.
+
+        ``raw``: a whole data message is reported as its ``str`` / ``bytes`` alone.
+        """
+        if buffer is None:
+            buffer = self._decoder.buffer
+        # A small payload is copied out of a bytearray slice (cheaper than a memoryview
+        # for a few bytes); a large one through a memoryview (one copy, not two).
+        view: memoryview | None = None
         try:
             append = self._events.append
             max_size = self._max_size
@@ -376,21 +460,36 @@ class Connection:
                 end = records[i + 2]
                 if simple and end - start <= max_size:
                     if first == 0x82:
-                        append(make_binary(view[start:end].tobytes()))
+                        if end - start <= _SMALL_COPY:
+                            data = bytes(buffer[start:end])
+                        else:
+                            if view is None:
+                                view = memoryview(buffer)
+                            data = view[start:end].tobytes()
+                        append(data if raw else make_binary(data))  # type: ignore[arg-type]
                         continue
                     if first == 0x81:
                         try:
-                            append(make_text(str(view[start:end], "utf-8")))
+                            if end - start <= _SMALL_COPY:
+                                text = buffer[start:end].decode()
+                            else:
+                                if view is None:
+                                    view = memoryview(buffer)
+                                text = str(view[start:end], "utf-8")
+                            append(text if raw else make_text(text))  # type: ignore[arg-type]
                         except UnicodeDecodeError:
                             self._fail(InvalidUTF8("invalid UTF-8 in text message"))
                             return False
                         continue
+                if view is None:
+                    view = memoryview(buffer)
                 if not self._slow_frame(first, view[start:end]):
                     return False
                 simple = not (self._msg_opcode or self._stream)
             return True
         finally:
-            view.release()
+            if view is not None:
+                view.release()
 
     def _slow_frame(self, first: int, payload: memoryview) -> bool:
         opcode = first & 0x0F
@@ -677,6 +776,67 @@ class Connection:
                 frame = frame_header(first, n) + payload
             return frame if self._pong is None else self._take_pong() + frame
         return self._emit(self._encode(first, payload))
+
+    def send_data_parts(self, data: str | bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """Encode a message (``str``: text, ``bytes``: binary) as two buffers to write in
+        order, so that a large payload is never copied to join it to its header.
+
+        ``head + body`` is exactly what ``send_text`` / ``send_binary`` return: ``head``
+        is any waiting pong and the frame header, ``body`` the payload, unless the frame
+        had to be built whole (a client masks its payload; then ``body`` is ``b""``).
+        Write both with one gathering write (``socket.sendmsg``).
+        """
+        if isinstance(data, str):
+            try:
+                payload = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LocalProtocolError(
+                    "text with lone surrogates cannot be sent as UTF-8"
+                ) from None
+            opcode = _OP_TEXT
+        else:
+            payload = _to_bytes(data)
+            opcode = _OP_BINARY
+        if self.state is not _OPEN:
+            self._check_can_send("data")
+        if self._send_opcode:
+            raise LocalProtocolError("a fragmented message is being sent; finish it first")
+        first = 0x80 | opcode
+        for extension in self._extensions:
+            rsv, payload = extension.encode(payload, first=True, fin=True)
+            first |= rsv
+        if self._mask_frames:
+            return self._emit(self._encode(first, payload)), b""
+        head = frame_header(first, len(payload))
+        if self._pong is not None:
+            head = self._take_pong() + head
+        return head, payload
+
+    def send_message(self, data: str | bytes) -> bytes:
+        """``send_text(data)`` for a ``str``, else ``send_binary(data)``, in one call."""
+        if type(data) is bytes:
+            opcode = _OP_BINARY
+        elif type(data) is str:
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LocalProtocolError(
+                    "text with lone surrogates cannot be sent as UTF-8"
+                ) from None
+            opcode = _OP_TEXT
+        elif isinstance(data, str):
+            return self.send_text(data)
+        else:
+            return self.send_binary(data)
+        # _send_data, inlined for the common case: open, no extension, unmasked.
+        if self.state is _OPEN and not (self._send_opcode or self._extensions or self._mask_frames):
+            n = len(data)
+            if n < 126:
+                frame = _SHORT_HEADERS[opcode][n] + data
+            else:
+                frame = frame_header(0x80 | opcode, n) + data
+            return frame if self._pong is None else self._take_pong() + frame
+        return self._send_data(opcode, data)
 
     def send_text(self, text: str) -> bytes:
         """Encode a text message; returns the bytes to write."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._connection import Connection
@@ -67,6 +67,9 @@ __all__ = [
 #: peer still sends before closing, so that the kernel does not answer it with a
 #: reset that could destroy our close frame. Bounded: the peer may never stop.
 FAILURE_LINGER = 2.0
+# Messages from this size on are sent as header and payload in one gathering write
+# (no copy of the payload to join them); smaller ones are joined, which is cheaper.
+_PARTS_MIN = 64 * 1024
 
 
 class Phase(enum.Enum):
@@ -198,7 +201,7 @@ class WebSocket(Protocol):
         self._t_over: float | None = None
         # (since when, messages_in then) while a frame or message is seen arriving.
         self._partial: tuple[float, int] | None = None
-        self._backlog: list[Event] | None = None
+        self._backlog: Sequence[Event | str | bytes] | None = None
         self._holds = 0
         self._held = 0  # incoming bytes reported to the memory budget
         self._logged: set[Incident] | None = None
@@ -261,10 +264,10 @@ class WebSocket(Protocol):
         conn = self._conn
         if conn is None or self._phase is not _OPEN:
             raise self._closed_error()
-        if type(message) is str:
-            frame = conn.send_text(message)
-        else:
-            frame = conn.send_binary(message)  # type: ignore[arg-type]
+        if len(message) >= _PARTS_MIN:
+            self._send_parts(conn, message)
+            return
+        frame = conn.send_message(message)
         self.messages_out += 1
         settings = self._settings
         if settings.debug:
@@ -273,6 +276,21 @@ class WebSocket(Protocol):
         self.bytes_out += len(frame)
         transport = self._transport
         if transport is not None and transport.write(frame) > settings.write_buffer_limit:
+            self._over_limit()
+
+    def _send_parts(self, conn: Connection, message: Message) -> None:
+        """``send`` for a large message: header and payload leave as two buffers."""
+        head, body = conn.send_data_parts(message)
+        self.messages_out += 1
+        size = len(head) + len(body)
+        if self._settings.debug:
+            self._log(logging.DEBUG, "sending a %d-byte frame", size)
+        self.bytes_out += size
+        transport = self._transport
+        if (
+            transport is not None
+            and transport.write_parts(head, body) > self._settings.write_buffer_limit
+        ):
             self._over_limit()
 
     def send_frame(self, frame: bytes) -> None:
@@ -459,6 +477,92 @@ class WebSocket(Protocol):
         if self._settings.budget is not None:
             self._account(conn)
 
+    def buffer_received(self, buf: bytearray, nbytes: int) -> None:
+        # data_received without the copy: the connection decodes in the loop's buffer.
+        self.bytes_in += nbytes
+        self._t_rx = self._loop.now
+        self._t_ping = None  # anything from the peer proves it is alive
+        conn = self._conn
+        if conn is None:
+            self._handshake_data(memoryview(buf)[:nbytes].tobytes())
+            return
+        events = conn.receive_messages(buf, nbytes)
+        if len(events) == 1:
+            # One whole message, the usual read: _dispatch for one message, inlined.
+            data = events[0]
+            cls = type(data)
+            settings = self._settings
+            handler = self._handler
+            if (
+                (cls is bytes or cls is str)
+                and self._phase is _OPEN
+                and self._backlog is None
+                and handler is not None
+                and settings.rate is None
+                and not settings.debug
+            ):
+                try:
+                    handler.on_message(self, data)  # type: ignore[arg-type]
+                except ConnectionClosed:
+                    pass
+                except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                    self._handler_failed("on_message")
+                self.messages_in += 1
+                self._t_msg = self._loop.now
+                out = conn.data_to_send()
+                if out:
+                    self._write(out)
+                if conn.state is _CONN_CLOSED and conn.should_close_transport:
+                    transport = self._transport
+                    if transport is not None:
+                        transport.close(FAILURE_LINGER if conn.failure is not None else 0.0)
+                if self._held:
+                    self._account(conn)
+                return
+        if events:
+            self._dispatch(conn, events)
+            if self._held:
+                self._account(conn)
+            return
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        if self._settings.budget is not None:
+            self._account(conn)
+        # Part of a frame arrived: a large one is read straight into its own buffer.
+        target = conn.receive_buffer()
+        if target is not None:
+            target.release()
+            transport = self._transport
+            if transport is not None:
+                transport.read_direct = True
+
+    def _received(self, conn: Connection, events: list[Event]) -> None:
+        """``data_received``'s second half (which inlines it), for ``receive_filled``."""
+        if events:
+            self._dispatch(conn, events)
+            if self._held:
+                self._account(conn)
+            return
+        out = conn.data_to_send()
+        if out:
+            self._write(out)
+        if self._settings.budget is not None:
+            self._account(conn)
+
+    def receive_buffer(self) -> memoryview | None:
+        conn = self._conn
+        return None if conn is None else conn.receive_buffer()
+
+    def receive_filled(self, nbytes: int) -> None:
+        self.bytes_in += nbytes
+        self._t_rx = self._loop.now
+        self._t_ping = None
+        conn = self._conn
+        assert conn is not None  # receive_buffer() offered a view: the connection is open
+        conn.receive_filled(nbytes)
+        self._received(conn, list(conn.events()))
+
     def eof_received(self) -> bool:
         conn = self._conn
         if conn is None:
@@ -621,8 +725,11 @@ class WebSocket(Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _dispatch(self, conn: Connection, events: list[Event]) -> None:
-        """Hand events to the handler (at most MESSAGES_PER_TICK per tick), then flush."""
+    def _dispatch(self, conn: Connection, events: Sequence[Event | str | bytes]) -> None:
+        """Hand events to the handler (at most MESSAGES_PER_TICK per tick), then flush.
+
+        A ``str`` / ``bytes`` item is a whole text / binary message
+        (:meth:`Connection.receive_messages`)."""
         if len(events) > MESSAGES_PER_TICK:
             # One peer's flood must not delay the others: the rest waits for the next
             # tick, and reading waits for the rest (so events stay in wire order).
@@ -640,30 +747,34 @@ class WebSocket(Protocol):
         count = 0
         for event in events:
             cls = type(event)
-            if cls is TextMessage or cls is BinaryMessage:
-                count += 1
-                if self._phase is not _OPEN:
-                    continue
-                if rate is not None and not self._take_token():
-                    break
-                if debug:
-                    self._log(
-                        logging.DEBUG,
-                        "received %s message, %d bytes",
-                        "text" if cls is TextMessage else "binary",
-                        len(event.data),  # type: ignore[attr-defined]
-                    )
-                if handler is None:
-                    continue
-                try:
-                    handler.on_message(self, event.data)  # type: ignore[attr-defined]
-                except ConnectionClosed:
-                    pass
-                except Exception:  # noqa: BLE001 - isolate the failure to this connection
-                    self._handler_failed("on_message")
-                    break
+            if cls is bytes or cls is str:
+                data: Message = event  # type: ignore[assignment]
+            elif cls is TextMessage or cls is BinaryMessage:
+                data = event.data  # type: ignore[union-attr]
             else:
-                self._control_event(event, handler)
+                self._control_event(event, handler)  # type: ignore[arg-type]
+                continue
+            count += 1
+            if self._phase is not _OPEN:
+                continue
+            if rate is not None and not self._take_token():
+                break
+            if debug:
+                self._log(
+                    logging.DEBUG,
+                    "received %s message, %d bytes",
+                    "text" if type(data) is str else "binary",
+                    len(data),
+                )
+            if handler is None:
+                continue
+            try:
+                handler.on_message(self, data)
+            except ConnectionClosed:
+                pass
+            except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                self._handler_failed("on_message")
+                break
         if count:
             self.messages_in += count
             self._t_msg = self._loop.now

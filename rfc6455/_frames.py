@@ -20,7 +20,7 @@ from typing import Final
 
 from ._constants import MAX_CONTROL_PAYLOAD
 from ._errors import LocalProtocolError, MessageTooBig, ProtocolError, RemoteProtocolError
-from ._kernels import KERNELS, Kernels
+from ._kernels import KERNELS, Kernels, bind_scan
 from ._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -31,6 +31,7 @@ from ._kernels_py import (
     ERR_RSV_BITS,
     ERR_TOO_BIG,
     ERR_UNMASKED,
+    ScanResult,
 )
 
 __all__ = ["FrameDecoder", "encode_frame", "frame_header", "scan_error"]
@@ -65,6 +66,38 @@ def scan_error(code: int) -> RemoteProtocolError:
     return cls(reason)
 
 
+#: A frame at least this large whose header is in but whose payload is not is received
+#: straight into a buffer sized for it (:meth:`FrameDecoder.receive_buffer`), not in chunks.
+DIRECT_MIN: Final = 128 * 1024
+
+# Buffers of large frames, reused across decoders (and connections) so that a stream of
+# large messages does not fault in fresh pages for each. ``list.pop``/``append`` are
+# atomic under the GIL. Bounded in count and in total size: what they hold stays resident.
+_POOL: list[bytearray] = []
+_POOL_MAX = 4
+_POOL_MAX_BYTES = 32 << 20
+
+
+def _take_buffer(size: int) -> bytearray:
+    """A buffer of at least ``size`` bytes (its contents are garbage)."""
+    try:
+        buf = _POOL.pop()
+    except IndexError:
+        return bytearray(size)
+    if len(buf) < size:
+        return bytearray(size)  # the small one is dropped: the next large frame reuses this
+    if len(buf) > 4 * size:
+        _POOL.append(buf)  # much too big: keep it for a frame its size
+        return bytearray(size)
+    return buf
+
+
+def _give_back(buf: bytearray) -> None:
+    """Return a large-frame buffer for reuse, if the pool has room."""
+    if len(_POOL) < _POOL_MAX and len(buf) + sum(map(len, _POOL)) <= _POOL_MAX_BYTES:
+        _POOL.append(buf)
+
+
 class FrameDecoder:
     """Incremental frame decoder for one direction of one connection.
 
@@ -75,16 +108,26 @@ class FrameDecoder:
         kernels: the masking and scanning kernels to decode with (default: the
             native ones when built, see :data:`rfc6455._kernels.KERNELS`);
             ``PYTHON_KERNELS`` or ``native_kernels()`` pick one explicitly.
+
+    Bytes held are ``buffer[consumed:end]``. Normally ``len(buffer) == end``; while a
+    frame of at least :data:`DIRECT_MIN` bytes is arriving, ``buffer`` is a buffer sized
+    for the whole frame (taken from a small shared pool) and ``end`` is how much of it is
+    filled: :meth:`feed` copies into it without reallocating, :meth:`receive_buffer`
+    lets the caller ``recv_into`` it directly, and nothing is scanned again until the
+    frame is complete.
     """
 
     __slots__ = (
+        "_allowed_rsv",
+        "_bound",
+        "_direct",
         "_expect_masked",
+        "_max_payload",
         "_scan",
-        "allowed_rsv",
         "buffer",
         "consumed",
+        "end",
         "kernels",
-        "max_payload",
         "needed",
     )
 
@@ -100,15 +143,58 @@ class FrameDecoder:
         self.kernels = kernels
         self._scan = kernels.scan_frames
         self.buffer = bytearray()
+        # True while buffer is a large frame's own buffer (from the pool).
+        self._direct = False
         #: Bytes at the start of :attr:`buffer` that belong to frames already
-        #: reported; dropped at the next :meth:`feed`. An owner done with the
-        #: offsets may drop them sooner (``del buffer[:consumed]``, then 0).
+        #: reported; dropped at the next :meth:`feed` (or by :meth:`release`).
         self.consumed = 0
+        #: Bytes of :attr:`buffer` filled (== its length but while a large frame arrives).
+        self.end = 0
         self._expect_masked = expect_masked
-        self.allowed_rsv = allowed_rsv
-        self.max_payload = max_payload
-        #: Size of the incomplete frame at the end of the buffer, if its header is in.
+        self._allowed_rsv = allowed_rsv
+        self._max_payload = max_payload
+        self._bound = bind_scan(kernels.scan_frames, expect_masked, allowed_rsv, max_payload)
+        #: Size of the incomplete frame at ``consumed``, if its header is in.
         self.needed = 0
+
+    @property
+    def allowed_rsv(self) -> int:
+        """RSV bits claimed by negotiated extensions."""
+        return self._allowed_rsv
+
+    @allowed_rsv.setter
+    def allowed_rsv(self, value: int) -> None:
+        self._allowed_rsv = value
+        self._rebind()
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload a single frame may declare."""
+        return self._max_payload
+
+    @max_payload.setter
+    def max_payload(self, value: int) -> None:
+        self._max_payload = value
+        self._rebind()
+
+    def _rebind(self) -> None:
+        self._bound = bind_scan(
+            self._scan, self._expect_masked, self._allowed_rsv, self._max_payload
+        )
+
+    def _scan_from(self, buf: bytearray, start: int, end: int) -> ScanResult:
+        bound = self._bound
+        if bound is not None:
+            return bound(buf, start, end)
+        return self._scan(
+            buf,
+            start,
+            end,
+            self._expect_masked,
+            self._allowed_rsv,
+            self._max_payload,
+            MAX_FRAMES_PER_SCAN,
+        )
 
     def feed(self, data: bytes) -> tuple[list[int], int]:
         """Add ``data`` and decode the frames now complete.
@@ -117,39 +203,142 @@ class FrameDecoder:
         :attr:`buffer`, valid until the next call) and a ``scan_frames``
         error code (0 if none). After an error the decoder must not be fed.
         """
-        buffer = self.buffer
         if self.consumed:
-            del buffer[: self.consumed]
-            self.consumed = 0
-        buffer += data
-        scan_frames = self._scan
-        records, consumed, error, needed = scan_frames(
-            buffer,
-            0,
-            len(buffer),
-            self._expect_masked,
-            self.allowed_rsv,
-            self.max_payload,
-            MAX_FRAMES_PER_SCAN,
-        )
+            self.release()
+        buffer = self.buffer
+        end = self.end
+        if not self._direct:
+            buffer += data
+        else:  # a large frame's buffer: fill it in place (it grows only past its size)
+            buffer[end : end + len(data)] = data
+        self.end = end + len(data)
+        return self._scan_buffer()
+
+    def feed_from(self, buf: bytearray, nbytes: int) -> tuple[list[int], int, bytearray]:
+        """Like :meth:`feed` with ``buf[:nbytes]``, but decoding in ``buf`` itself when
+        nothing is buffered (the usual case: a read that holds whole frames), so that
+        no byte is copied but the payloads and an incomplete frame at the end.
+
+        ``buf`` is modified (payloads unmasked in place) and not kept. Returns the
+        records, the error code and the buffer the records' offsets point into
+        (``buf`` or :attr:`buffer`), valid until the next call.
+        """
+        if self.end or self._direct:
+            records, error = self.feed(memoryview(buf)[:nbytes])  # type: ignore[arg-type]
+            return records, error, self.buffer
+        bound = self._bound
+        if bound is not None:
+            records, consumed, error, needed = bound(buf, 0, nbytes)
+        else:
+            records, consumed, error, needed = self._scan(
+                buf,
+                0,
+                nbytes,
+                self._expect_masked,
+                self._allowed_rsv,
+                self._max_payload,
+                MAX_FRAMES_PER_SCAN,
+            )
+        while len(records) % (3 * MAX_FRAMES_PER_SCAN) == 0 and records and not error:
+            if consumed == nbytes:
+                break
+            more, consumed, error, needed = self._scan_from(buf, consumed, nbytes)
+            records += more
+            if len(more) < 3 * MAX_FRAMES_PER_SCAN:
+                break
+        self.needed = needed
+        if error:
+            return records, error, buf  # nothing after it is decoded
+        if consumed < nbytes:
+            self.buffer += memoryview(buf)[consumed:nbytes]
+            self.end = nbytes - consumed
+            if needed >= DIRECT_MIN:
+                self._maybe_go_direct()
+        return records, error, buf
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the rest of a large frame still arriving goes, or None.
+
+        Only while a frame of :data:`DIRECT_MIN` bytes or more is incomplete: a writable
+        view of exactly the bytes it still lacks. Fill a prefix of it (``recv_into``),
+        release the view, then call :meth:`filled` with the count.
+        """
+        if not self._direct or self.end - self.consumed >= self.needed:
+            return None
+        return memoryview(self.buffer)[self.end : self.consumed + self.needed]
+
+    def filled(self, nbytes: int) -> tuple[list[int], int]:
+        """``nbytes`` were written at the start of :meth:`receive_buffer`'s view: like
+        :meth:`feed` with those bytes, without copying them."""
+        if not 0 < nbytes <= self.consumed + self.needed - self.end:
+            raise ValueError("filled() needs 0 < nbytes <= what receive_buffer() offered")
+        self.end += nbytes
+        return self._scan_buffer()
+
+    def _scan_buffer(self) -> tuple[list[int], int]:
+        needed = self.needed
+        if needed and self.end - self.consumed < needed:
+            # The frame whose header was checked is still incomplete: nothing new to scan.
+            if needed >= DIRECT_MIN and not self._direct:
+                self._maybe_go_direct()
+            return [], 0
+        buffer = self.buffer
+        end = self.end
+        scan_frames = self._scan_from
+        records, consumed, error, needed = scan_frames(buffer, self.consumed, end)
         if len(records) == 3 * MAX_FRAMES_PER_SCAN:
-            end = len(buffer)
             while not error and consumed < end:
-                more, consumed, error, needed = scan_frames(
-                    buffer,
-                    consumed,
-                    end,
-                    self._expect_masked,
-                    self.allowed_rsv,
-                    self.max_payload,
-                    MAX_FRAMES_PER_SCAN,
-                )
+                more, consumed, error, needed = scan_frames(buffer, consumed, end)
                 records += more
                 if len(more) < 3 * MAX_FRAMES_PER_SCAN:
                     break
         self.consumed = consumed
         self.needed = needed
+        if needed >= DIRECT_MIN and not records and not error:
+            # A large frame has begun: give it a buffer of its size, filled in place from
+            # now on. (With records, the caller first reads them; release() does this.)
+            self._maybe_go_direct()
         return records, error
+
+    def _maybe_go_direct(self) -> None:
+        pending = self.end - self.consumed
+        # Only once a quarter of the frame is in, unless a pooled buffer (memory already
+        # held) fits: a peer that declares a large frame and sends little of it makes us
+        # allocate at most 4x what it sent, not the declared size.
+        if self._direct:
+            return
+        if pending * 4 < self.needed:
+            pool = _POOL
+            if not pool or len(pool[-1]) < self.needed:
+                return
+        big = _take_buffer(self.needed)
+        big[:pending] = memoryview(self.buffer)[self.consumed : self.end]
+        self.buffer = big
+        self._direct = True
+        self.consumed = 0
+        self.end = pending
+
+    def release(self) -> None:
+        """Drop the bytes of the frames already reported (their offsets become invalid).
+
+        Safe while a memoryview of :attr:`buffer` is alive only in large-frame mode (the
+        buffer is then replaced, not resized).
+        """
+        consumed = self.consumed
+        if not consumed:
+            return
+        buffer = self.buffer
+        self.consumed = 0
+        self.end -= consumed
+        if not self._direct:
+            del buffer[:consumed]
+        else:
+            # A large frame's buffer: keep the rest in a fresh small one, reuse the big one.
+            self.buffer = bytearray(memoryview(buffer)[consumed : consumed + self.end])
+            self._direct = False
+            _give_back(buffer)
+        if self.needed >= DIRECT_MIN:
+            self._maybe_go_direct()
 
     def clear(self) -> None:
         """Forget everything buffered, for when nothing more will be read.
@@ -158,17 +347,28 @@ class FrameDecoder:
         replaced, not resized, and the old one goes when its views do.
         """
         self.buffer = bytearray()
+        self._direct = False  # a large frame's buffer is not reused: views of it may live
         self.consumed = 0
+        self.end = 0
         self.needed = 0
 
     @property
     def pending(self) -> int:
         """Bytes buffered that belong to frames not complete yet."""
-        return len(self.buffer) - self.consumed
+        return self.end - self.consumed
+
+    @property
+    def held(self) -> int:
+        """Bytes of memory held for input beyond the frames reported: :attr:`pending`, or
+        the whole size of a large frame still arriving (its buffer is allocated before it
+        is filled)."""
+        if self._direct:
+            return max(self.end, self.consumed + self.needed) - self.consumed
+        return self.end - self.consumed
 
     def pending_view(self) -> memoryview:
         """The bytes of the incomplete frame(s) at the end of the buffer."""
-        return memoryview(self.buffer)[self.consumed :]
+        return memoryview(self.buffer)[self.consumed : self.end]
 
 
 _SENDABLE_OPCODES: Final = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})

@@ -79,6 +79,30 @@ class ScanFrames(Protocol):
     ) -> ScanResult: ...
 
 
+class BoundScan(Protocol):
+    """``scan_frames`` with ``expect_masked``, ``allowed_rsv`` and ``max_payload`` bound
+    and ``max_frames`` = ``MAX_FRAMES_PER_SCAN`` (see :func:`bind_scan`)."""
+
+    def __call__(self, buf: bytearray, start: int, end: int, /) -> ScanResult: ...
+
+
+def bind_scan(
+    scan_frames: ScanFrames, expect_masked: bool, allowed_rsv: int, max_payload: int
+) -> BoundScan | None:
+    """A faster ``scan_frames`` with its fixed arguments bound, if the implementation has
+    one (the native kernels: fewer arguments for cffi to convert per call), else None.
+
+    Same results as ``scan_frames(buf, start, end, expect_masked, allowed_rsv,
+    max_payload, 4096)``; bound to the function itself, so a wrapper of ``scan_frames``
+    (a test's recording kernels) has none and is always called.
+    """
+    bind = getattr(scan_frames, "bind", None)
+    if bind is None:
+        return None
+    bound: BoundScan = bind(bool(expect_masked), allowed_rsv, max_payload)
+    return bound
+
+
 @dataclass(frozen=True, slots=True)
 class Kernels:
     """One implementation of the kernels; pass it to ``FrameDecoder`` / ``Connection``.
@@ -253,6 +277,48 @@ def _wrap_native(native: ModuleType) -> Kernels:
         if needed < 0:  # stored as int64; exceeds it only with max_payload near 2**63
             needed += 1 << 64
         return records, consumed, error, needed
+
+    c_scan_bound: Any = getattr(lib, "rfc6455_scan_bound", None)
+
+    @functools.cache
+    def bind(expect_masked: bool, allowed_rsv: int, max_payload: int) -> BoundScan:
+        # scan_frames(buf, start, end, expect_masked, allowed_rsv, max_payload, _CAP) with
+        # the fixed arguments stored once in the control array: 4 arguments to convert
+        # per C call instead of 9. One free list per binding (shared by every decoder with
+        # these parameters), as for scan_frames: the C call releases the GIL.
+        writable = bool(expect_masked)
+        params = (
+            1 if expect_masked else 0,
+            allowed_rsv & 0x70,
+            max_payload if -1 <= max_payload <= _INT64_MAX else (-1 if max_payload < 0 else _INT64_MAX),
+            _CAP,
+        )
+        spare: list[tuple[array[int], Any]] = []
+
+        def new_control() -> tuple[array[int], Any]:
+            ctl = array("q", bytes(8 * (8 + 3 * _CAP)))
+            ctl[0:4] = array("q", params)
+            return ctl, from_buffer(i64, ctl, True)
+
+        def scan_bound(buf: bytearray, start: int, end: int, /) -> ScanResult:
+            cbuf = from_buffer(u8, buf, writable)
+            if not 0 <= start <= end <= len(cbuf):
+                raise ValueError("scan_frames needs 0 <= start <= end <= len(buf)")
+            ctl, pointer = entry = spare.pop() if spare else new_control()
+            n = c_scan_bound(cbuf, start, end, pointer)
+            records: list[int] = ctl[8 : 8 + 3 * n].tolist()
+            consumed = ctl[4]
+            error = ctl[5]
+            needed = ctl[6]
+            spare.append(entry)
+            if needed < 0:
+                needed += 1 << 64
+            return records, consumed, error, needed
+
+        return scan_bound
+
+    if c_scan_bound is not None:  # a module built from an older header has none
+        scan_frames.bind = bind  # type: ignore[attr-defined]
 
     for wrapper, twin in (
         (apply_mask, _kernels_py.apply_mask),

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
+import select
 import selectors
 import signal
 import socket
@@ -130,13 +132,24 @@ def _noop(*args: object) -> None:
 
 
 class _FdCallbacks:
-    """What the selector stores for one file descriptor."""
+    """What the selector stores for one file descriptor (with epoll: also its mask)."""
 
-    __slots__ = ("reader", "writer")
+    __slots__ = ("events", "reader", "writer")
 
     def __init__(self) -> None:
         self.reader: Callable[[], object] | None = None
         self.writer: Callable[[], object] | None = None
+        self.events = 0
+
+
+# With epoll (Linux) the loop polls it directly: one dict lookup per ready descriptor,
+# where selectors builds a key tuple and a result list. Readers run on input and on
+# error or hangup, writers on output and on error or hangup, as with selectors.
+_HAVE_EPOLL = hasattr(select, "epoll")
+_EP_IN = getattr(select, "EPOLLIN", 0)
+_EP_OUT = getattr(select, "EPOLLOUT", 0)
+_EP_READ = ~_EP_OUT  # anything but "writable" wakes the reader
+_EP_WRITE = ~_EP_IN  # anything but "readable" wakes the writer
 
 
 class Loop:
@@ -165,7 +178,10 @@ class Loop:
     def __init__(self, *, clock: Callable[[], float] = monotonic) -> None:
         self._clock = clock
         self._virtual = bool(getattr(clock, "virtual", False))
-        self._selector = selectors.DefaultSelector()
+        # epoll and the callbacks per descriptor, or (elsewhere) a selectors selector.
+        self._epoll = select.epoll() if _HAVE_EPOLL else None
+        self._fds: dict[int, _FdCallbacks] = {}
+        self._selector = None if _HAVE_EPOLL else selectors.DefaultSelector()
         self._ready: deque[Handle] = deque()
         self._timers: list[TimerHandle] = []
         self._cancelled_timers = 0
@@ -263,7 +279,26 @@ class Loop:
         return self._unset(fd, False)
 
     def _set(self, fd: int, callback: Callable[[], object], read: bool) -> None:
+        epoll = self._epoll
+        if epoll is not None:
+            if fd < 0:
+                raise ValueError(f"invalid file descriptor {fd}")
+            cbs = self._fds.get(fd)
+            flag = _EP_IN if read else _EP_OUT
+            if cbs is None:
+                cbs = _FdCallbacks()
+                epoll.register(fd, flag)
+                self._fds[fd] = cbs
+            elif not cbs.events & flag:
+                epoll.modify(fd, cbs.events | flag)
+            cbs.events |= flag
+            if read:
+                cbs.reader = callback
+            else:
+                cbs.writer = callback
+            return
         selector = self._selector
+        assert selector is not None
         try:
             key = selector.get_key(fd)
         except KeyError:
@@ -285,7 +320,34 @@ class Loop:
             selector.modify(fd, events, cbs)
 
     def _unset(self, fd: int, read: bool) -> bool:
+        epoll = self._epoll
+        if epoll is not None:
+            cbs = self._fds.get(fd)
+            if cbs is None:
+                return False
+            if read:
+                had = cbs.reader is not None
+                cbs.reader = None
+                events = cbs.events & ~_EP_IN
+            else:
+                had = cbs.writer is not None
+                cbs.writer = None
+                events = cbs.events & ~_EP_OUT
+            if not events:
+                del self._fds[fd]
+                try:
+                    epoll.unregister(fd)
+                except OSError:  # closed already: the kernel dropped it
+                    pass
+            elif events != cbs.events:
+                cbs.events = events
+                try:
+                    epoll.modify(fd, events)
+                except OSError:
+                    pass
+            return had
         selector = self._selector
+        assert selector is not None
         try:
             key = selector.get_key(fd)
         except (KeyError, ValueError):
@@ -308,6 +370,8 @@ class Loop:
     @property
     def fd_count(self) -> int:
         """File descriptors registered with the selector (the wakeup socket included)."""
+        if self._selector is None:
+            return len(self._fds)
         return len(self._selector.get_map())
 
     # -- signals and wakeup ---------------------------------------------------
@@ -449,6 +513,32 @@ class Loop:
             limit = max(deadline - monotonic(), 0.0)  # real time, whatever the clock
             if timeout is None or timeout > limit:
                 timeout = limit
+        epoll = self._epoll
+        if epoll is not None:
+            # selectors' rounding: up to the next millisecond, so a timer is never early.
+            ready_fds = epoll.poll(
+                -1 if timeout is None else math.ceil(timeout * 1e3) * 1e-3,
+                len(self._fds) or 1,
+            )
+            self.now = now = self._clock()
+            fds = self._fds
+            for fd, mask in ready_fds:
+                fd_cbs = fds.get(fd)
+                if fd_cbs is None:
+                    continue
+                try:
+                    if mask & _EP_READ:
+                        reader = fd_cbs.reader
+                        if reader is not None:
+                            reader()
+                    if mask & _EP_WRITE:
+                        writer = fd_cbs.writer
+                        if writer is not None:
+                            writer()
+                except Exception:
+                    logger.exception("unhandled error in an I/O callback")
+            return self._run_ready(ready, now, len(ready_fds))
+        assert self._selector is not None
         events = self._selector.select(timeout)
         self.now = now = self._clock()
         for key, mask in events:
@@ -464,6 +554,10 @@ class Loop:
                         writer()
             except Exception:
                 logger.exception("unhandled error in an I/O callback")
+        return self._run_ready(ready, now, len(events))
+
+    def _run_ready(self, ready: deque[Handle], now: float, io_count: int) -> int:
+        """The second half of a tick: timers due by ``now``, then the callbacks queued."""
         # I/O callbacks may have cancelled timers and so rebuilt the heap: use the
         # current list, or stale entries run twice and the cancelled count drifts.
         timers = self._timers
@@ -489,7 +583,7 @@ class Loop:
                 except Exception:
                     logger.exception("unhandled error in callback %r", handle._callback)
         self.ticks += 1
-        return len(events) + n
+        return io_count + n
 
     def close(self) -> None:
         """Release the selector and the wakeup socketpair. The loop must be stopped."""
@@ -503,7 +597,10 @@ class Loop:
         self._ready.clear()
         self._timers.clear()
         self._cancelled_timers = 0
-        self._selector.close()
+        if self._epoll is not None:
+            self._epoll.close()
+        if self._selector is not None:
+            self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 

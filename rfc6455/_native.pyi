@@ -18,5 +18,7 @@ class _Lib:
         status: Any,
     ) -> int: ...
 
+    def rfc6455_scan_bound(self, buf: Any, start: int, end: int, ctl: Any) -> int: ...
+
 ffi: Any
 lib: _Lib

@@ -66,6 +66,24 @@ class Protocol:
     def data_received(self, data: bytes) -> None:
         """Bytes arrived."""
 
+    def buffer_received(self, buf: bytearray, nbytes: int) -> None:
+        """``buf[:nbytes]`` arrived, in the loop's shared read buffer: use (or modify) it
+        now, keep no reference. By default, ``data_received`` with a copy."""
+        self.data_received(memoryview(buf)[:nbytes].tobytes())
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next read should go instead of the loop's shared buffer, or None.
+
+        Asked before each read while the transport's ``read_direct`` is true (a protocol
+        sets it when it has such a buffer; the transport clears it on None). A protocol that returns a writable view (e.g. the rest of
+        a large frame, in a buffer sized for it) gets :meth:`receive_filled` with the
+        count read into it instead of :meth:`data_received`: no copy of the bytes.
+        """
+        return None
+
+    def receive_filled(self, nbytes: int) -> None:
+        """``nbytes`` (> 0) were read into the start of :meth:`receive_buffer`'s view."""
+
     def eof_received(self) -> bool:
         """The peer closed its side. Return True to keep writing (half-close)."""
         return False
@@ -113,6 +131,7 @@ class Transport:
         "_state",
         "high_water",
         "low_water",
+        "read_direct",
         "writing_paused",
     )
 
@@ -146,6 +165,8 @@ class Transport:
         self._linger_timer: TimerHandle | None = None
         self._reading = False
         self._state = _HANDSHAKING if ssl_context is not None else _OPEN
+        #: Ask the protocol for a read buffer (:meth:`Protocol.receive_buffer`) first.
+        self.read_direct = False
         #: True between ``pause_writing`` and ``resume_writing`` (read-only).
         self.writing_paused = False
         self.high_water = DEFAULT_HIGH_WATER
@@ -241,16 +262,40 @@ class Transport:
                 self._loop.add_reader(self._fd, self._on_read)
 
     def _on_read(self) -> None:
-        loop = self._loop
+        protocol = self._protocol
+        if self.read_direct:
+            target = protocol.receive_buffer()
+            if target is not None:
+                self._read_into(target)
+                return
+            self.read_direct = False
+        buf = self._loop.read_buffer
         try:
-            n = self._sock.recv_into(loop.read_buffer)
+            n = self._sock.recv_into(buf)
         except _TRY_AGAIN:
             return
         except OSError as exc:
             self._fatal(exc)
             return
         if n:
-            self._protocol.data_received(loop.read_view[:n].tobytes())
+            protocol.buffer_received(buf, n)
+        else:
+            self._on_eof()
+
+    def _read_into(self, target: memoryview) -> None:
+        """One read straight into the protocol's buffer (plain or TLS)."""
+        try:
+            with target:
+                n = self._sock.recv_into(target)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_TRY_AGAIN):
+            return
+        except ssl.SSLZeroReturnError:
+            n = 0
+        except (ssl.SSLError, OSError) as exc:
+            self._fatal(exc)
+            return
+        if n:
+            self._protocol.receive_filled(n)
         else:
             self._on_eof()
 
@@ -261,6 +306,14 @@ class Transport:
         sock = self._sock
         assert isinstance(sock, ssl.SSLSocket)
         while True:
+            if self.read_direct:
+                target = self._protocol.receive_buffer()
+                if target is not None:
+                    self._read_into(target)
+                    if self._reading and sock.pending():
+                        continue
+                    return
+                self.read_direct = False
             try:
                 n = sock.recv_into(loop.read_buffer)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_TRY_AGAIN):
@@ -273,7 +326,7 @@ class Transport:
             if not n:
                 self._on_eof()
                 return
-            self._protocol.data_received(loop.read_view[:n].tobytes())
+            self._protocol.buffer_received(loop.read_buffer, n)
             if not self._reading or not sock.pending():
                 return
 
@@ -321,6 +374,41 @@ class Transport:
         self._buffer_size = len(data)
         if self._state == _OPEN:
             self._loop.add_writer(self._fd, self._on_write)
+        self._maybe_pause()
+        return self._buffer_size
+
+    def write_parts(self, head: bytes, body: bytes) -> int:
+        """Send ``head`` then ``body`` (e.g. a frame header and its payload) without joining
+        them: one ``sendmsg`` on a plain socket, two writes with TLS. Like :meth:`write`,
+        returns the bytes buffered after it."""
+        if not body:
+            return self.write(head)
+        if (
+            self._buffer is not None
+            or self._state != _OPEN
+            or self._closing
+            or isinstance(self._sock, ssl.SSLSocket)
+        ):
+            self.write(head)
+            return self.write(body)
+        try:
+            n = self._sock.sendmsg((head, body))
+        except _TRY_AGAIN:
+            n = 0
+        except OSError as exc:
+            self._fatal(exc)
+            return 0
+        size = len(head)
+        total = size + len(body)
+        if n == total:
+            return 0
+        if n < size:
+            rest: deque[bytes | memoryview] = deque((memoryview(head)[n:], body))
+        else:
+            rest = deque((memoryview(body)[n - size :],))
+        self._buffer = rest
+        self._buffer_size = total - n
+        self._loop.add_writer(self._fd, self._on_write)
         self._maybe_pause()
         return self._buffer_size
 

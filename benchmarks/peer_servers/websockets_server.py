@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ping-timeout", type=float, default=20.0)
     parser.add_argument("--backlog", type=int, default=4096)
+    parser.add_argument("--compression", action="store_true", help="permessage-deflate on")
     return parser.parse_args(argv)
 
 
@@ -65,7 +66,7 @@ async def run(args: argparse.Namespace) -> None:
         handler,
         args.host,
         args.port,
-        compression=None,
+        compression="deflate" if args.compression else None,
         ping_interval=ping,
         ping_timeout=args.ping_timeout if ping else None,
         max_size=1 << 24,
