@@ -117,8 +117,7 @@ _SHORT_HEADERS = {
     op: tuple(bytes((0x80 | op, n)) for n in range(126)) for op in (_OP_TEXT, _OP_BINARY)
 }
 
-# Payloads up to this size leave the receive buffer as a bytearray slice copied again
-# (two small copies beat making a memoryview); larger ones are copied once.
+# Payloads up to this size are copied twice (cheaper than a memoryview), larger ones once.
 _SMALL_COPY = 2048
 
 

@@ -1,8 +1,8 @@
 """The FastAPI app that test_uvicorn_fastapi.py serves under uvicorn with rfc6455's protocol.
 
 ``/ws`` echoes every message with its type; the text commands ``close:<code>:<reason>``
-(the app closes with that code) and ``raise`` (the endpoint raises: close 1011) drive the
-close paths. ``/reject`` closes before accepting (HTTP 403); ``/deny`` sends a denial
+(the app closes with that code) and ``raise`` (the endpoint raises: the connection is
+dropped, 1006) drive the close paths. ``/reject`` closes before accepting (HTTP 403); ``/deny`` sends a denial
 response (401, body "nope"); ``/subprotocol`` accepts the client's last subprotocol.
 """
 
