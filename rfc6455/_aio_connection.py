@@ -10,7 +10,7 @@ Strategy:
   role-specific part (which handshake, what happens once it is done) is in
   ``ServerConnection`` (``_aio_server.py``) and ``ClientConnection``
   (``_aio_client.py``), which never import each other.
-* The I/O phase follows the endpoint's table (:data:`rfc6455._endpoint.PHASE_TRANSITIONS`:
+* The I/O phase follows the endpoint's table (:data:`rfc6455._conn_common.PHASE_TRANSITIONS`:
   HANDSHAKE → OPEN → CLOSING → CLOSED, or HANDSHAKE → HTTP → CLOSED); the core keeps
   the finer closing-handshake states of its own.
 * The per-message path never reads the clock and never starts a timer:
@@ -42,10 +42,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, ClassVar, Self, cast
 
+from ._conn_common import FAILURE_LINGER, PHASE_TRANSITIONS, ConnCommon, Phase, PhaseTrigger
 from ._connection import Connection as CoreConnection
 from ._constants import MAX_CONTROL_PAYLOAD
-from ._endpoint import FAILURE_LINGER, PHASE_TRANSITIONS, Phase, PhaseTrigger
-from ._errors import ConnectionClosed, ConnectionClosedOK, LocalProtocolError, connection_closed
+from ._errors import ConnectionClosedOK, LocalProtocolError
 from ._events import BinaryMessage, Close, ConnectionFailed, ConnectionLost, Ping, Pong, TextMessage
 from ._limits import UNLIMITED_BUFFER, EndpointSettings, Incident
 
@@ -95,7 +95,7 @@ def _wake(waiters: list[asyncio.Future[None]]) -> None:
     waiters.clear()
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(ConnCommon, asyncio.BufferedProtocol):
     """One WebSocket connection on asyncio (use ``serve`` or ``connect`` to get one).
 
     Coroutine methods: :meth:`send`, :meth:`recv`, :meth:`ping`, :meth:`pong`,
@@ -463,23 +463,14 @@ class Connection(asyncio.BufferedProtocol):
             conn = self._conn
             assert conn is not None
             data = conn.close(code, reason)  # raises on a code that may not be sent
-            self._move_closing()
+            self._start_closing()
             self._write(data)
             if conn.should_close_transport and self._transport is not None:
                 self._transport.close()
         elif phase is _HANDSHAKE or phase is Phase.HTTP:
             self.abort()
 
-    def _fail(self, code: int, reason: str) -> None:
-        """Send a close frame and close the socket without waiting for the answer."""
-        if self._phase is _OPEN:
-            assert self._conn is not None
-            data = self._conn.close(code, reason)
-            self.close_code, self.close_reason = code, reason
-            self._move_closing()
-            self._write(data)
-        if self._transport is not None:
-            self._transport.close()
+    _close_with = _start_close  # ConnCommon's hook: a deadline starts the closing handshake
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -488,87 +479,39 @@ class Connection(asyncio.BufferedProtocol):
 
         Heartbeat, idle, message and slow-consumer deadlines while open, the close
         timeout while closing, the handshake timeout before; the same rules as the
-        selectors server (docs/limits.md).
+        selectors server (docs/limits.md), and the same code (``ConnCommon``).
         """
         if self._heard:
             self._heard = False
             self._t_rx = now
             self._t_ping = None  # anything from the peer proves it is alive
+        if self._phase is _OPEN and self.messages_in != self._msgs_seen:
+            self._msgs_seen = self.messages_in
+            self._t_msg = now
+        ConnCommon.check_deadlines(self, now)
+
+    def _send_keepalive(self, conn: CoreConnection) -> None:
+        self._keepalive_sent = _monotonic()
+        self._write(conn.send_ping(b""))
+
+    def _check_slow_consumer(self, now: float) -> None:
         settings = self._settings
-        phase = self._phase
-        if phase is _OPEN:
-            conn = self._conn
-            assert conn is not None
-            if self.messages_in != self._msgs_seen:
-                self._msgs_seen = self.messages_in
-                self._t_msg = now
-            interval = settings.ping_interval
-            if interval is not None:
-                if self._t_ping is not None:
-                    timeout = settings.ping_timeout
-                    if timeout is not None and now - self._t_rx >= interval + timeout:
-                        self._incident(Incident.PING_TIMEOUT, "no answer to ping; dropping (1006)")
-                        self.close_code = 1006
-                        self.abort()
-                        return
-                elif now - self._t_rx >= interval:
-                    self._t_ping = now
-                    self._keepalive_sent = _monotonic()
-                    self._write(conn.send_ping(b""))
-            if settings.budget is not None:
-                self._account()
-                if self._phase is not _OPEN:
-                    return
-            if settings.message_timeout is not None and self._message_late(conn, now):
-                self._incident(Incident.MESSAGE_TIMEOUT, "message not completed in time; 1008")
-                self._fail(1008, "message timeout")
-                return
-            if settings.idle_timeout is not None and now - self._t_msg >= settings.idle_timeout:
-                self._incident(Incident.IDLE_TIMEOUT, "idle timeout; closing", level=logging.INFO)
-                self._start_close(1000, "idle timeout")
-                return
-            if self._writing_paused and (
-                self._drain_waiters or self.write_buffer_size > settings.write_buffer_limit
-            ):
-                if self._t_over is None:
-                    self._t_over = now
-                elif now - self._t_over >= settings.write_buffer_timeout:
-                    self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
-                    self._start_close(1008, "slow consumer")
-            else:
-                self._t_over = None
-        elif phase is _CLOSING:
-            timeout = settings.close_timeout
-            if timeout is not None and now - self._t_close >= timeout:
-                self._incident(
-                    Incident.CLOSE_TIMEOUT, "no answer to our close; dropping", level=logging.INFO
-                )
-                self.abort()
-        elif phase is not _CLOSED:
-            timeout = settings.handshake_timeout
-            if timeout is not None and now - self._t_start >= timeout:
-                self._incident(Incident.HANDSHAKE_TIMEOUT, "handshake timeout; dropping")
-                self.abort()
+        if self._writing_paused and (
+            self._drain_waiters or self.write_buffer_size > settings.write_buffer_limit
+        ):
+            if self._t_over is None:
+                self._t_over = now
+            elif now - self._t_over >= settings.write_buffer_timeout:
+                self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
+                self._start_close(1008, "slow consumer")
+        else:
+            self._t_over = None
 
-    def _message_late(self, conn: CoreConnection, now: float) -> bool:
-        """True once the same frame or message has been arriving for ``message_timeout``
-        (the clock restarts whenever a data message completed since)."""
-        if not conn.receiving:
-            self._partial = None
-            return False
-        partial = self._partial
-        if partial is None or partial[1] != self.messages_in:
-            self._partial = (now, self.messages_in)
-            return False
-        timeout = self._settings.message_timeout
-        return timeout is not None and now - partial[0] >= timeout
-
-    def _account(self) -> None:
+    def _account(self, conn: CoreConnection) -> None:
         """Report what this connection holds to the memory budget; over it, fail the
         largest holders first (1013)."""
         budget = self._settings.budget
-        conn = self._conn
-        held = conn.buffered_bytes if conn is not None and self._phase is _OPEN else 0
+        held = conn.buffered_bytes if self._phase is _OPEN else 0
         if budget is None or held == self._held:
             return
         self._held = held
@@ -583,13 +526,6 @@ class Connection(asyncio.BufferedProtocol):
         )
         self._release_budget()
         self._fail(1013, "server memory budget exceeded")
-
-    def _release_budget(self) -> None:
-        if self._held:
-            self._held = 0
-            budget = self._settings.budget
-            if budget is not None:
-                budget.update(self, 0)
 
     # -- asyncio.BufferedProtocol --------------------------------------------------------
 
@@ -685,7 +621,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.close_code = event.code
                 self.close_reason = event.reason
                 if self._phase is _OPEN:
-                    self._move_closing()
+                    self._start_closing()
                 if cls is ConnectionFailed:
                     self._log(
                         logging.INFO, "protocol error: %s (closing %d)", event.reason, event.code
@@ -701,7 +637,7 @@ class Connection(asyncio.BufferedProtocol):
             if max_queue is not None and len(self._messages) >= max_queue:
                 self._hold(_HOLD_QUEUE)
         elif self._settings.budget is not None:
-            self._account()
+            self._account(conn)
         out = conn.data_to_send()
         if out:
             self._write(out)
@@ -776,16 +712,7 @@ class Connection(asyncio.BufferedProtocol):
             if not self._holds and t is not None and not t.is_closing():
                 t.resume_reading()
 
-    def _move(self, trigger: PhaseTrigger) -> None:
-        """Change phase by the table; an illegal change is a bug in this binding."""
-        try:
-            self._phase = PHASE_TRANSITIONS[(self._phase, trigger)]
-        except KeyError:
-            raise LocalProtocolError(
-                f"cannot {trigger.value} in phase {self._phase.value}"
-            ) from None
-
-    def _move_closing(self) -> None:
+    def _start_closing(self) -> None:
         self._move(PhaseTrigger.CLOSE)
         self._t_close = self._loop.time()
         _wake(self._drain_waiters)  # waiting sends raise: their messages were not written
@@ -796,29 +723,6 @@ class Connection(asyncio.BufferedProtocol):
         self._move(PhaseTrigger.ACCEPTED)
         self._t_msg = self._loop.time()
         self._dispatch(conn, list(conn.events()))
-
-    def _closed_error(self) -> ConnectionClosed:
-        if self._conn is not None and self.close_code is None:
-            return self._conn.closed_error()
-        return connection_closed(self.close_code or 1006, self.close_reason)
-
-    def _incident(
-        self,
-        incident: Incident,
-        msg: str,
-        *args: Any,
-        level: int = logging.WARNING,
-        exc_info: bool = False,
-    ) -> None:
-        """Count ``incident`` (every time) and log it (once per connection and kind)."""
-        self._settings.incidents.add(incident)
-        logged = self._logged
-        if logged is None:
-            logged = self._logged = set()
-        elif incident in logged:
-            return
-        logged.add(incident)
-        self._log(level, msg, *args, exc_info=exc_info)
 
     def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         log = self._settings.logger
