@@ -118,47 +118,22 @@ class Connection(ConnCommon, asyncio.BufferedProtocol):
         bytes_out: bytes written (the handshake included).
     """
 
+    # The rest of the state is in ConnCommon's slots.
     __slots__ = (
         "_closed",
-        "_conn",
         "_drain_waiters",
         "_frag_lock",
         "_heard",
-        "_held",
-        "_holds",
         "_keepalive_sent",
-        "_logged",
-        "_loop",
         "_max_queue",
         "_messages",
         "_msgs_seen",
-        "_partial",
-        "_phase",
         "_pings",
         "_rbuf",
         "_recv_waiters",
-        "_settings",
-        "_t_close",
-        "_t_msg",
-        "_t_over",
-        "_t_ping",
-        "_t_rx",
-        "_t_start",
-        "_t_tokens",
-        "_tokens",
-        "_transport",
         "_writing_paused",
-        "bytes_in",
-        "bytes_out",
-        "close_code",
-        "close_reason",
-        "id",
         "latency",
         "local_address",
-        "messages_in",
-        "messages_out",
-        "remote_address",
-        "subprotocol",
     )
 
     _next_id: ClassVar[int] = 0

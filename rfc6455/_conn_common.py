@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ._connection import Connection
 from ._errors import ConnectionClosed, LocalProtocolError, connection_closed
@@ -81,15 +81,43 @@ class _Closable(Protocol):
 
 
 class ConnCommon:
-    """The shared half of a connection; the class that mixes it in owns the state."""
+    """The shared half of a connection; the class that mixes it in sets the state."""
 
-    if not TYPE_CHECKING:  # no slots of its own; mypy would refuse the mixer's
-        __slots__ = ()
+    # The state both classes keep (each class adds its own slots). The other bases,
+    # _transport.Protocol and asyncio.BufferedProtocol, have no slots.
+    __slots__ = (
+        "_conn",
+        "_held",
+        "_holds",
+        "_logged",
+        "_loop",
+        "_partial",
+        "_phase",
+        "_settings",
+        "_t_close",
+        "_t_msg",
+        "_t_over",
+        "_t_ping",
+        "_t_rx",
+        "_t_start",
+        "_t_tokens",
+        "_tokens",
+        "_transport",
+        "bytes_in",
+        "bytes_out",
+        "close_code",
+        "close_reason",
+        "id",
+        "messages_in",
+        "messages_out",
+        "remote_address",
+        "subprotocol",
+    )
 
     #: The message of the error a closed connection raises (None: the core's default).
     closed_message: ClassVar[str | None] = None
 
-    # The state it works on: slots of the class that mixes it in.
+    # The types of the state it works on (the class that mixes it in sets them).
     _settings: EndpointSettings
     _phase: Phase
     _conn: Connection | None

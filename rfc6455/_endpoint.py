@@ -102,38 +102,13 @@ class WebSocket(ConnCommon, Protocol):
             (and before and after the connection); see :meth:`on_writable`.
     """
 
+    # The rest of the state is in ConnCommon's slots.
     __slots__ = (
         "_backlog",
-        "_conn",
         "_handler",
-        "_held",
-        "_holds",
-        "_logged",
-        "_loop",
-        "_partial",
-        "_phase",
-        "_settings",
-        "_t_close",
-        "_t_msg",
-        "_t_over",
-        "_t_ping",
-        "_t_rx",
-        "_t_start",
-        "_t_tokens",
-        "_tokens",
-        "_transport",
         "_writable_callbacks",
-        "bytes_in",
-        "bytes_out",
-        "close_code",
-        "close_reason",
-        "id",
-        "messages_in",
-        "messages_out",
         "path",
-        "remote_address",
         "request",
-        "subprotocol",
         "writable",
     )
 
