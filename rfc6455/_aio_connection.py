@@ -583,12 +583,12 @@ class Connection(ConnCommon, asyncio.BufferedProtocol):
         for event in events:
             cls = type(event)
             if cls is TextMessage or cls is BinaryMessage:
-                if rate is not None and not self._take_token():
+                if rate is not None and not self._take_token(self._loop.time()):
                     break
                 self._messages.append(event.data)
                 count += 1
             elif cls is Ping:
-                if rate is not None and self._phase is _OPEN and not self._take_token():
+                if rate is not None and self._phase is _OPEN and not self._take_token(self._loop.time()):
                     break
             elif cls is Pong:
                 self._pong(event.payload)
@@ -643,20 +643,6 @@ class Connection(ConnCommon, asyncio.BufferedProtocol):
         elif not payload and self._keepalive_sent:
             self.latency = _monotonic() - self._keepalive_sent
             self._keepalive_sent = 0.0
-
-    def _take_token(self) -> bool:
-        settings = self._settings
-        assert settings.rate is not None
-        now = self._loop.time()
-        tokens = min(self._tokens + (now - self._t_tokens) * settings.rate, settings.burst)
-        self._t_tokens = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            self._incident(Incident.RATE_LIMIT, "rate limit exceeded; closing with 1008")
-            self._start_close(1008, "rate limit exceeded")
-            return False
-        self._tokens = tokens - 1.0
-        return True
 
     def _write(self, data: bytes) -> None:
         transport = self._transport

@@ -130,6 +130,8 @@ class ConnCommon:
     _t_msg: float
     _t_close: float
     _t_ping: float | None
+    _t_tokens: float
+    _tokens: float
     close_code: int | None
     close_reason: str
     messages_in: int
@@ -217,6 +219,21 @@ class ConnCommon:
             timeout = settings.handshake_timeout
             if timeout is not None and now - self._t_start >= timeout:
                 self._handshake_timed_out()
+
+    def _take_token(self, now: float) -> bool:
+        """The rate limit (a token bucket): take a token for a message or ping at loop
+        time ``now``; none left: close with 1008 and return False."""
+        settings = self._settings
+        assert settings.rate is not None
+        tokens = min(self._tokens + (now - self._t_tokens) * settings.rate, settings.burst)
+        self._t_tokens = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            self._incident(Incident.RATE_LIMIT, "rate limit exceeded; closing with 1008")
+            self._close_with(1008, "rate limit exceeded")
+            return False
+        self._tokens = tokens - 1.0
+        return True
 
     def _message_late(self, conn: Connection, now: float) -> bool:
         """True once the same frame or message has been arriving for ``message_timeout``.

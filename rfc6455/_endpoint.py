@@ -607,7 +607,7 @@ class WebSocket(ConnCommon, Protocol):
             count += 1
             if self._phase is not _OPEN:
                 continue
-            if rate is not None and not self._take_token():
+            if rate is not None and not self._take_token(self._loop.now):
                 break
             if debug:
                 self._log(
@@ -652,7 +652,7 @@ class WebSocket(ConnCommon, Protocol):
     def _control_event(self, event: Event, handler: Handler | None) -> None:
         if isinstance(event, Ping):
             # Pings count against the rate limit too: a ping flood costs us CPU.
-            if self._settings.rate is not None and self._phase is _OPEN and not self._take_token():
+            if self._settings.rate is not None and self._phase is _OPEN and not self._take_token(self._loop.now):
                 return
             if handler is not None:
                 self._call(handler.on_ping, event.payload)
@@ -688,21 +688,6 @@ class WebSocket(ConnCommon, Protocol):
             pass
         except Exception:  # noqa: BLE001 - isolate the failure to this connection
             self._handler_failed(method.__name__)
-
-    def _take_token(self) -> bool:
-        settings = self._settings
-        now = self._loop.now
-        assert settings.rate is not None
-        tokens = self._tokens + (now - self._t_tokens) * settings.rate
-        tokens = min(tokens, settings.burst)
-        self._t_tokens = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            self._incident(Incident.RATE_LIMIT, "rate limit exceeded; closing with 1008")
-            self.close(1008, "rate limit exceeded")
-            return False
-        self._tokens = tokens - 1.0
-        return True
 
     def _handler_failed(self, where: str) -> None:
         self._incident(
