@@ -167,6 +167,15 @@ class ConnCommon:
         """The slow-consumer rule, last in the sweep of an open connection."""
         raise NotImplementedError
 
+    def _handshake_data(self, data: bytes) -> None:
+        """Bytes before the connection is open: feed the role's handshake."""
+        raise NotImplementedError
+
+    def _handshake_eof(self) -> None:
+        """EOF before the connection is open."""
+        if self._transport is not None:
+            self._transport.close()
+
     def _handshake_timed_out(self) -> None:
         """The handshake (or the HTTP answer) took longer than ``handshake_timeout``."""
         self._incident(Incident.HANDSHAKE_TIMEOUT, "handshake timeout; dropping")

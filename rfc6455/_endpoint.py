@@ -742,14 +742,7 @@ class WebSocket(ConnCommon, Protocol):
 
     # -- hooks for the roles ---------------------------------------------------------
 
-    def _handshake_data(self, data: bytes) -> None:
-        """Bytes before the connection is open: feed the role's handshake."""
-        raise NotImplementedError
-
-    def _handshake_eof(self) -> None:
-        """EOF before the connection is open."""
-        if self._transport is not None:
-            self._transport.close()
+    # _handshake_data, _handshake_eof: ConnCommon's hooks.
 
     def _lost(self, exc: BaseException | None, was_open: bool) -> None:
         """The socket is closed and ``on_close`` has run."""
