@@ -115,7 +115,7 @@ class ConnCommon:
     )
 
     #: The message of the error a closed connection raises (None: the core's default).
-    closed_message: ClassVar[str | None] = None
+    _closed_message: ClassVar[str | None] = None
 
     # The types of the state it works on (the class that mixes it in sets them).
     _settings: EndpointSettings
@@ -294,7 +294,7 @@ class ConnCommon:
 
     def _closed_error(self) -> ConnectionClosed:
         """What a call on a connection that is not open raises."""
-        message = self.closed_message
+        message = self._closed_message
         conn = self._conn
         if conn is not None and self.close_code is None:
             return conn.closed_error(message)

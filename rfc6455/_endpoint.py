@@ -113,7 +113,7 @@ class WebSocket(ConnCommon, Protocol):
     )
 
     _next_id: ClassVar[int] = 0
-    closed_message: ClassVar[str | None] = "the connection is not open"
+    _closed_message: ClassVar[str | None] = "the connection is not open"
     #: True for the client role, whose frames must be masked (never shared).
     is_client: ClassVar[bool] = False
 
@@ -325,7 +325,8 @@ class WebSocket(ConnCommon, Protocol):
         a full write buffer, or messages of the last chunk not handled yet)."""
         self._release(_HOLD_APP)
 
-    # check_deadlines: ConnCommon's, with these hooks.
+    # ConnCommon's, named here so that the API reference lists it; these hooks serve it.
+    check_deadlines = ConnCommon.check_deadlines
 
     def _send_keepalive(self, conn: Connection) -> None:
         self._write(conn.send_ping(b""))
