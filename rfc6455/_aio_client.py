@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator, Generator
 from typing import Any, Unpack
 
 from ._aio_connection import Connection
-from ._client_options import ClientOptions, Prepared, prepare
+from ._client_options import ClientOptions, Prepared, backoff_delay, prepare
 from ._endpoint import Phase
 from ._errors import ConnectionClosed, HandshakeError, HandshakeRejected
 from ._handshake import ClientHandshake, HandshakeAccepted
@@ -246,8 +245,7 @@ class connect:
     def next_delay(self) -> float:
         """The wait before the next attempt: ``uniform(0, cap)``, where the cap grows
         from ``initial_delay`` by ``factor`` per failure in a row, up to ``max_delay``."""
-        cap = min(self.max_delay, self.initial_delay * self.factor ** max(0, self.failures - 1))
-        return random.uniform(0, cap)
+        return backoff_delay(self.failures, self.initial_delay, self.max_delay, self.factor)
 
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
         while True:

@@ -10,7 +10,7 @@ Strategy:
   role-specific part (which handshake, what happens once it is done) is in
   ``ServerConnection`` (``_aio_server.py``) and ``ClientConnection``
   (``_aio_client.py``), which never import each other.
-* The I/O phase follows the endpoint's table (:data:`rfc6455._endpoint.PHASE_TRANSITIONS`:
+* The I/O phase follows the endpoint's table (:data:`rfc6455._conn_common.PHASE_TRANSITIONS`:
   HANDSHAKE → OPEN → CLOSING → CLOSED, or HANDSHAKE → HTTP → CLOSED); the core keeps
   the finer closing-handshake states of its own.
 * The per-message path never reads the clock and never starts a timer:
@@ -42,10 +42,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import Any, ClassVar, Self, cast
 
+from ._conn_common import FAILURE_LINGER, PHASE_TRANSITIONS, ConnCommon, Phase, PhaseTrigger
 from ._connection import Connection as CoreConnection
 from ._constants import MAX_CONTROL_PAYLOAD
-from ._endpoint import FAILURE_LINGER, PHASE_TRANSITIONS, Phase, PhaseTrigger
-from ._errors import ConnectionClosed, ConnectionClosedOK, LocalProtocolError, connection_closed
+from ._errors import ConnectionClosedOK, LocalProtocolError
 from ._events import BinaryMessage, Close, ConnectionFailed, ConnectionLost, Ping, Pong, TextMessage
 from ._limits import UNLIMITED_BUFFER, EndpointSettings, Incident
 
@@ -95,7 +95,7 @@ def _wake(waiters: list[asyncio.Future[None]]) -> None:
     waiters.clear()
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(ConnCommon, asyncio.BufferedProtocol):
     """One WebSocket connection on asyncio (use ``serve`` or ``connect`` to get one).
 
     Coroutine methods: :meth:`send`, :meth:`recv`, :meth:`ping`, :meth:`pong`,
@@ -118,47 +118,22 @@ class Connection(asyncio.BufferedProtocol):
         bytes_out: bytes written (the handshake included).
     """
 
+    # The rest of the state is in ConnCommon's slots.
     __slots__ = (
         "_closed",
-        "_conn",
         "_drain_waiters",
         "_frag_lock",
         "_heard",
-        "_held",
-        "_holds",
         "_keepalive_sent",
-        "_logged",
-        "_loop",
         "_max_queue",
         "_messages",
         "_msgs_seen",
-        "_partial",
-        "_phase",
         "_pings",
         "_rbuf",
         "_recv_waiters",
-        "_settings",
-        "_t_close",
-        "_t_msg",
-        "_t_over",
-        "_t_ping",
-        "_t_rx",
-        "_t_start",
-        "_t_tokens",
-        "_tokens",
-        "_transport",
         "_writing_paused",
-        "bytes_in",
-        "bytes_out",
-        "close_code",
-        "close_reason",
-        "id",
         "latency",
         "local_address",
-        "messages_in",
-        "messages_out",
-        "remote_address",
-        "subprotocol",
     )
 
     _next_id: ClassVar[int] = 0
@@ -463,23 +438,14 @@ class Connection(asyncio.BufferedProtocol):
             conn = self._conn
             assert conn is not None
             data = conn.close(code, reason)  # raises on a code that may not be sent
-            self._move_closing()
+            self._start_closing()
             self._write(data)
             if conn.should_close_transport and self._transport is not None:
                 self._transport.close()
         elif phase is _HANDSHAKE or phase is Phase.HTTP:
             self.abort()
 
-    def _fail(self, code: int, reason: str) -> None:
-        """Send a close frame and close the socket without waiting for the answer."""
-        if self._phase is _OPEN:
-            assert self._conn is not None
-            data = self._conn.close(code, reason)
-            self.close_code, self.close_reason = code, reason
-            self._move_closing()
-            self._write(data)
-        if self._transport is not None:
-            self._transport.close()
+    _close_with = _start_close  # ConnCommon's hook: a deadline starts the closing handshake
 
     # -- deadlines -----------------------------------------------------------------------
 
@@ -488,87 +454,39 @@ class Connection(asyncio.BufferedProtocol):
 
         Heartbeat, idle, message and slow-consumer deadlines while open, the close
         timeout while closing, the handshake timeout before; the same rules as the
-        selectors server (docs/limits.md).
+        selectors server (docs/limits.md), and the same code (``ConnCommon``).
         """
         if self._heard:
             self._heard = False
             self._t_rx = now
             self._t_ping = None  # anything from the peer proves it is alive
+        if self._phase is _OPEN and self.messages_in != self._msgs_seen:
+            self._msgs_seen = self.messages_in
+            self._t_msg = now
+        ConnCommon.check_deadlines(self, now)
+
+    def _send_keepalive(self, conn: CoreConnection) -> None:
+        self._keepalive_sent = _monotonic()
+        self._write(conn.send_ping(b""))
+
+    def _check_slow_consumer(self, now: float) -> None:
         settings = self._settings
-        phase = self._phase
-        if phase is _OPEN:
-            conn = self._conn
-            assert conn is not None
-            if self.messages_in != self._msgs_seen:
-                self._msgs_seen = self.messages_in
-                self._t_msg = now
-            interval = settings.ping_interval
-            if interval is not None:
-                if self._t_ping is not None:
-                    timeout = settings.ping_timeout
-                    if timeout is not None and now - self._t_rx >= interval + timeout:
-                        self._incident(Incident.PING_TIMEOUT, "no answer to ping; dropping (1006)")
-                        self.close_code = 1006
-                        self.abort()
-                        return
-                elif now - self._t_rx >= interval:
-                    self._t_ping = now
-                    self._keepalive_sent = _monotonic()
-                    self._write(conn.send_ping(b""))
-            if settings.budget is not None:
-                self._account()
-                if self._phase is not _OPEN:
-                    return
-            if settings.message_timeout is not None and self._message_late(conn, now):
-                self._incident(Incident.MESSAGE_TIMEOUT, "message not completed in time; 1008")
-                self._fail(1008, "message timeout")
-                return
-            if settings.idle_timeout is not None and now - self._t_msg >= settings.idle_timeout:
-                self._incident(Incident.IDLE_TIMEOUT, "idle timeout; closing", level=logging.INFO)
-                self._start_close(1000, "idle timeout")
-                return
-            if self._writing_paused and (
-                self._drain_waiters or self.write_buffer_size > settings.write_buffer_limit
-            ):
-                if self._t_over is None:
-                    self._t_over = now
-                elif now - self._t_over >= settings.write_buffer_timeout:
-                    self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
-                    self._start_close(1008, "slow consumer")
-            else:
-                self._t_over = None
-        elif phase is _CLOSING:
-            timeout = settings.close_timeout
-            if timeout is not None and now - self._t_close >= timeout:
-                self._incident(
-                    Incident.CLOSE_TIMEOUT, "no answer to our close; dropping", level=logging.INFO
-                )
-                self.abort()
-        elif phase is not _CLOSED:
-            timeout = settings.handshake_timeout
-            if timeout is not None and now - self._t_start >= timeout:
-                self._incident(Incident.HANDSHAKE_TIMEOUT, "handshake timeout; dropping")
-                self.abort()
+        if self._writing_paused and (
+            self._drain_waiters or self.write_buffer_size > settings.write_buffer_limit
+        ):
+            if self._t_over is None:
+                self._t_over = now
+            elif now - self._t_over >= settings.write_buffer_timeout:
+                self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
+                self._start_close(1008, "slow consumer")
+        else:
+            self._t_over = None
 
-    def _message_late(self, conn: CoreConnection, now: float) -> bool:
-        """True once the same frame or message has been arriving for ``message_timeout``
-        (the clock restarts whenever a data message completed since)."""
-        if not conn.receiving:
-            self._partial = None
-            return False
-        partial = self._partial
-        if partial is None or partial[1] != self.messages_in:
-            self._partial = (now, self.messages_in)
-            return False
-        timeout = self._settings.message_timeout
-        return timeout is not None and now - partial[0] >= timeout
-
-    def _account(self) -> None:
+    def _account(self, conn: CoreConnection) -> None:
         """Report what this connection holds to the memory budget; over it, fail the
         largest holders first (1013)."""
         budget = self._settings.budget
-        conn = self._conn
-        held = conn.buffered_bytes if conn is not None and self._phase is _OPEN else 0
+        held = conn.buffered_bytes if self._phase is _OPEN else 0
         if budget is None or held == self._held:
             return
         self._held = held
@@ -583,13 +501,6 @@ class Connection(asyncio.BufferedProtocol):
         )
         self._release_budget()
         self._fail(1013, "server memory budget exceeded")
-
-    def _release_budget(self) -> None:
-        if self._held:
-            self._held = 0
-            budget = self._settings.budget
-            if budget is not None:
-                budget.update(self, 0)
 
     # -- asyncio.BufferedProtocol --------------------------------------------------------
 
@@ -672,12 +583,12 @@ class Connection(asyncio.BufferedProtocol):
         for event in events:
             cls = type(event)
             if cls is TextMessage or cls is BinaryMessage:
-                if rate is not None and not self._take_token():
+                if rate is not None and not self._take_token(self._loop.time()):
                     break
                 self._messages.append(event.data)
                 count += 1
             elif cls is Ping:
-                if rate is not None and self._phase is _OPEN and not self._take_token():
+                if rate is not None and self._phase is _OPEN and not self._take_token(self._loop.time()):
                     break
             elif cls is Pong:
                 self._pong(event.payload)
@@ -685,7 +596,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.close_code = event.code
                 self.close_reason = event.reason
                 if self._phase is _OPEN:
-                    self._move_closing()
+                    self._start_closing()
                 if cls is ConnectionFailed:
                     self._log(
                         logging.INFO, "protocol error: %s (closing %d)", event.reason, event.code
@@ -701,7 +612,7 @@ class Connection(asyncio.BufferedProtocol):
             if max_queue is not None and len(self._messages) >= max_queue:
                 self._hold(_HOLD_QUEUE)
         elif self._settings.budget is not None:
-            self._account()
+            self._account(conn)
         out = conn.data_to_send()
         if out:
             self._write(out)
@@ -733,20 +644,6 @@ class Connection(asyncio.BufferedProtocol):
             self.latency = _monotonic() - self._keepalive_sent
             self._keepalive_sent = 0.0
 
-    def _take_token(self) -> bool:
-        settings = self._settings
-        assert settings.rate is not None
-        now = self._loop.time()
-        tokens = min(self._tokens + (now - self._t_tokens) * settings.rate, settings.burst)
-        self._t_tokens = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            self._incident(Incident.RATE_LIMIT, "rate limit exceeded; closing with 1008")
-            self._start_close(1008, "rate limit exceeded")
-            return False
-        self._tokens = tokens - 1.0
-        return True
-
     def _write(self, data: bytes) -> None:
         transport = self._transport
         if data and transport is not None:
@@ -776,16 +673,7 @@ class Connection(asyncio.BufferedProtocol):
             if not self._holds and t is not None and not t.is_closing():
                 t.resume_reading()
 
-    def _move(self, trigger: PhaseTrigger) -> None:
-        """Change phase by the table; an illegal change is a bug in this binding."""
-        try:
-            self._phase = PHASE_TRANSITIONS[(self._phase, trigger)]
-        except KeyError:
-            raise LocalProtocolError(
-                f"cannot {trigger.value} in phase {self._phase.value}"
-            ) from None
-
-    def _move_closing(self) -> None:
+    def _start_closing(self) -> None:
         self._move(PhaseTrigger.CLOSE)
         self._t_close = self._loop.time()
         _wake(self._drain_waiters)  # waiting sends raise: their messages were not written
@@ -797,29 +685,6 @@ class Connection(asyncio.BufferedProtocol):
         self._t_msg = self._loop.time()
         self._dispatch(conn, list(conn.events()))
 
-    def _closed_error(self) -> ConnectionClosed:
-        if self._conn is not None and self.close_code is None:
-            return self._conn.closed_error()
-        return connection_closed(self.close_code or 1006, self.close_reason)
-
-    def _incident(
-        self,
-        incident: Incident,
-        msg: str,
-        *args: Any,
-        level: int = logging.WARNING,
-        exc_info: bool = False,
-    ) -> None:
-        """Count ``incident`` (every time) and log it (once per connection and kind)."""
-        self._settings.incidents.add(incident)
-        logged = self._logged
-        if logged is None:
-            logged = self._logged = set()
-        elif incident in logged:
-            return
-        logged.add(incident)
-        self._log(level, msg, *args, exc_info=exc_info)
-
     def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         log = self._settings.logger
         if log.isEnabledFor(level):
@@ -829,14 +694,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- hooks for the roles -------------------------------------------------------------
 
-    def _handshake_data(self, data: bytes) -> None:
-        """Bytes before the connection is open: feed the role's handshake."""
-        raise NotImplementedError
-
-    def _handshake_eof(self) -> None:
-        """EOF before the connection is open."""
-        if self._transport is not None:
-            self._transport.close()
+    # _handshake_data, _handshake_eof: ConnCommon's hooks.
 
     def _lost(self, exc: BaseException | None, was_open: bool) -> None:
         """The socket is closed and every waiter was woken."""

@@ -14,9 +14,7 @@ loop timer clears the histories that expired whole, front first. Loop thread onl
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import re
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -32,9 +30,11 @@ from ._broker_types import (
     HistoryPolicy,
     HistoryResult,
     Listener,
+    PolicyTable,
     Position,
     PresenceResult,
     Publication,
+    refuse_closed,
 )
 from ._loop import Loop, TimerHandle
 
@@ -117,8 +117,7 @@ class InProcessBroker(Broker):
         if max_idle_topics < 0:
             raise ValueError("max_idle_topics must be >= 0")
         self._loop = loop
-        self._policies = [(re.compile(fnmatch.translate(p)), pol) for p, pol in policies]
-        self._default_policy = default_policy
+        self._policies = PolicyTable(policies, default_policy)
         self._topic_ttl = topic_ttl
         self._max_idle = max_idle_topics
         self._wall = wall
@@ -144,10 +143,7 @@ class InProcessBroker(Broker):
 
     def policy_for(self, topic: str) -> HistoryPolicy:
         """The history policy ``topic`` gets."""
-        for pattern, policy in self._policies:
-            if pattern.match(topic):
-                return policy
-        return self._default_policy
+        return self._policies.policy_for(topic)
 
     # -- the interface ---------------------------------------------------------------
 
@@ -276,8 +272,7 @@ class InProcessBroker(Broker):
     def _refuse(self, callback: Callable[[BrokerError], None] | None) -> bool:
         if not self._closed:
             return False
-        if callback is not None:
-            self._loop.call_soon(callback, BrokerError("the broker is closed"))
+        refuse_closed(self._loop.call_soon, callback)
         return True
 
     def _topic(self, name: str, now: float) -> _Topic:

@@ -7,8 +7,10 @@ Public through :mod:`rfc6455.broker`, which documents the semantics.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias, TypeVar
 
@@ -231,3 +233,33 @@ class Broker(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release everything; later calls get a :class:`BrokerError`, listeners nothing."""
+
+
+class PolicyTable:
+    """Which :class:`HistoryPolicy` a topic gets, for both brokers: the policy of the first
+    ``(pattern, policy)`` pair whose pattern matches (:func:`fnmatch.fnmatchcase`), else
+    ``default``."""
+
+    __slots__ = ("default", "patterns")
+
+    def __init__(
+        self, policies: Sequence[tuple[str, HistoryPolicy]], default: HistoryPolicy
+    ) -> None:
+        self.patterns = [(re.compile(fnmatch.translate(p)), pol) for p, pol in policies]
+        self.default = default
+
+    def policy_for(self, topic: str) -> HistoryPolicy:
+        """The history policy ``topic`` gets."""
+        for pattern, policy in self.patterns:
+            if pattern.match(topic):
+                return policy
+        return self.default
+
+
+def refuse_closed(
+    call_soon: Callable[..., object], callback: Callable[[BrokerError], None] | None
+) -> None:
+    """A closed broker's answer to a call: ``callback`` gets a :class:`BrokerError` on a
+    later tick (``call_soon``), never inside the call."""
+    if callback is not None:
+        call_soon(callback, BrokerError("the broker is closed"))

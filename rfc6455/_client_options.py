@@ -9,6 +9,7 @@ keyword arguments of both functions) and turned into a
 
 from __future__ import annotations
 
+import random
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ._extensions import ClientExtensionFactory
 from ._handshake import ClientHandshake
 from .permessage_deflate import ClientPerMessageDeflate
 
-__all__ = ["ClientOptions", "Prepared", "WebSocketURL", "parse_url", "prepare"]
+__all__ = ["ClientOptions", "Prepared", "WebSocketURL", "backoff_delay", "parse_url", "prepare"]
 
 
 class ClientOptions(TypedDict, total=False):
@@ -139,3 +140,11 @@ def prepare(url: str, options: ClientOptions) -> Prepared:
     if context is not None:
         server_hostname = options.get("server_hostname") or parsed.host
     return Prepared(parsed, context, server_hostname, handshake, options.get("close_timeout", 10.0))
+
+
+def backoff_delay(failures: int, initial_delay: float, max_delay: float, factor: float) -> float:
+    """The wait before a reconnecting client's next attempt, capped exponential backoff
+    with full jitter: ``uniform(0, cap)``, where the cap grows from ``initial_delay`` by
+    ``factor`` per failure in a row (``failures``), up to ``max_delay``."""
+    cap = min(max_delay, initial_delay * factor ** max(0, failures - 1))
+    return random.uniform(0, cap)

@@ -26,14 +26,14 @@ Strategy:
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._conn_common import FAILURE_LINGER, PHASE_TRANSITIONS, ConnCommon, Phase, PhaseTrigger
 from ._connection import Connection
 from ._constants import MAX_CONTROL_PAYLOAD
-from ._errors import ConnectionClosed, LocalProtocolError, connection_closed
+from ._errors import ConnectionClosed, LocalProtocolError
 from ._events import (
     BinaryMessage,
     Close,
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from .app import Handler
 
 __all__ = [
+    "FAILURE_LINGER",
     "PHASE_TRANSITIONS",
     "Phase",
     "PhaseTrigger",
@@ -63,51 +64,9 @@ __all__ = [
 ]
 
 
-#: After failing a connection, how long to keep reading (and discarding) what the
-#: peer still sends before closing, so that the kernel does not answer it with a
-#: reset that could destroy our close frame. Bounded: the peer may never stop.
-FAILURE_LINGER = 2.0
 # Messages from this size on are sent as header and payload in one gathering write
 # (no copy of the payload to join them); smaller ones are joined, which is cheaper.
 _PARTS_MIN = 64 * 1024
-
-
-class Phase(enum.Enum):
-    """Where one connection stands on the loop (the value is :attr:`WebSocket.state`)."""
-
-    #: TCP (and TLS) up, opening handshake in progress (a client: also connecting).
-    HANDSHAKE = "handshake"
-    #: Messages flow both ways.
-    OPEN = "open"
-    #: A close frame went out or came in (or the peer broke the protocol).
-    CLOSING = "closing"
-    #: The socket is closed; nothing more happens.
-    CLOSED = "closed"
-    #: A plain HTTP answer or a refusal is being written; then the socket closes.
-    HTTP = "http"
-
-
-class PhaseTrigger(enum.Enum):
-    """What moves a connection from one phase to the next."""
-
-    ACCEPTED = "complete the handshake"
-    RESPOND = "answer with plain HTTP"
-    CLOSE = "start closing"
-    LOST = "lose the socket"
-
-
-_H, _O, _C, _X, _P = Phase.HANDSHAKE, Phase.OPEN, Phase.CLOSING, Phase.CLOSED, Phase.HTTP
-
-#: Every legal phase change; anything else is a bug and raises LocalProtocolError.
-PHASE_TRANSITIONS: dict[tuple[Phase, PhaseTrigger], Phase] = {
-    (_H, PhaseTrigger.ACCEPTED): _O,
-    (_H, PhaseTrigger.RESPOND): _P,
-    (_H, PhaseTrigger.LOST): _X,
-    (_P, PhaseTrigger.LOST): _X,
-    (_O, PhaseTrigger.CLOSE): _C,
-    (_O, PhaseTrigger.LOST): _X,
-    (_C, PhaseTrigger.LOST): _X,
-}
 
 _OPEN = Phase.OPEN
 _CLOSING = Phase.CLOSING
@@ -119,7 +78,7 @@ _HOLD_WRITE = 2  # our write buffer is over write_buffer_limit: stop taking more
 _HOLD_BACKLOG = 4  # events left over from the last chunk wait for the next tick
 
 
-class WebSocket(Protocol):
+class WebSocket(ConnCommon, Protocol):
     """One WebSocket connection on the loop, as handlers see it.
 
     Use it from the loop's thread only (handler callbacks run there); from
@@ -143,42 +102,18 @@ class WebSocket(Protocol):
             (and before and after the connection); see :meth:`on_writable`.
     """
 
+    # The rest of the state is in ConnCommon's slots.
     __slots__ = (
         "_backlog",
-        "_conn",
         "_handler",
-        "_held",
-        "_holds",
-        "_logged",
-        "_loop",
-        "_partial",
-        "_phase",
-        "_settings",
-        "_t_close",
-        "_t_msg",
-        "_t_over",
-        "_t_ping",
-        "_t_rx",
-        "_t_start",
-        "_t_tokens",
-        "_tokens",
-        "_transport",
         "_writable_callbacks",
-        "bytes_in",
-        "bytes_out",
-        "close_code",
-        "close_reason",
-        "id",
-        "messages_in",
-        "messages_out",
         "path",
-        "remote_address",
         "request",
-        "subprotocol",
         "writable",
     )
 
     _next_id: ClassVar[int] = 0
+    _closed_message: ClassVar[str | None] = "the connection is not open"
     #: True for the client role, whose frames must be masked (never shared).
     is_client: ClassVar[bool] = False
 
@@ -390,60 +325,24 @@ class WebSocket(Protocol):
         a full write buffer, or messages of the last chunk not handled yet)."""
         self._release(_HOLD_APP)
 
-    def check_deadlines(self, now: float) -> None:
-        """Enforce the deadlines at loop time ``now`` (the server's sweep calls this)."""
-        settings = self._settings
-        phase = self._phase
-        if phase is _OPEN:
-            if settings.ping_interval is not None:
-                if self._t_ping is not None:
-                    # Silent for interval + timeout since we last heard from it (not
-                    # since the ping went out): the sweep's lag does not add up.
-                    if (
-                        settings.ping_timeout is not None
-                        and now - self._t_rx >= settings.ping_interval + settings.ping_timeout
-                    ):
-                        self._incident(Incident.PING_TIMEOUT, "no answer to ping; dropping (1006)")
-                        self.close_code = 1006
-                        self.abort()
-                        return
-                elif now - self._t_rx >= settings.ping_interval:
-                    assert self._conn is not None
-                    self._t_ping = now
-                    self._write(self._conn.send_ping(b""))
-            conn = self._conn
-            assert conn is not None
-            if settings.budget is not None:
-                self._account(conn)
-                if self._phase is not _OPEN:
-                    return
-            if settings.message_timeout is not None and self._message_late(conn, now):
-                self._incident(Incident.MESSAGE_TIMEOUT, "message not completed in time; 1008")
-                self._fail(1008, "message timeout")
-                return
-            if settings.idle_timeout is not None and now - self._t_msg >= settings.idle_timeout:
-                self._incident(Incident.IDLE_TIMEOUT, "idle timeout; closing", level=logging.INFO)
-                self.close(1000, "idle timeout")
-                return
-            if self._t_over is not None:
-                if self.write_buffer_size <= settings.write_buffer_limit:
-                    self._t_over = None
-                    self._release(_HOLD_WRITE)
-                elif now - self._t_over >= settings.write_buffer_timeout:
-                    self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
-                    self.close(1008, "slow consumer")
-        elif phase is _CLOSING:
-            if settings.close_timeout is not None and now - self._t_close >= settings.close_timeout:
-                self._incident(
-                    Incident.CLOSE_TIMEOUT, "no answer to our close; dropping", level=logging.INFO
-                )
-                self.abort()
-        elif (
-            phase is not Phase.CLOSED
-            and settings.handshake_timeout is not None
-            and now - self._t_start >= settings.handshake_timeout
-        ):
-            self._handshake_timed_out()
+    # ConnCommon's, named here so that the API reference lists it; these hooks serve it.
+    check_deadlines = ConnCommon.check_deadlines
+
+    def _send_keepalive(self, conn: Connection) -> None:
+        self._write(conn.send_ping(b""))
+
+    def _close_with(self, code: int, reason: str) -> None:
+        self.close(code, reason)
+
+    def _check_slow_consumer(self, now: float) -> None:
+        if self._t_over is not None:
+            settings = self._settings
+            if self.write_buffer_size <= settings.write_buffer_limit:
+                self._t_over = None
+                self._release(_HOLD_WRITE)
+            elif now - self._t_over >= settings.write_buffer_timeout:
+                self._incident(Incident.SLOW_CONSUMER, "slow consumer; closing with 1008")
+                self.close(1008, "slow consumer")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} #{self.id} {self.state} {self._peer_text()}>"
@@ -611,24 +510,9 @@ class WebSocket(Protocol):
 
     # -- internals -----------------------------------------------------------------
 
-    def _move(self, trigger: PhaseTrigger) -> None:
-        """Change phase by the table; an illegal change is a bug in this module."""
-        try:
-            self._phase = PHASE_TRANSITIONS[(self._phase, trigger)]
-        except KeyError:
-            raise LocalProtocolError(
-                f"cannot {trigger.value} in phase {self._phase.value}"
-            ) from None
-
     def _start_closing(self) -> None:
         self._move(PhaseTrigger.CLOSE)
         self._t_close = self._loop.now
-
-    def _closed_error(self) -> ConnectionClosed:
-        message = "the connection is not open"
-        if self._conn is not None and self.close_code is None:
-            return self._conn.closed_error(message)
-        return connection_closed(self.close_code or 1006, self.close_reason, message)
 
     def _write(self, data: bytes) -> None:
         """The way out (``send`` inlines it): count, write, notice a slow consumer."""
@@ -665,25 +549,6 @@ class WebSocket(Protocol):
             if not self._holds and t is not None and (self._phase is _OPEN or self._phase is _CLOSING):
                 t.resume_reading()
 
-    def _message_late(self, conn: Connection, now: float) -> bool:
-        """True once the same frame or message has been arriving for ``message_timeout``.
-
-        Checked by the deadline sweep, not per chunk (the hot path pays nothing): the
-        clock starts when a check first sees a message in progress, and restarts
-        whenever a data message completed since (``messages_in`` moved), so the
-        deadline fires between ``message_timeout`` and that plus one check interval
-        after the message began.
-        """
-        if not conn.receiving:
-            self._partial = None
-            return False
-        partial = self._partial
-        if partial is None or partial[1] != self.messages_in:
-            self._partial = (now, self.messages_in)
-            return False
-        timeout = self._settings.message_timeout
-        return timeout is not None and now - partial[0] >= timeout
-
     def _account(self, conn: Connection) -> None:
         """Report what this connection holds to the server's memory budget; over it,
         fail the largest holders first."""
@@ -706,24 +571,10 @@ class WebSocket(Protocol):
         self._release_budget()
         self._fail(1013, "server memory budget exceeded")
 
-    def _release_budget(self) -> None:
-        if self._held:
-            self._held = 0
-            budget = self._settings.budget
-            if budget is not None:
-                budget.update(self, 0)
-
     def _fail(self, code: int, reason: str) -> None:
         """Send a close frame and drop the connection without waiting for the answer."""
-        if self._phase is _OPEN:
-            assert self._conn is not None
-            data = self._conn.close(code, reason)
-            self.close_code, self.close_reason = code, reason
-            self._start_closing()
-            self._write(data)
         self._backlog = None
-        if self._transport is not None:
-            self._transport.close()
+        ConnCommon._fail(self, code, reason)
 
     def _dispatch(self, conn: Connection, events: Sequence[Event | str | bytes]) -> None:
         """Hand events to the handler (at most MESSAGES_PER_TICK per tick), then flush.
@@ -757,7 +608,7 @@ class WebSocket(Protocol):
             count += 1
             if self._phase is not _OPEN:
                 continue
-            if rate is not None and not self._take_token():
+            if rate is not None and not self._take_token(self._loop.now):
                 break
             if debug:
                 self._log(
@@ -802,7 +653,7 @@ class WebSocket(Protocol):
     def _control_event(self, event: Event, handler: Handler | None) -> None:
         if isinstance(event, Ping):
             # Pings count against the rate limit too: a ping flood costs us CPU.
-            if self._settings.rate is not None and self._phase is _OPEN and not self._take_token():
+            if self._settings.rate is not None and self._phase is _OPEN and not self._take_token(self._loop.now):
                 return
             if handler is not None:
                 self._call(handler.on_ping, event.payload)
@@ -838,21 +689,6 @@ class WebSocket(Protocol):
             pass
         except Exception:  # noqa: BLE001 - isolate the failure to this connection
             self._handler_failed(method.__name__)
-
-    def _take_token(self) -> bool:
-        settings = self._settings
-        now = self._loop.now
-        assert settings.rate is not None
-        tokens = self._tokens + (now - self._t_tokens) * settings.rate
-        tokens = min(tokens, settings.burst)
-        self._t_tokens = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            self._incident(Incident.RATE_LIMIT, "rate limit exceeded; closing with 1008")
-            self.close(1008, "rate limit exceeded")
-            return False
-        self._tokens = tokens - 1.0
-        return True
 
     def _handler_failed(self, where: str) -> None:
         self._incident(
@@ -891,24 +727,6 @@ class WebSocket(Protocol):
             return f"[{host}]:{addr[1]}" if ":" in str(host) else f"{host}:{addr[1]}"
         return str(addr)
 
-    def _incident(
-        self,
-        incident: Incident,
-        msg: str,
-        *args: Any,
-        level: int = logging.WARNING,
-        exc_info: bool = False,
-    ) -> None:
-        """Count ``incident`` (every time) and log it (once per connection and kind)."""
-        self._settings.incidents.add(incident)
-        logged = self._logged
-        if logged is None:
-            logged = self._logged = set()
-        elif incident in logged:
-            return
-        logged.add(incident)
-        self._log(level, msg, *args, exc_info=exc_info)
-
     def _log(self, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
         log = self._settings.logger
         if log.isEnabledFor(level):
@@ -925,19 +743,7 @@ class WebSocket(Protocol):
 
     # -- hooks for the roles ---------------------------------------------------------
 
-    def _handshake_data(self, data: bytes) -> None:
-        """Bytes before the connection is open: feed the role's handshake."""
-        raise NotImplementedError
-
-    def _handshake_eof(self) -> None:
-        """EOF before the connection is open."""
-        if self._transport is not None:
-            self._transport.close()
-
-    def _handshake_timed_out(self) -> None:
-        """The handshake (or the HTTP answer) took longer than ``handshake_timeout``."""
-        self._incident(Incident.HANDSHAKE_TIMEOUT, "handshake timeout; dropping")
-        self.abort()
+    # _handshake_data, _handshake_eof: ConnCommon's hooks.
 
     def _lost(self, exc: BaseException | None, was_open: bool) -> None:
         """The socket is closed and ``on_close`` has run."""

@@ -13,13 +13,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import random
 import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, Unpack
 
-from ._client_options import ClientOptions, WebSocketURL, parse_url, prepare
+from ._client_options import ClientOptions, WebSocketURL, backoff_delay, parse_url, prepare
 from ._endpoint import PhaseTrigger, WebSocket
 from ._errors import HandshakeError, LocalProtocolError
 from ._events import Message
@@ -336,8 +335,7 @@ class ReconnectingClient:
 
     def next_delay(self) -> float:
         """The delay before the next attempt (random, see the class docstring)."""
-        cap = min(self.max_delay, self.initial_delay * self.factor ** max(0, self.failures - 1))
-        return random.uniform(0, cap)
+        return backoff_delay(self.failures, self.initial_delay, self.max_delay, self.factor)
 
     def _attempt(self) -> None:
         self._timer = None

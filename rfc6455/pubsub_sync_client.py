@@ -18,12 +18,12 @@ A lost position is queued in the inbox, in stream order, as a
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
+from ._client_options import backoff_delay
 from ._errors import ConnectionClosed, HandshakeError, connection_closed
 from ._pubsub_common import (
     Cursor,
@@ -129,8 +129,7 @@ class SyncPubSubClient:
             except (*_CONNECT_ERRORS, ConnectionClosed) as exc:
                 # refused, or lost again before every topic was back: start over
                 failures += 1
-                cap = min(self.max_delay, self.initial_delay * 2 ** (failures - 1))
-                delay = random.uniform(0, cap)
+                delay = backoff_delay(failures, self.initial_delay, self.max_delay, 2.0)
                 if time.monotonic() + delay >= deadline:
                     self._drop()
                     raise TimeoutError(f"could not reconnect to {self.url}: {exc}") from exc

@@ -18,9 +18,7 @@ in the same order). docs/broker.md has the mapping, the threads and the faults.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import re
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -42,9 +40,11 @@ from ._broker_types import (
     HistoryPolicy,
     HistoryResult,
     Listener,
+    PolicyTable,
     Position,
     PresenceResult,
     Publication,
+    refuse_closed,
 )
 from ._loop import Loop, TimerHandle
 from ._redis_io import Op, Shard, client_options
@@ -123,8 +123,7 @@ class RedisBroker(Broker):
         if not topic_ttl > 0 or not presence_ttl > 0 or not subscribe_timeout > 0:
             raise ValueError("topic_ttl, presence_ttl and subscribe_timeout must be > 0")
         self._loop = loop
-        self._policies = [(re.compile(fnmatch.translate(p)), pol) for p, pol in policies]
-        self._default_policy = default_policy
+        self._policies = PolicyTable(policies, default_policy)
         self._topic_ttl = topic_ttl
         self._presence_ttl = presence_ttl
         self._subscribe_timeout = subscribe_timeout
@@ -159,10 +158,7 @@ class RedisBroker(Broker):
 
     def policy_for(self, topic: str) -> HistoryPolicy:
         """The history policy ``topic`` gets."""
-        for pattern, policy in self._policies:
-            if pattern.match(topic):
-                return policy
-        return self._default_policy
+        return self._policies.policy_for(topic)
 
     def shard_name(self, topic: str) -> str:
         """``host:port`` of the Redis server that holds ``topic``."""
@@ -590,8 +586,7 @@ class RedisBroker(Broker):
     def _refuse(self, callback: Callable[[BrokerError], None] | None) -> bool:
         if not self._closed:
             return False
-        if callback is not None:
-            self._loop.call_soon(callback, BrokerError("the broker is closed"))
+        refuse_closed(self._loop.call_soon, callback)
         return True
 
     def _refresh(self) -> None:
