@@ -332,7 +332,11 @@ class SyncPubSubClient:
         return None if cursor is None else cursor.since()
 
     def _resubscribe(self, topic: str, deadline: float | None) -> None:
-        """Send ``subscribe`` with ``since``; its answer is handled when it comes."""
+        """Send ``subscribe`` with ``since``; its answer is handled when it comes.
+
+        If it cannot be sent (the deadline passed while a server error was being
+        dispatched, say), the topic is left stale: the next :meth:`recv` sends it.
+        """
         cursor = self._cursors[topic]
         data: dict[str, Any] = {"topic": topic}
         since = cursor.since()
@@ -360,5 +364,13 @@ class SyncPubSubClient:
                 self._inbox.append(ResyncNeeded(topic, msg["data"]))
 
         self._resubscribing.add(topic)
-        self._send("subscribe", data, answered,
-                   deadline if deadline is not None else self._deadline(None), reconnect=False)
+        try:
+            self._send("subscribe", data, answered,
+                       deadline if deadline is not None else self._deadline(None),
+                       reconnect=False)
+        except BaseException:
+            # Not sent: never answered, so it must not stay "resubscribing" (that would
+            # stall the topic for good, its messages being ignored meanwhile).
+            self._resubscribing.discard(topic)
+            self._stale.add(topic)
+            raise

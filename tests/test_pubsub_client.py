@@ -9,12 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from rfc6455 import Config, ConnectionClosed, Loop, Server, WebSocket, WebSocketError
-from rfc6455.broker import HistoryPolicy, InProcessBroker
+from rfc6455.broker import BrokerError, Callback, HistoryPolicy, InProcessBroker, Listener
 from rfc6455.envelope import SUBPROTOCOL
 from rfc6455.pubsub import PubSubApp
 from rfc6455.pubsub_client import (
@@ -27,14 +27,16 @@ from rfc6455.pubsub_client import (
     SyncPubSubClient,
     Verdict,
 )
+from rfc6455.sync_client import SyncWebSocket
 
 FAST = {"initial_delay": 0.05, "max_delay": 0.2}
 
 
 @contextmanager
-def pubsub_server(history: int = 1000, **options: Any) -> Iterator[Server]:
+def pubsub_server(history: int = 1000, broker_class: type[InProcessBroker] = InProcessBroker,
+                  **options: Any) -> Iterator[Server]:
     loop = Loop()
-    broker = InProcessBroker(loop, default_policy=HistoryPolicy(history, None))
+    broker = broker_class(loop, default_policy=HistoryPolicy(history, None))
     app = PubSubApp(broker, **options)
     config = Config(port=0, subprotocols=(SUBPROTOCOL,), shutdown_timeout=2.0)
     server = Server(config, handler=app, loop=loop)
@@ -516,6 +518,57 @@ def test_sync_client_resync_raises_without_callback() -> None:
         c.close()
         with pytest.raises(ConnectionClosed):
             c.recv(timeout=1)
+
+
+class LossyBroker(InProcessBroker):
+    """Remembers its listeners (in ``last``), so that a test can tell them that
+    publications were lost, as the Redis broker does after a restart without data."""
+
+    last: ClassVar[dict[str, tuple[Loop, Listener]]] = {}
+
+    def subscribe(self, topic: str, listener: Listener,
+                  callback: Callback[None] | None = None) -> None:
+        LossyBroker.last[topic] = (self._loop, listener)
+        super().subscribe(topic, listener, callback)
+
+    @staticmethod
+    def lose(topic: str) -> None:
+        """(From any thread.) The topic's listener hears that publications were lost."""
+        loop, listener = LossyBroker.last[topic]
+        loop.call_soon_threadsafe(listener, BrokerError("Redis restarted without its data"))
+
+
+def test_sync_client_renews_an_interrupted_subscription_after_a_late_dispatch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server interrupts a subscription (``error unavailable`` naming the topic) and
+    the client dispatches it only after the deadline of its ``recv`` (a busy machine):
+    the resubscription it could not send then is sent by the next ``recv``."""
+    with pubsub_server(broker_class=LossyBroker) as server, \
+            SyncPubSubClient(direct(server), timeout=5) as pub, \
+            SyncPubSubClient(direct(server), timeout=5) as c:
+        c.subscribe("g")
+        pub.publish("g", 1)
+        assert c.recv(timeout=5).offset == 1
+        recv = SyncWebSocket.recv
+        late: list[bool] = [True]
+
+        def late_recv(ws: SyncWebSocket, timeout: float | None = None) -> Any:
+            start = time.monotonic()
+            text = recv(ws, timeout=timeout)
+            if late and timeout is not None and "unavailable" in str(text):
+                late.clear()
+                time.sleep(max(0.0, start + timeout - time.monotonic()) + 0.05)
+            return text
+
+        monkeypatch.setattr(SyncWebSocket, "recv", late_recv)
+        LossyBroker.lose("g")
+        with pytest.raises(TimeoutError):
+            c.recv(timeout=5)  # dispatched after its deadline
+        assert not late
+        pub.publish("g", 2)
+        got = c.recv(timeout=5)  # resubscribed with since: the replay
+        assert (got.offset, got.payload) == (2, 2)
+        assert c.position("g") == {"offset": 2, "epoch": got.epoch}
 
 
 def test_sync_client_connect_deadline() -> None:
