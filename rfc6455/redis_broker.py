@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 import redis
-from redis.connection import parse_url
+from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.crc import key_slot
 
 from . import _redis_scripts as scripts
@@ -604,8 +604,19 @@ class RedisBroker(Broker):
 
 
 def _parse_url(url: str) -> dict[str, Any]:
-    """redis-py's connection options for ``url`` (redis://, rediss://, unix://)."""
+    """``redis.Redis`` keyword arguments for ``url`` (redis://, rediss://, unix://).
+
+    redis-py's ``parse_url`` names a connection class for rediss:// and unix://, which
+    only its connection pools take; ``redis.Redis`` wants ``ssl=True`` or
+    ``unix_socket_path`` instead (the ``ssl_*`` query options pass through).
+    """
     options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    connection_class = options.pop("connection_class", None)
+    if connection_class is not None and issubclass(connection_class, SSLConnection):
+        options["ssl"] = True
+    elif connection_class is not None and issubclass(connection_class,
+                                                     UnixDomainSocketConnection):
+        options["unix_socket_path"] = options.pop("path")
     return options
 
 

@@ -6,13 +6,16 @@ without persistence, a slow Redis behind a delaying proxy."""
 from __future__ import annotations
 
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.crc import key_slot
-from redis_servers import RedisCluster, RedisServer, need_redis
+from redis_servers import RedisCluster, RedisServer, free_port, need_redis
 
 from rfc6455._loop import Loop
 from rfc6455.broker import (
@@ -348,3 +351,62 @@ def test_no_thread_left_after_close(loop: Loop, urls: tuple[list[str], bool]) ->
     b.close()
     after = {t.name for t in threading.enumerate() if t.name.startswith("rfc6455-redis")}
     assert not after - before
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+def test_rediss_url_speaks_tls(loop: Loop, tmp_path: Path) -> None:
+    """``rediss://``: the broker (command and subscription threads) against a TLS-only
+    redis-server whose certificate comes from a throwaway CA, named in the URL
+    (``ssl_ca_certs``, redis-py's URL option)."""
+    import trustme  # the dev extra (uvicorn's suite needs it too)
+
+    server_bin, _ = need_redis()
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file, cert_file, key_file = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    port = free_port()
+    proc = subprocess.Popen(
+        [server_bin, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(cert_file), "--tls-key-file", str(key_file),
+         "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+         "--logfile", str(tmp_path / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca_file}"
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                with redis.Redis.from_url(url, socket_timeout=1) as probe:
+                    if probe.ping():
+                        break
+            except (redis.RedisError, OSError):
+                assert time.monotonic() < deadline, "the TLS redis-server did not start"
+                time.sleep(0.05)
+        # A plain connection to the TLS port gets nowhere: TLS is really in use.
+        with pytest.raises((redis.RedisError, OSError)), redis.Redis(
+            port=port, socket_timeout=1
+        ) as plain:
+            plain.ping()
+        broker = RedisBroker(loop, [url])
+        try:
+            name = topic()
+            listener = Results()
+            assert call(loop, broker.subscribe, name, listener) is None
+            pubs = [publish(loop, broker, name, f'{{"n":{i}}}') for i in range(3)]
+            assert [p.offset for p in pubs] == [1, 2, 3]
+            assert [p.offset for p in wait(loop, listener, 3)] == [1, 2, 3]
+            assert [p.payload_json for p in history(loop, broker, name).publications] == [
+                '{"n":0}', '{"n":1}', '{"n":2}'
+            ]
+        finally:
+            broker.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
