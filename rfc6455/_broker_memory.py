@@ -32,6 +32,7 @@ from ._broker_types import (
     Listener,
     PolicyTable,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
     refuse_closed,
@@ -225,7 +226,12 @@ class InProcessBroker(Broker):
         self._loop.call_soon(callback, result)
 
     def presence_join(
-        self, topic: str, info: ClientInfo, callback: Callback[bool] | None = None
+        self,
+        topic: str,
+        info: ClientInfo,
+        callback: Callback[bool] | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
         if self._refuse(callback):
             return
@@ -234,20 +240,31 @@ class InProcessBroker(Broker):
         joined = info.client not in t.presence
         t.presence[info.client] = info
         self._used(t, now)
+        if joined and announce and t.listeners:
+            change = PresenceChange(topic, "join", info)
+            self._loop.call_soon(self._deliver, t, tuple(t.listeners), change)
         if callback is not None:
             self._loop.call_soon(callback, joined)
 
     def presence_leave(
-        self, topic: str, client: str, callback: Callback[bool] | None = None
+        self,
+        topic: str,
+        client: str,
+        callback: Callback[bool] | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
         if self._refuse(callback):
             return
         t = self._topics.get(topic)
-        left = t is not None and t.presence.pop(client, None) is not None
+        info = t.presence.pop(client, None) if t is not None else None
         if t is not None:
             self._used(t, self._loop.time())
+            if info is not None and announce and t.listeners:
+                change = PresenceChange(topic, "leave", info)
+                self._loop.call_soon(self._deliver, t, tuple(t.listeners), change)
         if callback is not None:
-            self._loop.call_soon(callback, left)
+            self._loop.call_soon(callback, info is not None)
 
     def presence(self, topic: str, callback: Callback[PresenceResult]) -> None:
         if self._refuse(callback):
@@ -301,14 +318,16 @@ class InProcessBroker(Broker):
             if bucket is not None:
                 bucket.pop(name, None)
 
-    def _deliver(self, t: _Topic, listeners: tuple[Listener, ...], pub: Publication) -> None:
+    def _deliver(
+        self, t: _Topic, listeners: tuple[Listener, ...], item: Publication | PresenceChange
+    ) -> None:
         current = t.listeners
         for listener in listeners:
             if listener in current:  # not unsubscribed since the publish
                 try:
-                    listener(pub)
+                    listener(item)
                 except Exception:
-                    logger.exception("a listener of %r raised", pub.topic)
+                    logger.exception("a listener of %r raised", item.topic)
 
     def _arm(self, when: float) -> None:
         """Make sure the sweep runs at ``when`` or earlier."""

@@ -26,6 +26,7 @@ __all__ = [
     "HistoryResult",
     "Listener",
     "Position",
+    "PresenceChange",
     "PresenceResult",
     "Publication",
 ]
@@ -71,10 +72,22 @@ class Publication:
     ts: int
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """A client joined (``kind`` "join") or left ("leave") a topic's presence, told to
+    the topic's listeners (in every process sharing the broker) when the join or leave
+    was made with ``announce=True``. Not ordered with the publications."""
+
+    topic: str
+    kind: str
+    info: ClientInfo
+
+
 #: What a :meth:`Broker.subscribe` listener receives: every publication of the topic,
 #: in offset order; a :class:`BrokerError` means publications may have been lost
-#: (the stream goes on after it: the app must re-sync, e.g. with :class:`CatchUp`).
-Listener: TypeAlias = Callable[[Publication | BrokerError], None]
+#: (the stream goes on after it: the app must re-sync, e.g. with :class:`CatchUp`);
+#: a :class:`PresenceChange` announces a join or a leave.
+Listener: TypeAlias = Callable[[Publication | PresenceChange | BrokerError], None]
 
 
 class Position(NamedTuple):
@@ -213,18 +226,32 @@ class Broker(ABC):
 
     @abstractmethod
     def presence_join(
-        self, topic: str, info: ClientInfo, callback: Callback[bool] | None = None
+        self,
+        topic: str,
+        info: ClientInfo,
+        callback: Callback[bool] | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
         """Mark a client present; the callback gets True if it was not already.
 
         Joining again refreshes the entry (a Redis entry expires unless refreshed).
+        With ``announce``, a join that was not a refresh is also told to the topic's
+        listeners as a :class:`PresenceChange` (in every process).
         """
 
     @abstractmethod
     def presence_leave(
-        self, topic: str, client: str, callback: Callback[bool] | None = None
+        self,
+        topic: str,
+        client: str,
+        callback: Callback[bool] | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
-        """Mark a client gone; the callback gets True if it was present."""
+        """Mark a client gone; the callback gets True if it was present. With
+        ``announce``, a leave of a present client is told to the topic's listeners as
+        a :class:`PresenceChange` (in every process)."""
 
     @abstractmethod
     def presence(self, topic: str, callback: Callback[PresenceResult]) -> None:

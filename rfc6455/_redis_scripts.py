@@ -20,6 +20,7 @@ from ._broker_types import (
     HistoryPolicy,
     HistoryResult,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "PRESENCE",
     "PRESENCE_JOIN",
     "PRESENCE_LEAVE",
+    "PRESENCE_PREFIX",
     "PUBLISH",
     "TOUCH",
     "Script",
@@ -38,6 +40,7 @@ __all__ = [
     "parse_history",
     "parse_message",
     "parse_presence",
+    "parse_presence_change",
     "parse_publish",
     "presence_keys",
     "publish_args",
@@ -187,20 +190,32 @@ if #gone > 0 then
 end
 """
 
-#: KEYS hash, zset; ARGV client, user JSON, ttl ms. Returns 1 if it was not present.
+#: KEYS hash, zset; ARGV client, user JSON, ttl ms, channel, publish command, announce
+#: ("1": a new entry is also announced on the channel, see PRESENCE_PREFIX). Returns 1
+#: if it was not present.
 PRESENCE_JOIN = _script("presence_join", _PRESENCE + """
 local ttl = tonumber(ARGV[3])
 local new = redis.call('HSETNX', h, ARGV[1], string.format('%d', now) .. ':' .. ARGV[2])
 redis.call('ZADD', z, now + ttl, ARGV[1])
 redis.call('PEXPIRE', h, ttl)
 redis.call('PEXPIRE', z, ttl)
+if new == 1 and ARGV[6] == '1' then
+  redis.call(ARGV[5], ARGV[4], 'P:join\\n' .. ARGV[1] .. '\\n' .. ARGV[2])
+end
 return new
 """)
 
-#: KEYS hash, zset; ARGV client. Returns 1 if it was present.
+#: KEYS hash, zset; ARGV client, channel, publish command, announce. Returns 1 if it
+#: was present.
 PRESENCE_LEAVE = _script("presence_leave", _PRESENCE + """
 redis.call('ZREM', z, ARGV[1])
-return redis.call('HDEL', h, ARGV[1])
+local entry = redis.call('HGET', h, ARGV[1])
+local gone = redis.call('HDEL', h, ARGV[1])
+if gone == 1 and ARGV[4] == '1' then
+  local user = string.match(entry, '^%d+:(.*)$')
+  redis.call(ARGV[3], ARGV[2], 'P:leave\\n' .. ARGV[1] .. '\\n' .. user)
+end
+return gone
 """)
 
 #: KEYS hash, zset. Returns {client, value, ...}.
@@ -251,6 +266,20 @@ def parse_message(data: bytes) -> tuple[int, str, int, str]:
     """A channel message ``offset:epoch:ts:payload`` (split at the first three colons)."""
     offset, epoch, ts, payload = data.split(b":", 3)
     return int(offset), epoch.decode(), int(ts), payload.decode()
+
+
+#: A channel message that starts so is a presence change, not a publication (whose
+#: messages start with a decimal offset).
+PRESENCE_PREFIX = b"P:"
+
+
+def parse_presence_change(topic: str, data: bytes) -> PresenceChange:
+    """A channel message ``P:<kind>`` newline ``<client>`` newline ``<user JSON>``."""
+    head, client, user = data.split(b"\n", 2)
+    kind = head[len(PRESENCE_PREFIX):].decode()
+    if kind not in ("join", "leave"):
+        raise ValueError(f"unknown presence change {kind!r}")
+    return PresenceChange(topic, kind, ClientInfo(client.decode(), json.loads(user)))
 
 
 def user_json(info: ClientInfo) -> str:

@@ -31,6 +31,7 @@ from ._broker_types import (
     HistoryResult,
     Listener,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "InProcessBroker",
     "Listener",
     "Position",
+    "PresenceChange",
     "PresenceResult",
     "Publication",
 ]

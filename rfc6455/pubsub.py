@@ -43,7 +43,9 @@ from .broker import (
     CatchUp,
     ClientInfo,
     HistoryResult,
+    Listener,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
 )
@@ -94,7 +96,7 @@ class _Topic:
 
     __slots__ = ("active", "listener", "live", "name", "starting", "waiting")
 
-    def __init__(self, name: str, listener: Callable[[Publication | BrokerError], None]) -> None:
+    def __init__(self, name: str, listener: Listener) -> None:
         self.name = name
         self.listener = listener
         #: Subscribers on the fast path (caught up), with their ``compression_key``.
@@ -456,10 +458,13 @@ class PubSubApp(EnvelopeApp):
 
     # -- delivery ------------------------------------------------------------------
 
-    def _listener(self, topic: str) -> Callable[[Publication | BrokerError], None]:
-        def listener(item: Publication | BrokerError) -> None:
+    def _listener(self, topic: str) -> Listener:
+        def listener(item: Publication | PresenceChange | BrokerError) -> None:
             t = self._topics.get(topic)
             if t is None:
+                return
+            if isinstance(item, PresenceChange):
+                self._announce(item)
                 return
             if isinstance(item, BrokerError):
                 # Publications may be lost: every subscriber must resynchronize.
@@ -520,11 +525,9 @@ class PubSubApp(EnvelopeApp):
         return any(fnmatchcase(topic, pattern) for pattern in self._join_leave)
 
     def _joined(self, ws: WebSocket, client: _Client, topic: str) -> None:
-        def done(changed: bool | BrokerError) -> None:
-            if changed is True and self._announces(topic):
-                self._announce("join", topic, client)
-
-        self.broker.presence_join(topic, client.info(), done)
+        # The broker announces the join to the topic's listeners, in every process that
+        # shares it (workers over Redis): see _announce.
+        self.broker.presence_join(topic, client.info(), announce=self._announces(topic))
 
     def _leave(self, ws: WebSocket, client: _Client, topic: str) -> None:
         if topic not in client.topics:
@@ -536,24 +539,24 @@ class PubSubApp(EnvelopeApp):
         t.live.pop(ws, None)
         t.waiting.pop(ws, None)
         if was_live:
-            def done(changed: bool | BrokerError) -> None:
-                if changed is True and self._announces(topic):
-                    self._announce("leave", topic, client)
-
-            self.broker.presence_leave(topic, client.id, done)
+            self.broker.presence_leave(topic, client.id, announce=self._announces(topic))
         if t.empty() and not t.starting:
             del self._topics[topic]
             self.broker.unsubscribe(topic, t.listener)
 
-    def _announce(self, kind: str, topic: str, client: _Client) -> None:
-        """A ``join`` or ``leave`` to the topic's other local subscribers."""
-        t = self._topics.get(topic)
+    def _announce(self, change: PresenceChange) -> None:
+        """A ``join`` or ``leave`` (from the broker: this process's clients or another's)
+        to the topic's live subscribers here, but the client it is about."""
+        t = self._topics.get(change.topic)
         if t is None or not t.live:
             return
-        who: dict[str, Any] = {"client": client.id}
-        if client.user is not None:
-            who["user"] = client.user
-        frame = _frame(encode(kind, {"topic": topic, "client": who}))
+        info = change.info
+        who: dict[str, Any] = {"client": info.client}
+        if info.user is not None:
+            who["user"] = info.user
+        frame = _frame(encode(change.kind, {"topic": change.topic, "client": who}))
+        clients = self._clients
         for ws in t.live:
-            if self._clients.get(ws) is not client:
+            client = clients.get(ws)
+            if client is None or client.id != info.client:
                 ws.queue_frame(frame)

@@ -42,6 +42,7 @@ from ._broker_types import (
     Listener,
     PolicyTable,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
     refuse_closed,
@@ -218,15 +219,25 @@ class RedisBroker(Broker):
                      partial(scripts.parse_history, topic, since), callback)
 
     def presence_join(
-        self, topic: str, info: ClientInfo, callback: Callback[bool] | None = None
+        self,
+        topic: str,
+        info: ClientInfo,
+        callback: Callback[bool] | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
         if self._refuse(callback):
             return
         self._present.setdefault(topic, {})[info.client] = info
-        self._join(topic, info, callback)
+        self._join(topic, info, callback, announce)
 
     def presence_leave(
-        self, topic: str, client: str, callback: Callback[bool] | None = None
+        self,
+        topic: str,
+        client: str,
+        callback: Callback[bool] | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
         if self._refuse(callback):
             return
@@ -235,7 +246,8 @@ class RedisBroker(Broker):
             present.pop(client, None)
             if not present:
                 del self._present[topic]
-        self._submit(topic, scripts.PRESENCE_LEAVE, scripts.presence_keys(topic), [client],
+        args = [client, *self._announce_args(topic, announce)]
+        self._submit(topic, scripts.PRESENCE_LEAVE, scripts.presence_keys(topic), args,
                      bool, callback)
 
     def presence(self, topic: str, callback: Callback[PresenceResult]) -> None:
@@ -317,11 +329,17 @@ class RedisBroker(Broker):
             if t is None or t.shard is not shard:
                 continue
             try:
-                offset, epoch, ts, payload = scripts.parse_message(data)
+                if data.startswith(scripts.PRESENCE_PREFIX):
+                    change = scripts.parse_presence_change(t.name, data)
+                else:
+                    offset, epoch, ts, payload = scripts.parse_message(data)
             except (ValueError, UnicodeDecodeError):
                 logger.warning("Redis %s: a message on %s that is not ours", shard.name, name)
                 continue
-            self._live(t, Publication(t.name, offset, epoch, payload, ts))
+            if data.startswith(scripts.PRESENCE_PREFIX):
+                self._deliver(t, change)  # not in the offset sequence: no gap check
+            else:
+                self._live(t, Publication(t.name, offset, epoch, payload, ts))
 
     def shard_subscribed(self, shard: Shard, channel: str) -> None:
         """(From a shard.) Redis confirmed a subscription: sync the topic from history."""
@@ -369,7 +387,7 @@ class RedisBroker(Broker):
                 return  # already delivered
         self._sync(t, pub)  # a hole or another epoch: read what was missed
 
-    def _deliver(self, t: _Topic, item: Publication | BrokerError) -> None:
+    def _deliver(self, t: _Topic, item: Publication | PresenceChange | BrokerError) -> None:
         listeners = t.listeners
         for listener in tuple(listeners):
             if listener in listeners:
@@ -578,10 +596,17 @@ class RedisBroker(Broker):
                 parse: Callable[[Any], Any], callback: Callable[[Any], None] | None) -> None:
         self._shard(topic).submit(Op(script, keys, args, parse, callback))
 
-    def _join(self, topic: str, info: ClientInfo, callback: Callback[bool] | None) -> None:
-        args = [info.client, scripts.user_json(info), int(self._presence_ttl * 1000)]
+    def _join(self, topic: str, info: ClientInfo, callback: Callback[bool] | None,
+              announce: bool = False) -> None:
+        args = [info.client, scripts.user_json(info), int(self._presence_ttl * 1000),
+                *self._announce_args(topic, announce)]
         self._submit(topic, scripts.PRESENCE_JOIN, scripts.presence_keys(topic), args, bool,
                      callback)
+
+    def _announce_args(self, topic: str, announce: bool) -> list[str]:
+        """The presence scripts' channel, publish command and announce flag."""
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
+        return [scripts.channel(topic), command, "1" if announce else "0"]
 
     def _refuse(self, callback: Callable[[BrokerError], None] | None) -> bool:
         if not self._closed:

@@ -25,6 +25,7 @@ from rfc6455.broker import (
     HistoryResult,
     InProcessBroker,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
 )
@@ -415,6 +416,24 @@ def presence(broker: Broker, loop: Loop, topic: str) -> PresenceResult:
     result = got.one
     assert isinstance(result, PresenceResult)
     return result
+
+
+def test_announced_presence_changes_go_to_the_listeners(
+    broker: InProcessBroker, loop: Loop
+) -> None:
+    listener = Results()
+    broker.subscribe("room", listener)
+    alice = ClientInfo("c1", "alice")
+    broker.presence_join("room", alice, announce=True)
+    assert listener.got == []  # later, never inside the call
+    broker.presence_join("room", alice, announce=True)  # a refresh: no change
+    broker.presence_join("room", ClientInfo("c2"))  # not announced
+    broker.presence_leave("room", "nobody", announce=True)  # not present
+    broker.presence_leave("room", "c1", announce=True)
+    settle(loop)
+    assert listener.got == [
+        PresenceChange("room", "join", alice), PresenceChange("room", "leave", alice)
+    ]
 
 
 def test_presence_join_leave_count(broker: InProcessBroker, loop: Loop) -> None:

@@ -24,6 +24,7 @@ from rfc6455.broker import (
     HistoryPolicy,
     HistoryResult,
     Position,
+    PresenceChange,
     PresenceResult,
     Publication,
 )
@@ -216,6 +217,36 @@ def test_two_brokers_share_offsets_and_epoch(loop: Loop, urls: tuple[list[str], 
         assert [(p.offset, p.epoch, p.payload_json) for p in got] == \
             [(p.offset, p.epoch, p.payload_json) for p in pubs]
         assert history(loop, b, name).offset == 20
+    finally:
+        a.close()
+        b.close()
+
+
+def test_announced_presence_changes_reach_the_other_workers(
+    loop: Loop, urls: tuple[list[str], bool]
+) -> None:
+    """A join or leave made with ``announce`` reaches the listeners of another broker on
+    the same Redis as a PresenceChange (with the user); a refresh, an unannounced join and
+    a leave of a client not present do not."""
+    a, b = make(loop, urls), make(loop, urls)
+    try:
+        name = topic()
+        listener = Results()
+        assert call(loop, b.subscribe, name, listener) is None
+        alice = ClientInfo("c1", "alice")
+        a.presence_join(name, alice, announce=True)
+        [change] = wait(loop, listener)
+        assert change == PresenceChange(name, "join", alice)
+        assert ok(call(loop, a.presence_join, name, alice)) is False  # a refresh
+        a.presence_join(name, ClientInfo("c2", None))  # not announced
+        a.presence_leave(name, "nobody", announce=True)  # not present: nothing to tell
+        a.presence_leave(name, "c1", announce=True)
+        got = wait(loop, listener, 2)
+        assert got[1] == PresenceChange(name, "leave", alice)
+        publish(loop, a, name)  # presence changes do not disturb the offsets
+        got = wait(loop, listener, 3)
+        assert isinstance(got[2], Publication) and got[2].offset == 1
+        assert len(listener.got) == 3
     finally:
         a.close()
         b.close()

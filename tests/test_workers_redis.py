@@ -104,10 +104,10 @@ def test_pubsub_workers_share_topics_through_redis(redis_server: RedisServer) ->
 class _Host:
     """``serve --app pubsub --redis URL`` on one loopback address."""
 
-    def __init__(self, host: str, redis_url: str) -> None:
+    def __init__(self, host: str, redis_url: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rfc6455", "serve", "--app", "pubsub", "--host", host,
-             "--port", "0", "--redis", redis_url],
+             "--port", "0", "--redis", redis_url, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
         )
         assert self.proc.stdout is not None
@@ -177,3 +177,42 @@ def test_two_hosts_sharing_one_redis_are_one_service(redis_server: RedisServer) 
             host.stop()
     for host in hosts:
         assert host.proc.returncode == 0
+
+
+def test_join_and_leave_reach_subscribers_on_the_other_host(redis_server: RedisServer) -> None:
+    """``--join-leave``: a client that subscribes on host B is announced to a subscriber
+    on host A (through Redis), and so is its leave when it disconnects."""
+    import json
+
+    import rfc6455
+    from rfc6455.envelope import SUBPROTOCOL
+
+    def request(ws: rfc6455.SyncWebSocket, kind: str, data: dict[str, object]) -> None:
+        ws.send(json.dumps({"v": 1, "type": kind, "id": kind, "data": data}))
+
+    def next_of(ws: rfc6455.SyncWebSocket, kind: str) -> dict[str, object]:
+        deadline = time.monotonic() + 20
+        while True:
+            msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if msg["type"] == kind:
+                data: dict[str, object] = msg["data"]
+                return data
+
+    hosts: list[_Host] = []
+    try:
+        hosts = [_Host("127.0.0.2", redis_server.url, "--join-leave", "room*"),
+                 _Host("127.0.0.3", redis_server.url, "--join-leave", "room*")]
+        a, b = hosts
+        with rfc6455.connect(a.url, subprotocols=[SUBPROTOCOL], timeout=10) as on_a:
+            request(on_a, "subscribe", {"topic": "room"})
+            assert next_of(on_a, "ack")
+            with rfc6455.connect(b.url, subprotocols=[SUBPROTOCOL], timeout=10) as on_b:
+                request(on_b, "connect", {})
+                me = next_of(on_b, "ack")["client"]
+                request(on_b, "subscribe", {"topic": "room"})
+                assert next_of(on_b, "ack")
+                assert next_of(on_a, "join") == {"topic": "room", "client": {"client": me}}
+            assert next_of(on_a, "leave") == {"topic": "room", "client": {"client": me}}
+    finally:
+        for host in hosts:
+            host.stop()
