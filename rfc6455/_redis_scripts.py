@@ -40,7 +40,6 @@ __all__ = [
     "parse_history",
     "parse_message",
     "parse_presence",
-    "parse_presence_change",
     "parse_publish",
     "presence_keys",
     "publish_args",
@@ -262,10 +261,17 @@ def parse_history(topic: str, since: Position | None, reply: Any) -> HistoryResu
     return HistoryResult(topic, epoch, offset, pubs, since is not None and recovered, complete)
 
 
-def parse_message(data: bytes) -> tuple[int, str, int, str]:
-    """A channel message ``offset:epoch:ts:payload`` (split at the first three colons)."""
+def parse_message(topic: str, data: bytes) -> Publication | PresenceChange:
+    """A message on ``topic``'s channel: a publication ``offset:epoch:ts:payload`` (split
+    at the first three colons), or a presence change (:data:`PRESENCE_PREFIX`).
+
+    Raises:
+        ValueError, UnicodeDecodeError: not a message of ours.
+    """
+    if data.startswith(PRESENCE_PREFIX):
+        return _parse_presence_change(topic, data)
     offset, epoch, ts, payload = data.split(b":", 3)
-    return int(offset), epoch.decode(), int(ts), payload.decode()
+    return Publication(topic, int(offset), epoch.decode(), payload.decode(), int(ts))
 
 
 #: A channel message that starts so is a presence change, not a publication (whose
@@ -273,7 +279,7 @@ def parse_message(data: bytes) -> tuple[int, str, int, str]:
 PRESENCE_PREFIX = b"P:"
 
 
-def parse_presence_change(topic: str, data: bytes) -> PresenceChange:
+def _parse_presence_change(topic: str, data: bytes) -> PresenceChange:
     """A channel message ``P:<kind>`` newline ``<client>`` newline ``<user JSON>``."""
     head, client, user = data.split(b"\n", 2)
     kind = head[len(PRESENCE_PREFIX):].decode()

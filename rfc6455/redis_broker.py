@@ -329,17 +329,14 @@ class RedisBroker(Broker):
             if t is None or t.shard is not shard:
                 continue
             try:
-                if data.startswith(scripts.PRESENCE_PREFIX):
-                    change = scripts.parse_presence_change(t.name, data)
-                else:
-                    offset, epoch, ts, payload = scripts.parse_message(data)
+                item = scripts.parse_message(t.name, data)
             except (ValueError, UnicodeDecodeError):
                 logger.warning("Redis %s: a message on %s that is not ours", shard.name, name)
                 continue
-            if data.startswith(scripts.PRESENCE_PREFIX):
-                self._deliver(t, change)  # not in the offset sequence: no gap check
+            if isinstance(item, PresenceChange):
+                self._deliver(t, item)  # not in the offset sequence: no gap check
             else:
-                self._live(t, Publication(t.name, offset, epoch, payload, ts))
+                self._live(t, item)
 
     def shard_subscribed(self, shard: Shard, channel: str) -> None:
         """(From a shard.) Redis confirmed a subscription: sync the topic from history."""
