@@ -250,3 +250,37 @@ size_t rfc6455_scan_bound(uint8_t *buf, size_t start, size_t end, int64_t *ctl)
     return rfc6455_scan_frames(buf, start, end, (int)ctl[0], (unsigned)ctl[1], ctl[2], ctl + 8,
                                (size_t)ctl[3], ctl + 4);
 }
+
+int64_t rfc6455_take_frame(uint8_t *buf, size_t end, int expect_masked, int64_t max_payload)
+{
+    size_t header = 2;
+    uint64_t length;
+    unsigned b0, b1;
+
+    if (end < 2)
+        return -1;
+    b0 = buf[0];
+    b1 = buf[1];
+    if (b0 != 0x81u && b0 != 0x82u)
+        return -1;
+    if (!(b1 & 0x80u) != !expect_masked)
+        return -1;
+    length = b1 & 0x7Fu;
+    if (length == 127)
+        return -1;
+    if (length == 126) {
+        if (end < 4)
+            return -1;
+        length = ((uint64_t)buf[2] << 8) | buf[3];
+        if (length < 126)
+            return -1;
+        header = 4;
+    }
+    if (expect_masked)
+        header += 4;
+    if (max_payload < 0 || length > (uint64_t)max_payload || header + length != end)
+        return -1;
+    if (expect_masked && length)
+        rfc6455_mask_copy(buf + header, buf + header, (size_t)length, buf + header - 4, 0);
+    return (int64_t)((header << 4) | (b0 & 0x0Fu));
+}

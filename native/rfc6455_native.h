@@ -52,4 +52,15 @@ size_t rfc6455_scan_frames(uint8_t *buf, size_t start, size_t end, int expect_ma
  */
 size_t rfc6455_scan_bound(uint8_t *buf, size_t start, size_t end, int64_t *ctl);
 
+/*
+ * The usual read in one call: whether buf[0:end] is exactly one whole data frame with
+ * nothing before or after it, FIN set, no RSV bit, opcode text (1) or binary (2), masked
+ * iff expect_masked, its length minimally encoded in 7 or 16 bits and at most max_payload.
+ * If so, unmasks its payload in place and returns (header length << 4) | opcode: the
+ * payload is buf[header length:end]. Otherwise returns -1 and leaves buf untouched (the
+ * caller decodes it the general way, which also reports any error).
+ * Requires buf valid for end bytes.
+ */
+int64_t rfc6455_take_frame(uint8_t *buf, size_t end, int expect_masked, int64_t max_payload);
+
 #endif

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._constants import MAX_CONTROL_PAYLOAD, CloseCode, is_valid_close_code
 from ._errors import InvalidUTF8, LocalProtocolError, ProtocolError
 
-__all__ = ["build_close_payload", "parse_close_payload"]
+__all__ = ["build_close_payload", "parse_close_payload", "truncate_reason"]
 
 _NO_STATUS = int(CloseCode.NO_STATUS_RCVD)
 
@@ -55,3 +55,11 @@ def build_close_payload(code: int | None, reason: str = "") -> bytes:
     if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
         raise LocalProtocolError("close reason longer than 123 bytes of UTF-8")
     return code.to_bytes(2, "big") + encoded
+
+
+def truncate_reason(reason: str) -> str:
+    """A close reason that fits a control frame (123 bytes of UTF-8)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= 123:
+        return reason
+    return encoded[:123].decode("utf-8", "ignore")

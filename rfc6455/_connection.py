@@ -57,10 +57,9 @@ Invariants:
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator, Sequence
 
-from ._close import build_close_payload, parse_close_payload
+from ._close import build_close_payload, parse_close_payload, truncate_reason
 from ._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
     FRAGMENT_OVERHEAD,
@@ -95,9 +94,17 @@ from ._events import (
     make_text_chunk,
 )
 from ._extensions import Extension, rsv_mask_of
-from ._frames import UNLIMITED, FrameDecoder, encode_frame, frame_header, scan_error
+from ._frames import (
+    UNLIMITED,
+    FrameDecoder,
+    encode_frame,
+    frame_header,
+    parse_header,
+    scan_error,
+)
 from ._kernels import KERNELS, Kernels
 from ._state import RECEIVING, SENDING, ConnectionState, Trigger, next_state
+from ._utf8 import decode_utf8
 
 __all__ = ["ClientConnection", "Connection", "ConnectionState", "ServerConnection"]
 
@@ -108,8 +115,6 @@ _CLOSED = ConnectionState.CLOSED
 
 _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
-
-_utf_8_decode = codecs.utf_8_decode
 
 # The 2-byte headers of unmasked final text / binary frames with payloads under 126 bytes,
 # by opcode then length: a lookup instead of building one per message.
@@ -293,6 +298,43 @@ class Connection:
             self._events = []
         self._event_pos = 0
         return events
+
+    def receive_one(self, buf: bytearray, nbytes: int) -> str | bytes | None:
+        """The usual read in one step, for an I/O layer that reads into a buffer of its own:
+        if ``buf[:nbytes]`` is one whole unfragmented text or binary frame (no extension
+        bit set) and nothing is pending, its message (``str``: text, ``bytes``: binary).
+
+        None otherwise: then call :meth:`receive_messages` with the same arguments (``buf``
+        is untouched, unless the text was invalid UTF-8: then the connection has failed,
+        and ``receive_messages`` reports it).
+        """
+        if (
+            self._msg_opcode
+            or self._stream
+            or self._events
+            or self._eof
+            or self.state is not _OPEN
+        ):
+            return None
+        taken = self._decoder.take(buf, nbytes, self._max_size)
+        if taken < 0:
+            return None
+        self._partial_checked = 0
+        self._partial_tail = None
+        start = taken >> 4
+        if taken & 0xF == _OP_BINARY:
+            if nbytes - start <= _SMALL_COPY:
+                return bytes(buf[start:nbytes])
+            with memoryview(buf) as view:
+                return view[start:nbytes].tobytes()
+        try:
+            if nbytes - start <= _SMALL_COPY:
+                return buf[start:nbytes].decode()
+            with memoryview(buf) as view:
+                return str(view[start:nbytes], "utf-8")
+        except UnicodeDecodeError:
+            self._fail(InvalidUTF8("invalid UTF-8 in text message"))
+            return None
 
     def receive_buffer(self) -> memoryview | None:
         """Where to read the rest of a large frame still arriving, or None.
@@ -550,7 +592,7 @@ class Connection:
             tail = self._msg_tail
             if tail:
                 raw = tail + raw
-            text, used = _decode_utf8(raw, fin)
+            text, used = decode_utf8(raw, fin)
             self._msg_tail = raw[used:] if used < len(raw) else b""
             self._events.append(make_text_chunk(text, fin))
         elif fin and not continuing:
@@ -578,7 +620,7 @@ class Connection:
             if tail or not raw.isascii():
                 if tail:
                     raw = tail + raw
-                _, used = _decode_utf8(raw, False)
+                _, used = decode_utf8(raw, False)
                 self._msg_tail = raw[used:]
 
     def _check_sequence(self, opcode: int, rsv: int) -> None:
@@ -627,7 +669,7 @@ class Connection:
         still arriving (§8.1 fail fast: 1007 as soon as the invalid sequence
         is seen), in the same order as for a complete frame.
         """
-        header = _parse_header(self._decoder.pending_view())
+        header = parse_header(self._decoder.pending_view())
         if header is None:
             return
         first, length, header_size, key = header
@@ -667,7 +709,7 @@ class Connection:
         if tail or not raw.isascii():
             if tail:
                 raw = tail + raw
-            _, used = _decode_utf8(raw, False)
+            _, used = decode_utf8(raw, False)
             tail = raw[used:]
         self._partial_tail = tail
         self._partial_checked = available
@@ -689,7 +731,7 @@ class Connection:
         # The traceback would pin views of the receive buffer for the connection's life.
         self.failure = exc.with_traceback(None)
         self._stop_reading()
-        reason = _truncate_reason(exc.reason)
+        reason = truncate_reason(exc.reason)
         if self.state is _OPEN:
             self.close_sent = Close(code=exc.close_code, reason=reason)
             payload = build_close_payload(exc.close_code, reason)
@@ -944,57 +986,8 @@ class ClientConnection(Connection):
     is_server = False
 
 
-def _parse_header(view: memoryview) -> tuple[int, int, int, bytes | None] | None:
-    """(first byte, payload length, header size, key) of a frame header, if complete."""
-    if len(view) < 2:
-        return None
-    first = view[0]
-    second = view[1]
-    length = second & 0x7F
-    size = 2
-    if length == 126:
-        size = 4
-        if len(view) < size:
-            return None
-        length = int.from_bytes(view[2:4], "big")
-    elif length == 127:
-        size = 10
-        if len(view) < size:
-            return None
-        length = int.from_bytes(view[2:10], "big")
-    key = None
-    if second & 0x80:
-        if len(view) < size + 4:
-            return None
-        key = view[size : size + 4].tobytes()
-        size += 4
-    return first, length, size, key
-
-
 def _to_bytes(data: bytes | bytearray | memoryview) -> bytes:
     """Bytes of a bytes-like object; TypeError for anything else (``bytes(5)`` is five zeros)."""
     if type(data) is bytes:
         return data
     return memoryview(data).tobytes()
-
-
-def _decode_utf8(data: bytes, final: bool) -> tuple[str, int]:
-    """Decode ``data``: the text and the bytes used; the rest (not ``final``) is
-    an incomplete sequence. Fails as soon as the bytes can never be valid UTF-8."""
-    try:
-        text, used = _utf_8_decode(data, "strict", final)
-    except UnicodeDecodeError:
-        raise InvalidUTF8("invalid UTF-8 in text message") from None
-    # CPython waits for a third byte before refusing ED A0..BF, the start of a
-    # UTF-16 surrogate (U+D800..U+DFFF), which no continuation can make valid.
-    if len(data) - used >= 2 and data[used] == 0xED and data[used + 1] >= 0xA0:
-        raise InvalidUTF8("invalid UTF-8 in text message")
-    return text, used
-
-
-def _truncate_reason(reason: str) -> str:
-    """A close reason that fits a control frame (123 bytes of UTF-8)."""
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= 123:
-        return reason
-    return encoded[:123].decode("utf-8", "ignore")

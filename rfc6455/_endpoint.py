@@ -385,39 +385,47 @@ class WebSocket(ConnCommon, Protocol):
         if conn is None:
             self._handshake_data(memoryview(buf)[:nbytes].tobytes())
             return
-        events = conn.receive_messages(buf, nbytes)
-        if len(events) == 1:
-            # One whole message, the usual read: _dispatch for one message, inlined.
-            data = events[0]
-            cls = type(data)
-            settings = self._settings
-            handler = self._handler
-            if (
-                (cls is bytes or cls is str)
-                and self._phase is _OPEN
-                and self._backlog is None
-                and handler is not None
-                and settings.rate is None
-                and not settings.debug
-            ):
-                try:
-                    handler.on_message(self, data)  # type: ignore[arg-type]
-                except ConnectionClosed:
-                    pass
-                except Exception:  # noqa: BLE001 - isolate the failure to this connection
-                    self._handler_failed("on_message")
-                self.messages_in += 1
-                self._t_msg = self._loop.now
-                out = conn.data_to_send()
-                if out:
-                    self._write(out)
-                if conn.state is _CONN_CLOSED and conn.should_close_transport:
-                    transport = self._transport
-                    if transport is not None:
-                        transport.close(FAILURE_LINGER if conn.failure is not None else 0.0)
-                if self._held:
-                    self._account(conn)
+        data: Event | str | bytes | None = conn.receive_one(buf, nbytes)
+        if data is None:
+            events = conn.receive_messages(buf, nbytes)
+            if len(events) != 1:
+                self._received_many(conn, events)
                 return
+            data = events[0]
+        # One whole message, the usual read: _dispatch for one message, inlined.
+        cls = type(data)
+        settings = self._settings
+        handler = self._handler
+        if (
+            (cls is bytes or cls is str)
+            and self._phase is _OPEN
+            and self._backlog is None
+            and handler is not None
+            and settings.rate is None
+            and not settings.debug
+        ):
+            try:
+                handler.on_message(self, data)  # type: ignore[arg-type]
+            except ConnectionClosed:
+                pass
+            except Exception:  # noqa: BLE001 - isolate the failure to this connection
+                self._handler_failed("on_message")
+            self.messages_in += 1
+            self._t_msg = self._loop.now
+            out = conn.data_to_send()
+            if out:
+                self._write(out)
+            if conn.state is _CONN_CLOSED and conn.should_close_transport:
+                transport = self._transport
+                if transport is not None:
+                    transport.close(FAILURE_LINGER if conn.failure is not None else 0.0)
+        else:
+            self._dispatch(conn, [data])
+        if self._held:
+            self._account(conn)
+
+    def _received_many(self, conn: Connection, events: list[Event | str | bytes]) -> None:
+        """``buffer_received`` for a read that completed no message or several."""
         if events:
             self._dispatch(conn, events)
             if self._held:

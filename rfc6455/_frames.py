@@ -34,7 +34,7 @@ from ._kernels_py import (
     ScanResult,
 )
 
-__all__ = ["FrameDecoder", "encode_frame", "frame_header", "scan_error"]
+__all__ = ["FrameDecoder", "encode_frame", "frame_header", "parse_header", "scan_error"]
 
 #: Frames reported per native call; bounds the result array, not the input.
 MAX_FRAMES_PER_SCAN: Final = 4096
@@ -124,6 +124,7 @@ class FrameDecoder:
         "_expect_masked",
         "_max_payload",
         "_scan",
+        "_take",
         "buffer",
         "consumed",
         "end",
@@ -142,6 +143,7 @@ class FrameDecoder:
         #: The kernels given; ``scan_frames`` is bound once, here, for the per-chunk path.
         self.kernels = kernels
         self._scan = kernels.scan_frames
+        self._take = kernels.take_frame
         self.buffer = bytearray()
         # True while buffer is a large frame's own buffer (from the pool).
         self._direct = False
@@ -255,6 +257,14 @@ class FrameDecoder:
             if needed >= DIRECT_MIN:
                 self._maybe_go_direct()
         return records, error, buf
+
+    def take(self, buf: bytearray, nbytes: int, max_payload: int) -> int:
+        """``take_frame`` (see :mod:`rfc6455._kernels_py`) on ``buf[:nbytes]`` when nothing
+        is buffered, else -1: whether the read is one whole unfragmented data frame, with
+        its payload unmasked in ``buf`` if so. ``max_payload`` is at most this decoder's."""
+        if self.end or self._direct:
+            return -1
+        return self._take(buf, nbytes, self._expect_masked, max_payload)
 
     def receive_buffer(self) -> memoryview | None:
         """Where the rest of a large frame still arriving goes, or None.
@@ -423,3 +433,30 @@ def encode_frame(
         return frame_header(first, len(payload)) + payload
     key = os.urandom(4)
     return frame_header(first, len(payload), 0x80) + key + kernels.apply_mask(payload, key)
+
+
+def parse_header(view: memoryview) -> tuple[int, int, int, bytes | None] | None:
+    """(first byte, payload length, header size, key) of a frame header, if complete."""
+    if len(view) < 2:
+        return None
+    first = view[0]
+    second = view[1]
+    length = second & 0x7F
+    size = 2
+    if length == 126:
+        size = 4
+        if len(view) < size:
+            return None
+        length = int.from_bytes(view[2:4], "big")
+    elif length == 127:
+        size = 10
+        if len(view) < size:
+            return None
+        length = int.from_bytes(view[2:10], "big")
+    key = None
+    if second & 0x80:
+        if len(view) < size + 4:
+            return None
+        key = view[size : size + 4].tobytes()
+        size += 4
+    return first, length, size, key

@@ -43,7 +43,9 @@ __all__ = [
     "apply_mask",
     "apply_mask_inplace",
     "native_kernels",
+    "pin_buffer",
     "scan_frames",
+    "unpin_buffer",
 ]
 
 
@@ -77,6 +79,12 @@ class ScanFrames(Protocol):
         max_frames: int,
         /,
     ) -> ScanResult: ...
+
+
+class TakeFrame(Protocol):
+    """The signature of :func:`rfc6455._kernels_py.take_frame`."""
+
+    def __call__(self, buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int: ...
 
 
 class BoundScan(Protocol):
@@ -115,18 +123,54 @@ class Kernels:
         apply_mask: see :func:`rfc6455._kernels_py.apply_mask`.
         apply_mask_inplace: see :func:`rfc6455._kernels_py.apply_mask_inplace`.
         scan_frames: see :func:`rfc6455._kernels_py.scan_frames`.
+        take_frame: see :func:`rfc6455._kernels_py.take_frame`.
     """
 
     name: str
     apply_mask: ApplyMask
     apply_mask_inplace: ApplyMaskInplace
     scan_frames: ScanFrames
+    take_frame: TakeFrame
 
 
 #: The pure-Python twins: the only definition of "the Python kernels".
 PYTHON_KERNELS: Final = Kernels(
-    "python", _kernels_py.apply_mask, _kernels_py.apply_mask_inplace, _kernels_py.scan_frames
+    "python",
+    _kernels_py.apply_mask,
+    _kernels_py.apply_mask_inplace,
+    _kernels_py.scan_frames,
+    _kernels_py.take_frame,
 )
+
+# id(buffer) -> (buffer, its cdata) for the long-lived read buffers of event loops
+# (pin_buffer): the per-read kernels then skip ffi.from_buffer. The entry holds the buffer,
+# so its id stays unique while it is pinned.
+_PINNED: dict[int, tuple[bytearray, Any]] = {}
+
+
+def pin_buffer(buf: bytearray) -> None:
+    """Let the native kernels keep a pointer to ``buf`` until :func:`unpin_buffer`.
+
+    For a buffer that lives as long as an event loop and is read into again and again:
+    each call on it then saves a ``from_buffer``. While pinned, ``buf`` cannot be resized
+    (its buffer is exported). Does nothing without the native kernels.
+    """
+    native = _wrap_native_if_loaded()
+    if native is not None:
+        _PINNED[id(buf)] = (buf, native.ffi.from_buffer("uint8_t[]", buf, True))
+
+
+def unpin_buffer(buf: bytearray) -> None:
+    """Undo :func:`pin_buffer` (a buffer that is not pinned is ignored)."""
+    entry = _PINNED.pop(id(buf), None)
+    if entry is not None:
+        native = _wrap_native_if_loaded()
+        if native is not None:
+            native.ffi.release(entry[1])
+
+
+def _wrap_native_if_loaded() -> Any:
+    return sys.modules.get(__package__ + "._native") if __package__ else None
 
 # Below this size the big-integer XOR of the twin is as fast as entering C through cffi
 # (~0.7 us for either, measured here); the in-place C path wins at every size.
@@ -327,7 +371,22 @@ def _wrap_native(native: ModuleType) -> Kernels:
     ):
         wrapper.__qualname__ = twin.__qualname__
         wrapper.__doc__ = twin.__doc__
-    return Kernels("c", apply_mask, apply_mask_inplace, scan_frames)
+    c_take_frame = lib.rfc6455_take_frame
+    pinned = _PINNED
+
+    def take_frame(buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int:
+        entry = pinned.get(id(buf))
+        cbuf = from_buffer(u8, buf, True) if entry is None else entry[1]
+        if not 0 <= end <= len(cbuf):
+            raise ValueError("take_frame needs end <= len(buf)")
+        if max_payload > _INT64_MAX:  # noqa: PLR1730 - cheaper than min() per read
+            max_payload = _INT64_MAX
+        result: int = c_take_frame(cbuf, end, expect_masked, max_payload)
+        return result
+
+    take_frame.__qualname__ = _kernels_py.take_frame.__qualname__
+    take_frame.__doc__ = _kernels_py.take_frame.__doc__
+    return Kernels("c", apply_mask, apply_mask_inplace, scan_frames, take_frame)
 
 
 def _default_kernels() -> Kernels:

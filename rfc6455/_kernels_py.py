@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._constants import MAX_CONTROL_PAYLOAD
 
-__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames", "xor_bytes"]
+__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames", "take_frame", "xor_bytes"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -165,3 +165,41 @@ def scan_frames(buf: bytearray, start: int, end: int, expect_masked: bool,
         pos = payload_end
         frames += 1
     return records, pos, ERR_NONE, 0
+
+
+def take_frame(buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int:
+    """The usual read in one step: whether ``buf[:end]`` is exactly one whole data frame.
+
+    That is: nothing before or after it, FIN set, no RSV bit, opcode text (1) or binary
+    (2), masked iff ``expect_masked``, its length minimally encoded in 7 or 16 bits and at
+    most ``max_payload``. If so, its payload is unmasked in place and the result is
+    ``(header length << 4) | opcode`` (the payload is ``buf[header length:end]``);
+    otherwise -1 and ``buf`` is untouched: decode it with :func:`scan_frames`, which
+    also reports any error.
+    """
+    if not 2 <= end <= len(buf):
+        if end > len(buf):
+            raise ValueError("take_frame needs end <= len(buf)")
+        return -1
+    b0 = buf[0]
+    b1 = buf[1]
+    if (b0 != 0x81 and b0 != 0x82) or bool(b1 & 0x80) != bool(expect_masked):
+        return -1
+    length = b1 & 0x7F
+    header = 2
+    if length == 126:
+        if end < 4:
+            return -1
+        length = (buf[2] << 8) | buf[3]
+        if length < 126:
+            return -1
+        header = 4
+    elif length == 127:
+        return -1
+    if expect_masked:
+        header += 4
+    if max_payload < 0 or length > max_payload or header + length != end:
+        return -1
+    if expect_masked and length:
+        buf[header:end] = xor_bytes(memoryview(buf)[header:end], bytes(buf[header - 4 : header]), 0)
+    return (header << 4) | (b0 & 0x0F)

@@ -49,10 +49,13 @@ import selectors
 import signal
 import socket
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
 from typing import Any, Self
+
+from ._kernels import pin_buffer, unpin_buffer
 
 __all__ = ["Handle", "Loop", "TimerHandle"]
 
@@ -197,6 +200,10 @@ class Loop:
         #: Read buffer shared by the transports of this loop (see READ_BUFFER_SIZE).
         self.read_buffer = bytearray(READ_BUFFER_SIZE)
         self.read_view = memoryview(self.read_buffer)
+        # Every read lands here: let the native kernels keep its address (one ffi call
+        # less per read), until close() or until the loop is collected.
+        pin_buffer(self.read_buffer)
+        self._unpin = weakref.finalize(self, unpin_buffer, self.read_buffer)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -603,6 +610,7 @@ class Loop:
             self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+        self._unpin()
 
     def __enter__(self) -> Self:
         return self

@@ -283,6 +283,165 @@ def test_receive_messages_many_frames_in_one_read(kernels: Kernels) -> None:
     assert conn.receive_messages(bytearray(wire), len(wire)) == [b"ab"] * count
 
 
+def _one_frame_reads() -> list[bytes]:
+    """Reads of one frame each (what take_frame takes) and of everything else."""
+    reads = [frame(0x2, b"bin", mask=KEY), frame(0x1, "héllo".encode(), mask=KEY)]
+    reads += [frame(0x2, b"", mask=KEY), frame(0x1, b"", mask=KEY)]
+    reads += [frame(0x2, bytes(range(256)) * 10, mask=KEY), frame(0x1, b"t" * 3000, mask=KEY)]
+    reads += [frame(0x2, b"w" * 70_000, mask=KEY)]  # 64-bit length: the general path
+    reads += [frame(0x9, b"p", mask=KEY), frame(0xA, b"q", mask=KEY)]
+    reads += [frame(0x1, b"frag", fin=False, mask=KEY), frame(0x2, b"x", mask=KEY)]  # 1002
+    return reads
+
+
+def _as_events(items: list[object]) -> list[object]:
+    out: list[object] = []
+    for item in items:
+        if isinstance(item, str):
+            item = TextMessage(data=item)
+        elif isinstance(item, bytes):
+            item = BinaryMessage(data=item)
+        out.append(item)
+    return out
+
+
+def _receive_fast(conn: ServerConnection | ClientConnection, read: bytes) -> list[object]:
+    """What the loop does with one read: receive_one, else receive_messages."""
+    buf = bytearray(read) + bytearray(b"garbage")  # only the first nbytes count
+    one = conn.receive_one(buf, len(read))
+    if one is not None:
+        return [one]
+    return list(conn.receive_messages(buf, len(read)))
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+@pytest.mark.parametrize("max_size", [None, 100, 3000])
+@pytest.mark.parametrize("extra", [b"", b"\x81"])  # a read with a byte of the next frame
+def test_receive_one_matches_receive(kernels: Kernels, max_size: int | None, extra: bytes) -> None:
+    reads = _one_frame_reads()
+    reads += [frame(0x1, b"\xff", mask=KEY), frame(0x2, b"after", mask=KEY)]
+    plain = ServerConnection(kernels=kernels, max_message_size=max_size)
+    fast = ServerConnection(kernels=kernels, max_message_size=max_size)
+    expected: list[object] = []
+    got: list[object] = []
+    for read in reads:
+        read += extra
+        expected += plain.receive(read)
+        got += _as_events(_receive_fast(fast, read))
+        assert fast.data_to_send() == plain.data_to_send()
+        assert fast.state == plain.state
+    assert got == expected
+    assert isinstance(got[-1], ConnectionFailed)
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+def test_receive_one_takes_only_the_plain_case(kernels: Kernels) -> None:
+    conn = ServerConnection(kernels=kernels)
+    assert conn.receive_one(bytearray(frame(0x2, b"ok", mask=KEY)), 8) == b"ok"
+    assert conn.receive_one(bytearray(frame(0x1, "é".encode(), mask=KEY)), 8) == "é"
+    untouched = [
+        frame(0x2, b"ab", mask=None),  # unmasked from a client: 1002 by the general path
+        frame(0x2, b"ab", rsv=4, mask=KEY),  # an extension bit
+        frame(0x2, b"ab", fin=False, mask=KEY),
+        frame(0x9, b"ab", mask=KEY),
+        frame(0x2, b"ab", mask=KEY)[:-1],  # incomplete
+        frame(0x2, b"ab", mask=KEY) * 2,  # two frames
+        bytes([0x82, 0xFE, 0, 5]) + KEY + b"abcde",  # 16-bit length for 5 bytes: 1002
+    ]
+    for wire in untouched:
+        buf = bytearray(wire)
+        assert conn.receive_one(buf, len(buf)) is None
+        assert buf == wire
+    client = ClientConnection(kernels=kernels)
+    assert client.receive_one(bytearray(frame(0x2, b"hi")), 4) == b"hi"
+    assert client.receive_one(bytearray(frame(0x2, b"hi", mask=KEY)), 8) is None
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+def test_receive_one_waits_for_a_partial_frame_and_a_fragmented_message(kernels: Kernels) -> None:
+    conn = ServerConnection(kernels=kernels)
+    whole = frame(0x2, b"abcdef", mask=KEY)
+    assert conn.receive_messages(bytearray(whole[:3]), 3) == []
+    buf = bytearray(whole[3:])
+    assert conn.receive_one(buf, len(buf)) is None  # the decoder holds the start
+    assert conn.receive_messages(buf, len(buf)) == [b"abcdef"]
+    start = frame(0x1, b"ab", fin=False, mask=KEY)
+    assert conn.receive_messages(bytearray(start), len(start)) == []
+    buf = bytearray(frame(0x2, b"x", mask=KEY))
+    assert conn.receive_one(buf, len(buf)) is None  # mid-message: the general path fails it
+    failed = conn.receive_messages(buf, len(buf))
+    assert isinstance(failed[-1], ConnectionFailed) and failed[-1].code == 1002
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+def test_receive_one_fails_invalid_utf8_with_1007(kernels: Kernels) -> None:
+    conn = ServerConnection(kernels=kernels)
+    wire = frame(0x1, b"ok\xc3\x28", mask=KEY)
+    buf = bytearray(wire)
+    assert conn.receive_one(buf, len(buf)) is None
+    events = conn.receive_messages(buf, len(buf))
+    assert events == [ConnectionFailed(code=1007, reason="invalid UTF-8 in text message")]
+    assert conn.data_to_send() == frame(0x8, (1007).to_bytes(2, "big") + b"invalid UTF-8 in text message")
+
+
+@pytest.mark.skipif(_native() is None, reason="rfc6455._native is not built")
+@pytest.mark.parametrize("masked", [True, False])
+def test_take_frame_matches_the_twin(masked: bool) -> None:
+    from rfc6455._kernels_py import take_frame as twin
+
+    native = _native()
+    assert native is not None
+    key = KEY if masked else None
+    cases = [frame(op, b"p" * n, fin=fin, rsv=rsv, mask=key)
+             for op in (0x0, 0x1, 0x2, 0x9)
+             for n in (0, 1, 125, 126, 65535, 65536)
+             for fin in (True, False)
+             for rsv in (0, 4)]
+    cases += [frame(0x2, b"ab", mask=None if masked else KEY), b"", b"\x82", bytes([0x82, 0xFE, 0])]
+    cases += [bytes([0x82, 0xFE, 0, 5]) + KEY + b"abcde", bytes([0x82, 0x7E, 0, 5]) + b"abcde"]
+    for wire in cases:
+        for end in {len(wire), max(len(wire) - 1, 0)}:
+            for limit in (-1, 0, 125, 1 << 20, (1 << 63) - 1, 1 << 70):
+                a, b = bytearray(wire), bytearray(wire)
+                assert native.take_frame(a, end, masked, limit) == twin(b, end, masked, limit)
+                assert a == b
+    for take in (native.take_frame, twin):
+        with pytest.raises(ValueError):
+            take(bytearray(3), 4, masked, 10)
+
+
+@pytest.mark.skipif(_native() is None, reason="rfc6455._native is not built")
+def test_a_pinned_buffer_is_read_in_place_and_released_by_unpin() -> None:
+    from rfc6455._kernels import pin_buffer, unpin_buffer
+
+    native = _native()
+    assert native is not None
+    buf = bytearray(64)
+    pin_buffer(buf)
+    try:
+        with pytest.raises(BufferError):
+            buf.extend(b"x")  # the kernels hold its address: it cannot move
+        wire = frame(0x2, b"pinned", mask=KEY)
+        buf[: len(wire)] = wire
+        taken = native.take_frame(buf, len(wire), True, 100)
+        assert buf[taken >> 4 : len(wire)] == b"pinned"
+    finally:
+        unpin_buffer(buf)
+    buf.extend(b"x")  # free again
+    unpin_buffer(buf)  # twice: ignored
+
+
+def test_the_loop_pins_its_read_buffer_until_closed() -> None:
+    from rfc6455 import _kernels
+
+    loop_ = Loop()
+    buf = loop_.read_buffer
+    pinned = id(buf) in _kernels._PINNED
+    assert pinned == (_native() is not None)
+    loop_.close()
+    assert id(buf) not in _kernels._PINNED
+
+
 @pytest.mark.parametrize("data", [b"", b"x" * 125, b"y" * 126, b"z" * 70_000, "é" * 100, "a"])
 @pytest.mark.parametrize("pong", [False, True])
 def test_send_message_equals_send_text_or_binary(data: str | bytes, pong: bool) -> None:

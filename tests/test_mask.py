@@ -238,7 +238,11 @@ class TestImplementationChoice:
 
     def test_python_kernels_are_the_twins(self) -> None:
         assert PYTHON_KERNELS == Kernels(
-            "python", _kernels_py.apply_mask, _kernels_py.apply_mask_inplace, _kernels_py.scan_frames
+            "python",
+            _kernels_py.apply_mask,
+            _kernels_py.apply_mask_inplace,
+            _kernels_py.scan_frames,
+            _kernels_py.take_frame,
         )
 
     def test_kernels_are_frozen_values(self) -> None:
