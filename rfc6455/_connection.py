@@ -97,8 +97,8 @@ from ._extensions import Extension, rsv_mask_of
 from ._frames import (
     UNLIMITED,
     FrameDecoder,
-    encode_frame,
     frame_header,
+    mask_key,
     parse_header,
     scan_error,
 )
@@ -755,14 +755,9 @@ class Connection:
 
     def _encode(self, first: int, payload: bytes) -> bytes:
         if self._mask_frames:
-            return encode_frame(
-                first & 0x0F,
-                payload,
-                fin=bool(first & 0x80),
-                rsv=first & 0x70,
-                mask=True,
-                kernels=self._kernels,
-            )
+            key = mask_key()
+            masked = self._kernels.apply_mask(payload, key)
+            return frame_header(first, len(payload), 0x80) + key + masked
         return frame_header(first, len(payload)) + payload
 
     def _take_pong(self) -> bytes:

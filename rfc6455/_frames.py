@@ -15,6 +15,7 @@ reported after the frames before it, so events keep wire order.
 from __future__ import annotations
 
 import os
+from collections import deque
 from struct import Struct
 from typing import Final
 
@@ -34,7 +35,14 @@ from ._kernels_py import (
     ScanResult,
 )
 
-__all__ = ["FrameDecoder", "encode_frame", "frame_header", "parse_header", "scan_error"]
+__all__ = [
+    "FrameDecoder",
+    "encode_frame",
+    "frame_header",
+    "mask_key",
+    "parse_header",
+    "scan_error",
+]
 
 #: Frames reported per native call; bounds the result array, not the input.
 MAX_FRAMES_PER_SCAN: Final = 4096
@@ -431,8 +439,30 @@ def encode_frame(
     first = (0x80 if fin else 0) | rsv | opcode
     if not mask:
         return frame_header(first, len(payload)) + payload
-    key = os.urandom(4)
+    key = mask_key()
     return frame_header(first, len(payload), 0x80) + key + kernels.apply_mask(payload, key)
+
+
+# Masking keys ready to use, 4 bytes each, drawn from os.urandom 4 KiB at a time.
+# deque.popleft is atomic, so threads never share a key; a forked child starts afresh.
+_MASK_KEYS: deque[bytes] = deque()
+_MASK_KEY_BATCH = 4096
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_MASK_KEYS.clear)
+
+
+def mask_key() -> bytes:
+    """A fresh masking key: 4 bytes from the operating system's CSPRNG (RFC 6455 §5.3: the
+    key "MUST be derived from a strong source of entropy" and be unpredictable).
+
+    Drawn in batches, so a client does not make a system call (getrandom) per frame.
+    """
+    while True:
+        try:
+            return _MASK_KEYS.popleft()
+        except IndexError:
+            pool = os.urandom(_MASK_KEY_BATCH)
+            _MASK_KEYS.extend([pool[i : i + 4] for i in range(0, _MASK_KEY_BATCH, 4)])
 
 
 def parse_header(view: memoryview) -> tuple[int, int, int, bytes | None] | None:

@@ -36,8 +36,9 @@ import select
 import socket
 import ssl
 import struct
+import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
 from time import monotonic as _now
 from typing import Self, Unpack
@@ -50,6 +51,7 @@ from ._events import (
     Close,
     ConnectionFailed,
     ConnectionLost,
+    Event,
     Message,
     Ping,
     Pong,
@@ -68,7 +70,23 @@ _READ_SIZE = 65536
 # repeats the same (small) buffer, as OpenSSL requires.
 _TLS_CHUNK = 16384
 _HAVE_POLL = hasattr(select, "poll")
+# Where the platform has it, a plain socket is left blocking and made non-blocking per
+# call (see SyncWebSocket.__init__).
+_MSG_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 _POLL_FAILED = (select.POLLERR | select.POLLHUP | select.POLLNVAL) if _HAVE_POLL else 0
+
+
+_buffers = threading.local()
+
+
+def _read_buffer() -> bytearray:
+    """This thread's read buffer: reads are decoded in place and nothing in it is kept
+    (messages are copied out), so the connections of a thread share one."""
+    try:
+        buf: bytearray = _buffers.buf
+    except AttributeError:
+        buf = _buffers.buf = bytearray(_READ_SIZE)
+    return buf
 
 
 class _Default(Enum):
@@ -168,7 +186,15 @@ class SyncWebSocket:
         self.close_reason = ""
         self.pongs: list[bytes] = []
         self._closed = False
-        sock.setblocking(False)
+        # A plain socket stays in blocking mode so that recv() without a deadline is one
+        # blocking read (no poll first); every other operation passes MSG_DONTWAIT. TLS
+        # sockets take no flags: non-blocking, with a poll before each read.
+        self._dontwait = 0 if self._tls else _MSG_DONTWAIT
+        sock.setblocking(self._dontwait != 0)
+        # One poll object for the connection's life (its mask changed only when it must),
+        # rather than one built and registered per wait.
+        self._poller = select.poll() if _HAVE_POLL else None
+        self._poll_mask = -1
         self._process()  # frames that arrived with the 101 response
         if self._owed:
             try:
@@ -195,12 +221,7 @@ class SyncWebSocket:
         """
         deadline = self._deadline_of(timeout)
         self._check_can_send()
-        conn = self._conn
-        if isinstance(message, str):
-            data = conn.send_text(message)
-        else:
-            data = conn.send_binary(message)
-        self._send_frames(data, deadline, "message", data_frames=True)
+        self._send_frames(self._conn.send_message(message), deadline, "message", data_frames=True)
 
     def send_fragments(
         self,
@@ -306,7 +327,7 @@ class SyncWebSocket:
             if not (readable or writable):
                 break
             try:
-                sent += sock.send(view[sent : sent + chunk])
+                sent += sock.send(view[sent : sent + chunk], self._dontwait)
                 started = True
             except (BlockingIOError, InterruptedError):
                 pass  # a plain socket: nothing was sent
@@ -397,6 +418,9 @@ class SyncWebSocket:
                 raise self._closed_error()
             limit = _earliest(deadline, self._close_deadline)
             owed = bool(self._owed) and not self._broken
+            if limit is None and not owed and self._dontwait:
+                self._read(block=True)  # nothing to wait for but the next bytes
+                continue
             readable, writable = self._poll(limit, True, owed or self._read_wants_write)
             if writable and owed:
                 self._send_owed(self._write_deadline(deadline), start_now=True)
@@ -434,9 +458,12 @@ class SyncWebSocket:
         if read and isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True, False  # decrypted bytes already buffered
         timeout = None if deadline is None else max(0.0, deadline - _now())
-        if _HAVE_POLL:
-            poller = select.poll()
-            poller.register(sock, (select.POLLIN if read else 0) | (select.POLLOUT if write else 0))
+        poller = self._poller
+        if poller is not None:
+            mask = (select.POLLIN if read else 0) | (select.POLLOUT if write else 0)
+            if mask != self._poll_mask:
+                poller.register(sock, mask)  # registers or modifies
+                self._poll_mask = mask
             events = poller.poll(None if timeout is None else math.ceil(timeout * 1000))
             if not events:
                 return False, False
@@ -450,30 +477,40 @@ class SyncWebSocket:
                                             timeout)
         return bool(readers), bool(writers)
 
-    def _read(self) -> None:
-        """One non-blocking read, its events processed."""
+    def _read(self, *, block: bool = False) -> None:
+        """One read, its events processed: non-blocking, unless ``block`` (plain sockets)."""
         self._read_wants_write = False
+        buf = _read_buffer()
         try:
-            data = self._sock.recv(_READ_SIZE)
+            n = self._sock.recv_into(buf, 0, 0 if block else self._dontwait)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return
         except ssl.SSLWantWriteError:
             self._read_wants_write = True
             return
         except OSError:
-            data = b""
-        self._conn.receive_data(data)
-        self._process()
-        if not data:
+            n = 0
+        conn = self._conn
+        if n:
+            message = conn.receive_one(buf, n)
+            if message is not None:
+                self._messages.append(message)
+                return
+        self._process(conn.receive_messages(buf, n))
+        if not n:
             self._lost()
 
-    def _process(self) -> None:
+    def _process(self, events: Iterable[Event | str | bytes] | None = None) -> None:
+        """The events given (``receive_messages``' raw messages among them), or those
+        waiting in the connection; then whatever the connection has to send."""
         conn = self._conn
         ping: bytes | None = None
-        for event in conn.events():
+        for event in conn.events() if events is None else events:
             cls = type(event)
-            if cls is TextMessage or cls is BinaryMessage:
-                self._messages.append(event.data)  # type: ignore[attr-defined]
+            if cls is str or cls is bytes:
+                self._messages.append(event)  # type: ignore[arg-type]
+            elif cls is TextMessage or cls is BinaryMessage:
+                self._messages.append(event.data)  # type: ignore[union-attr]
             elif isinstance(event, Ping):
                 ping = event.payload
             elif isinstance(event, Pong):

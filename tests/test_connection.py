@@ -54,6 +54,7 @@ from rfc6455 import (
     ServerConnection,
     TextChunk,
     TextMessage,
+    _connection,
 )
 from rfc6455._constants import FRAGMENT_OVERHEAD
 
@@ -366,7 +367,7 @@ class TestSection5_7Examples:
         assert len(big) == 10 + 65536
 
     def test_client_sends_rfc_bytes_with_fixed_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(os, "urandom", lambda n: RFC_KEY[:n])
+        monkeypatch.setattr(_connection, "mask_key", lambda: RFC_KEY)
         conn = ClientConnection()
         assert conn.send_text("Hello") == bytes.fromhex("818537fa213d7f9f4d5158")
         assert conn.send_pong(b"Hello") == bytes.fromhex("8a8537fa213d7f9f4d5158")

@@ -12,8 +12,8 @@ import struct
 import pytest
 from helpers import RFC_KEY, frame, parse_frames, xor_mask
 
-from rfc6455 import LocalProtocolError, MessageTooBig, ProtocolError, encode_frame
-from rfc6455._frames import MAX_FRAMES_PER_SCAN, FrameDecoder, frame_header, scan_error
+from rfc6455 import LocalProtocolError, MessageTooBig, ProtocolError, _frames, encode_frame
+from rfc6455._frames import MAX_FRAMES_PER_SCAN, FrameDecoder, frame_header, mask_key, scan_error
 from rfc6455._kernels_py import (
     ERR_CONTROL_FRAGMENTED,
     ERR_CONTROL_TOO_LONG,
@@ -134,7 +134,7 @@ class TestSection5_7Examples:
         expected: list[tuple[int, bytes]],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        monkeypatch.setattr(os, "urandom", lambda n: RFC_KEY[:n])
+        monkeypatch.setattr(_frames, "mask_key", lambda: RFC_KEY)
         out = b"".join(
             encode_frame(first & 0x0F, payload, fin=bool(first & 0x80), mask=masked)
             for first, payload in expected
@@ -376,3 +376,55 @@ class TestEncodeFrameRefusesWhatMayNotBeSent:
         assert encode_frame(0x1, b"", rsv=0x40)[0] == 0xC1
         with pytest.raises(LocalProtocolError):
             encode_frame(0x1, b"", rsv=0x80)
+
+
+class TestMaskKeys:
+    """§5.3: a fresh, unpredictable key per frame; drawn from os.urandom in batches."""
+
+    def test_keys_are_four_bytes_and_all_different(self) -> None:
+        keys = [mask_key() for _ in range(5000)]  # several batches
+        assert all(type(k) is bytes and len(k) == 4 for k in keys)
+        assert len(set(keys)) > 4990  # 32 random bits: a collision or two at most
+
+    def test_keys_come_from_the_os_csprng(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls: list[int] = []
+
+        def urandom(n: int) -> bytes:
+            calls.append(n)
+            return bytes(range(256)) * (n // 256)
+
+        monkeypatch.setattr(_frames, "_MASK_KEYS", type(_frames._MASK_KEYS)())
+        monkeypatch.setattr(os, "urandom", urandom)
+        assert [mask_key() for _ in range(3)] == [b"\x00\x01\x02\x03", b"\x04\x05\x06\x07", b"\x08\x09\x0a\x0b"]
+        assert calls == [4096]  # one system call for 1,024 keys
+
+    def test_threads_never_share_a_key(self) -> None:
+        import threading
+
+        results: list[list[bytes]] = [[] for _ in range(4)]
+
+        def draw(out: list[bytes]) -> None:
+            out.extend(mask_key() for _ in range(3000))
+
+        threads = [threading.Thread(target=draw, args=(r,)) for r in results]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        keys = [k for r in results for k in r]
+        assert len(set(keys)) > len(keys) - 10
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+    def test_a_forked_child_does_not_reuse_the_parents_keys(self) -> None:
+        mask_key()  # the batch is filled
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.write(w, b"".join(mask_key() for _ in range(8)))
+            os._exit(0)
+        os.close(w)
+        child = os.read(r, 64)
+        os.close(r)
+        os.waitpid(pid, 0)
+        parent = b"".join(mask_key() for _ in range(8))
+        assert len(child) == 32 and child != parent
