@@ -152,8 +152,12 @@ class HandshakeAccepted(Event):
 
 
 def _decode_headers(raw: Any) -> Headers:
-    # h11 lower-cases names; values may carry obs-text, hence latin-1.
-    return [(name.decode("ascii"), value.decode("latin-1")) for name, value in raw]
+    # Names lower-cased as h11 does (they are tokens: ASCII); values may carry obs-text,
+    # hence latin-1. From raw_items(), a list: iterating h11's Headers itself goes
+    # through Sequence.__iter__ and __getitem__ in Python, item by item.
+    return [
+        (name.lower().decode("ascii"), value.decode("latin-1")) for name, value in raw.raw_items()
+    ]
 
 
 def _group(headers: Headers) -> dict[str, list[str]]:
@@ -385,7 +389,11 @@ class ServerHandshake:
         headers = _decode_headers(request.headers)
         # h11 bounds only *incomplete* heads; a complete one that came in a single
         # large chunk is bounded here, to the byte: what h11 consumed for it.
-        if self._fed - len(self._h11.trailing_data[0]) > self._max_header_size:
+        # (trailing_data copies h11's buffer: asked only when the head may be too large.)
+        if (
+            self._fed > self._max_header_size
+            and self._fed - len(self._h11.trailing_data[0]) > self._max_header_size
+        ):
             raise HandshakeError("request header fields too large", 431)
         version = request.http_version.decode("ascii")
         if not version.startswith("1."):  # h11 parses any x.y, e.g. the HTTP/2 preface
