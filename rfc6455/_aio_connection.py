@@ -519,8 +519,19 @@ class Connection(ConnCommon, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into the shared buffer: feed them to the connection."""
         # The core and the handshake copy what they keep: the shared buffer is free
-        # again when this returns.
-        self.data_received(cast(bytes, self._rbuf[:nbytes]))
+        # again when this returns. The core decodes in it, in place.
+        conn = self._conn
+        if conn is None:
+            self.data_received(cast(bytes, self._rbuf[:nbytes]))
+            return
+        self._heard = True
+        self.bytes_in += nbytes
+        buf = cast(bytearray, self._rbuf.obj)
+        message = conn.receive_one(buf, nbytes)
+        if message is not None:
+            self._dispatch(conn, [message])
+        else:
+            self._dispatch(conn, conn.receive_messages(buf, nbytes))
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the peer (``buffer_updated`` passes a view of the read buffer)."""
@@ -582,10 +593,11 @@ class Connection(ConnCommon, asyncio.BufferedProtocol):
         rate = self._settings.rate
         for event in events:
             cls = type(event)
-            if cls is TextMessage or cls is BinaryMessage:
+            # A message: its data alone (receive_one / receive_messages) or an event.
+            if cls is str or cls is bytes or cls is TextMessage or cls is BinaryMessage:
                 if rate is not None and not self._take_token(self._loop.time()):
                     break
-                self._messages.append(event.data)
+                self._messages.append(event if cls is str or cls is bytes else event.data)
                 count += 1
             elif cls is Ping:
                 if rate is not None and self._phase is _OPEN and not self._take_token(self._loop.time()):

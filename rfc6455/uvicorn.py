@@ -223,6 +223,13 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into the buffer: handle them now (what is kept is copied)."""
+        conn = self._conn
+        if conn is not None:
+            # The usual read, one whole message, is decoded in the buffer in one step.
+            message = conn.receive_one(cast(bytearray, self._rbuf.obj), nbytes)
+            if message is not None:
+                self._received(conn, message)
+                return
         self.data_received(cast(bytes, self._rbuf[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
@@ -234,22 +241,27 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
             return
         events = conn.receive(data)
         if len(events) == 1:
-            # The hot path: one message, and the app waiting for it. Nothing can be
-            # owed to the peer (every read's replies are flushed at its end).
-            event = events[0]
-            cls = type(event)
-            waiter = self._waiter
-            if (
-                (cls is BinaryMessage or cls is TextMessage)
-                and waiter is not None
-                and self._phase == _OPEN
-                and not waiter.done()
-            ):
-                self._waiter = None
-                key = "bytes" if cls is BinaryMessage else "text"
-                waiter.set_result({"type": "websocket.receive", key: event.data})  # type: ignore[attr-defined]
+            cls = type(events[0])
+            if cls is BinaryMessage or cls is TextMessage:
+                self._received(conn, events[0].data)  # type: ignore[attr-defined]
                 return
         self._handle(conn, events)
+
+    def _received(self, conn: ServerConnection, message: str | bytes) -> None:
+        """One message and nothing else: straight to the app if it is waiting for one.
+        Nothing can be owed to the peer (every read's replies are flushed at its end)."""
+        waiter = self._waiter
+        if waiter is not None and self._phase == _OPEN and not waiter.done():
+            self._waiter = None
+            key = "bytes" if type(message) is bytes else "text"
+            waiter.set_result({"type": "websocket.receive", key: message})
+            return
+        event: Event
+        if isinstance(message, str):
+            event = TextMessage(data=message)
+        else:
+            event = BinaryMessage(data=message)
+        self._handle(conn, [event])
 
     def _handle(self, conn: ServerConnection, events: list[Event]) -> None:
         """React to a read's events, then write the connection's replies."""
