@@ -19,6 +19,9 @@ class _Lib:
     ) -> int: ...
 
     def rfc6455_scan_bound(self, buf: Any, start: int, end: int, ctl: Any) -> int: ...
+    def rfc6455_take_frame(
+        self, buf: Any, end: int, expect_masked: bool, max_payload: int
+    ) -> int: ...
 
 ffi: Any
 lib: _Lib

@@ -2,14 +2,20 @@
 
 Strategy: it drives the sans-I/O :class:`~rfc6455.ClientHandshake` and
 :class:`~rfc6455.ClientConnection` over one socket and no thread. After the
-opening handshake the socket is non-blocking and every wait is a ``poll``
-against the deadline of the call that waits, so no call blocks past its
-deadline:
+opening handshake every operation is non-blocking (a plain socket stays in
+blocking mode and each call passes ``MSG_DONTWAIT``; a TLS socket is made
+non-blocking) and every wait is a ``poll`` against the deadline of the call
+that waits, so no call blocks past its deadline. The one exception has no
+deadline to keep: ``recv()`` without a timeout on a plain socket, with nothing
+owed to the server, is a single blocking read (three system calls per round
+trip instead of four). Reads go into one buffer per thread, decoded in place:
+the usual read, one whole message, in one native call (``receive_one``).
 
 - :func:`connect`: ``timeout`` covers TCP, TLS and the handshake together;
 - ``send``, ``send_fragments``, ``ping``: ``write_timeout`` (per call: ``timeout=``);
 - ``recv(timeout=)``: the whole call, pongs and close replies written on the way
   included (each of those writes is also bounded by ``write_timeout``);
+  ``recv()`` waits for ever, as documented;
 - ``close()``: ``close_timeout`` for writing our close frame and waiting for the
   server's close frame and for it to end TCP, together.
 
