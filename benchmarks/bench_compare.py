@@ -238,6 +238,8 @@ def client_run(name: str, port: int, args: argparse.Namespace) -> dict[str, Any]
     process's CPU per round trip (the client's cost) and round trips per second."""
     payload = os.urandom(32)
     count = max(1, args.client_messages)
+    if name == "raw socket":
+        return raw_client_run(port, args)
     if name == "rfc6455":
         from rfc6455 import connect
 
@@ -266,6 +268,43 @@ def client_run(name: str, port: int, args: argparse.Namespace) -> dict[str, Any]
         "total_us": cpu / count * 1e6,
         "msgs_per_s": count / wall,
     }
+
+
+def raw_client_run(port: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The floor under any blocking client: after rfc6455's handshake, a blocking socket
+    sends one pre-masked 32 B frame and reads the echo, with no WebSocket code at all."""
+    from rfc6455 import connect, encode_frame
+
+    ws: Any = connect(f"ws://127.0.0.1:{port}/")
+    sock = ws._sock
+    sock.setblocking(True)
+    payload = os.urandom(32)
+    frame = encode_frame(0x2, payload, mask=True)
+    expected = encode_frame(0x2, payload)
+    buf = bytearray(65536)
+    count = max(1, args.client_messages)
+
+    def round_trip() -> None:
+        sock.sendall(frame)
+        n = 0
+        while n < len(expected):
+            got = sock.recv_into(memoryview(buf)[n:])
+            if not got:
+                raise loadgen.BenchError("connection closed")
+            n += got
+        if buf[:n] != expected:
+            raise loadgen.BenchError("wrong echo")
+
+    try:
+        for _ in range(100):  # warm-up
+            round_trip()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(count):
+            round_trip()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    finally:
+        ws.close()
+    return {"impl": "raw socket", "size": 32, "total_us": cpu / count * 1e6, "msgs_per_s": count / wall}
 
 
 #: (heading, key, decimals): the table's measured columns.
@@ -335,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "deflate: compressed echo of ~1 KiB text, rfc6455 vs websockets")
     parser.add_argument("--client-messages", type=int, default=20_000,
                         help="client mode: round trips per run")
+    parser.add_argument("--client-server", default=None,
+                        help="client mode: the echo server (one of --servers; default picows)")
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                         help="comma-separated: rfc6455, picows, websockets, aiohttp, gorilla")
     parser.add_argument("--sizes", default="32", help="message sizes, bytes, comma-separated")
@@ -367,8 +408,11 @@ CLIENT_COLUMNS: Final = (("client CPU µs/round trip", "total_us", 2), ("round t
 
 
 def client_main(args: argparse.Namespace, commands: dict[str, str]) -> int:
-    """The blocking clients, alternated, against one picows (else rfc6455) echo server."""
-    name = "picows" if "picows" in commands else "rfc6455"
+    """The blocking clients, alternated, against one echo server (``--client-server``:
+    picows by default, else rfc6455), with a raw blocking socket as the floor."""
+    name = args.client_server or ("picows" if "picows" in commands else "rfc6455")
+    if name not in commands:
+        raise SystemExit(f"--client-server {name}: not among the servers available")
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_compare-") as log_dir:
         server = loadgen.ServerProcess(name, commands[name], "echo", args.server_cpu, log_dir)
@@ -376,7 +420,8 @@ def client_main(args: argparse.Namespace, commands: dict[str, str]) -> int:
             server.wait_ready()
             with loadgen.pinned(args.client_cpu):
                 for rnd in range(args.rounds):
-                    for client in ("rfc6455", "websockets")[:: 1 if rnd % 2 == 0 else -1]:
+                    clients = ("rfc6455", "websockets", "raw socket")
+                    for client in clients[:: 1 if rnd % 2 == 0 else -1]:
                         run = client_run(client, server.port, args)
                         print(f"round {rnd} {client}: {run['total_us']:.2f} µs/round trip, "
                               f"{run['msgs_per_s']:,.0f}/s", file=sys.stderr, flush=True)
