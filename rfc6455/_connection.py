@@ -316,7 +316,10 @@ class Connection:
             or self.state is not _OPEN
         ):
             return None
-        taken = self._decoder.take(buf, nbytes, self._max_size)
+        decoder = self._decoder
+        if decoder.end:
+            return None  # the start of a frame waits in the decoder
+        taken = decoder.take_frame(buf, nbytes, self.is_server, self._max_size)
         if taken < 0:
             return None
         self._partial_checked = 0

@@ -379,7 +379,7 @@ class WebSocket(ConnCommon, Protocol):
     def buffer_received(self, buf: bytearray, nbytes: int) -> None:
         # data_received without the copy: the connection decodes in the loop's buffer.
         self.bytes_in += nbytes
-        self._t_rx = self._loop.now
+        self._t_rx = now = self._loop.now
         self._t_ping = None  # anything from the peer proves it is alive
         conn = self._conn
         if conn is None:
@@ -411,7 +411,7 @@ class WebSocket(ConnCommon, Protocol):
             except Exception:  # noqa: BLE001 - isolate the failure to this connection
                 self._handler_failed("on_message")
             self.messages_in += 1
-            self._t_msg = self._loop.now
+            self._t_msg = now
             out = conn.data_to_send()
             if out:
                 self._write(out)

@@ -132,12 +132,12 @@ class FrameDecoder:
         "_expect_masked",
         "_max_payload",
         "_scan",
-        "_take",
         "buffer",
         "consumed",
         "end",
         "kernels",
         "needed",
+        "take_frame",
     )
 
     def __init__(
@@ -151,14 +151,17 @@ class FrameDecoder:
         #: The kernels given; ``scan_frames`` is bound once, here, for the per-chunk path.
         self.kernels = kernels
         self._scan = kernels.scan_frames
-        self._take = kernels.take_frame
+        #: The kernels' ``take_frame``: the caller's whole read as one frame, decoded in
+        #: place, when nothing is buffered (``end == 0``; see Connection.receive_one).
+        self.take_frame = kernels.take_frame
         self.buffer = bytearray()
         # True while buffer is a large frame's own buffer (from the pool).
         self._direct = False
         #: Bytes at the start of :attr:`buffer` that belong to frames already
         #: reported; dropped at the next :meth:`feed` (or by :meth:`release`).
         self.consumed = 0
-        #: Bytes of :attr:`buffer` filled (== its length but while a large frame arrives).
+        #: Bytes of :attr:`buffer` filled (== its length but while a large frame arrives);
+        #: 0 means nothing is buffered at all (never in large-frame mode).
         self.end = 0
         self._expect_masked = expect_masked
         self._allowed_rsv = allowed_rsv
@@ -265,14 +268,6 @@ class FrameDecoder:
             if needed >= DIRECT_MIN:
                 self._maybe_go_direct()
         return records, error, buf
-
-    def take(self, buf: bytearray, nbytes: int, max_payload: int) -> int:
-        """``take_frame`` (see :mod:`rfc6455._kernels_py`) on ``buf[:nbytes]`` when nothing
-        is buffered, else -1: whether the read is one whole unfragmented data frame, with
-        its payload unmasked in ``buf`` if so. ``max_payload`` is at most this decoder's."""
-        if self.end or self._direct:
-            return -1
-        return self._take(buf, nbytes, self._expect_masked, max_payload)
 
     def receive_buffer(self) -> memoryview | None:
         """Where the rest of a large frame still arriving goes, or None.

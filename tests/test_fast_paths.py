@@ -374,6 +374,19 @@ def test_receive_one_waits_for_a_partial_frame_and_a_fragmented_message(kernels:
 
 
 @pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+@pytest.mark.parametrize("chunk", [1000, 70_000, len(BIG) + 20])
+def test_after_a_large_frame_receive_one_takes_the_next_read(kernels: Kernels, chunk: int) -> None:
+    """receive_one trusts ``decoder.end == 0`` to mean nothing is buffered, large-frame
+    mode included: after a large frame read in place, the next plain read is taken."""
+    conn = ServerConnection(kernels=kernels, max_message_size=None)
+    events = _feed_direct(conn, frame(0x2, BIG, mask=KEY), chunk)
+    assert events == [BinaryMessage(data=BIG)]
+    assert conn._decoder.end == 0 and not conn._decoder._direct
+    buf = bytearray(frame(0x1, b"next", mask=KEY))
+    assert conn.receive_one(buf, len(buf)) == "next"
+
+
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
 def test_receive_one_fails_invalid_utf8_with_1007(kernels: Kernels) -> None:
     conn = ServerConnection(kernels=kernels)
     wire = frame(0x1, b"ok\xc3\x28", mask=KEY)
