@@ -40,6 +40,10 @@ Contract checked, for every input (any failure raises and atheris saves it):
    ``ConnectionFailed`` is compared by close code only: the reason names the
    check that fired, and a size limit may fire at the header (split input) or
    at the payload (whole input).
+   The loop's path (``receive_one`` / ``receive_messages`` on a reused buffer holding
+   stale bytes, ``receive_buffer`` / ``receive_filled`` for a large frame) gives the same
+   events and writes the same bytes as ``receive_data`` for the same chunks; lean mode
+   feeds the input that way.
 4. Native == Python: with the C kernels the default, a connection given
    ``kernels=PYTHON_KERNELS`` produces exactly the same events (reasons
    included), and ``scan_frames`` itself returns the same records, offsets,
@@ -238,6 +242,7 @@ def _feed(
     echoed: list[str | bytes] = []
     partial: list[Any] = []
     owed: list[bytes] = []
+    read_buffer = bytearray(os.urandom(64))  # reused, as the loop's: stale bytes after each read
     for chunk in [*chunks, b""]:
         start = len(events)
         # Pings are answered while OPEN: a chunk's pings all are or none is
@@ -245,6 +250,8 @@ def _feed(
         was_open = conn.state is ConnectionState.OPEN
         if api == "receive":
             events.extend(conn.receive(chunk))
+        elif api == "buffer":
+            events.extend(_receive_like_the_loop(conn, chunk, read_buffer))
         elif api == "events":
             conn.receive_data(chunk)
             events.extend(conn.events())
@@ -264,6 +271,33 @@ def _feed(
         out.append(conn.data_to_send())
     conn.should_close_transport  # noqa: B018 - a property that must not raise
     return Run(events, b"".join(out), conn.state, echoed, owed)
+
+
+def _receive_like_the_loop(conn: Any, chunk: bytes, buf: bytearray) -> list[Event]:
+    """One read as the selectors loop and the asyncio binding hand it over: into a large
+    frame's own buffer when the connection offers one (``receive_buffer``), else into a
+    reused buffer decoded in place (``receive_one``, then ``receive_messages``). Whole
+    messages come back as their data: turned into events here, for the comparison."""
+    if not chunk:
+        items: list[Any] = conn.receive_messages(buf, 0)
+    else:
+        target = conn.receive_buffer()
+        if target is not None and len(chunk) <= len(target):
+            with target:
+                target[: len(chunk)] = chunk
+            conn.receive_filled(len(chunk))
+            return list(conn.events())
+        if target is not None:
+            target.release()
+        if len(buf) < len(chunk):
+            buf.extend(os.urandom(len(chunk) - len(buf)))
+        buf[: len(chunk)] = chunk
+        one = conn.receive_one(buf, len(chunk))
+        items = [one] if one is not None else conn.receive_messages(buf, len(chunk))
+    return [
+        TextMessage(data=i) if type(i) is str else BinaryMessage(data=i) if type(i) is bytes else i
+        for i in items
+    ]
 
 
 def _feed_bytewise(config: Config, wire: bytes) -> Run:
@@ -466,8 +500,10 @@ def _check_lean(config: Config, wire: bytes) -> None:
     conn = _new_connection(config)
     if config.local_close:
         conn.close(1000)
-    events = conn.receive(wire) if wire else []
-    events += conn.receive(b"")
+    # The loop's path: the input as one read into a reused buffer, decoded in place.
+    buf = bytearray(64)
+    events = _receive_like_the_loop(conn, wire, buf) if wire else []
+    events += _receive_like_the_loop(conn, b"", buf)
     conn.data_to_send()
     _check_events(config, Run(events, b"", conn.state, [], []))
 
@@ -482,6 +518,16 @@ def _check(config: Config, wire: bytes) -> None:
     whole = _feed(config, [wire] if wire else [], "receive")
     if not _same(whole.events, chunked.events):
         raise HarnessFailure(f"whole vs chunked:\n{whole.events!r}\n{chunked.events!r}")
+    # The loop's path, in the same chunks: events and output as receive_data's (a client
+    # masks with fresh keys: there the frames can only be as long, byte for byte).
+    loop_path = _feed(config, split(wire, config.chunk_sizes), "buffer", config.echo)
+    same_output = (
+        len(loop_path.output) == len(chunked.output)
+        if config.client
+        else loop_path.output == chunked.output
+    )
+    if loop_path.events != chunked.events or not same_output:
+        raise HarnessFailure(f"loop path vs chunked:\n{loop_path.events!r}\n{chunked.events!r}")
     if len(wire) <= BYTEWISE_LIMIT:
         bytewise = _feed_bytewise(config, wire)
         if not _same(bytewise.events, chunked.events):

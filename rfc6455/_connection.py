@@ -731,8 +731,16 @@ class Connection:
         """Fail the connection (§7.1.7): queue a close frame, report it, stop."""
         if self.state is _CLOSED or self.state is _REPLYING:
             return
-        # The traceback would pin views of the receive buffer for the connection's life.
-        self.failure = exc.with_traceback(None)
+        # A traceback would pin views of the receive buffer (the caller's, with
+        # receive_messages) for the connection's life: the chained ones too (a
+        # UnicodeDecodeError behind an InvalidUTF8 raised "from None" is still its context).
+        chained: BaseException | None = exc
+        seen: set[int] = set()
+        while chained is not None and id(chained) not in seen:
+            seen.add(id(chained))
+            chained.__traceback__ = None
+            chained = chained.__cause__ or chained.__context__
+        self.failure = exc
         self._stop_reading()
         reason = truncate_reason(exc.reason)
         if self.state is _OPEN:

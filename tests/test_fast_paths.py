@@ -397,6 +397,30 @@ def test_receive_one_fails_invalid_utf8_with_1007(kernels: Kernels) -> None:
     assert conn.data_to_send() == frame(0x8, (1007).to_bytes(2, "big") + b"invalid UTF-8 in text message")
 
 
+@pytest.mark.parametrize("kernels", KERNEL_PARAMS)
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "wire",
+    [
+        frame(0x1, b"ok", fin=False, mask=KEY) + frame(0x0, b"\xff\xfe", mask=KEY),  # 1007
+        frame(0x1, b"a\xed\xa0", fin=False, mask=KEY),  # 1007 at a fragment: fail fast
+        frame(0x2, b"x" * 300, mask=KEY),  # 1009 with max_message_size=100
+        frame(0x3, b"", mask=KEY),  # 1002
+    ],
+)
+def test_a_failure_keeps_no_hold_on_the_callers_buffer(
+    kernels: Kernels, stream: bool, wire: bytes
+) -> None:
+    """receive_messages does not keep ``buf``: not even through the failure's exception
+    chain (a traceback's frames hold views of it), so the caller may resize it."""
+    conn = ServerConnection(kernels=kernels, stream_messages=stream, max_message_size=100)
+    buf = bytearray(wire)
+    events = conn.receive_messages(buf, len(buf))
+    assert isinstance(events[-1], ConnectionFailed)
+    buf.extend(b"more")  # BufferError if a view of it were still alive
+    del buf[:]
+
+
 @pytest.mark.skipif(_native() is None, reason="rfc6455._native is not built")
 @pytest.mark.parametrize("masked", [True, False])
 def test_take_frame_matches_the_twin(masked: bool) -> None:

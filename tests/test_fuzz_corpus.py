@@ -115,10 +115,11 @@ def test_lean_mode_still_reports_an_escaping_exception(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(fuzz_frames, "LEAN", True)
 
-    def broken(self: Any, data: bytes) -> Any:
+    def broken(self: Any, buf: bytearray, nbytes: int) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(_connection.Connection, "receive", broken)
+    # Lean mode feeds the input as the loop does: receive_one, then receive_messages.
+    monkeypatch.setattr(_connection.Connection, "receive_messages", broken)
     seed = (FUZZ_DIR / "corpus" / "frames" / "seed-client-text").read_bytes()
     with pytest.raises(RuntimeError):
         fuzz_frames.TestOneInput(seed)
