@@ -376,9 +376,10 @@ def _wrap_native(native: ModuleType) -> Kernels:
 
     def take_frame(buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int:
         entry = pinned.get(id(buf))
-        cbuf = from_buffer(u8, buf, True) if entry is None else entry[1]
+        # Only a server (expect_masked) writes into buf; a client may pass read-only bytes.
+        cbuf = from_buffer(u8, buf, expect_masked) if entry is None else entry[1]
         if not 0 <= end <= len(cbuf):
-            raise ValueError("take_frame needs end <= len(buf)")
+            raise ValueError("take_frame needs 0 <= end <= len(buf)")
         if max_payload > _INT64_MAX:  # noqa: PLR1730 - cheaper than min() per read
             max_payload = _INT64_MAX
         result: int = c_take_frame(cbuf, end, expect_masked, max_payload)

@@ -177,9 +177,9 @@ def take_frame(buf: bytearray, end: int, expect_masked: bool, max_payload: int, 
     otherwise -1 and ``buf`` is untouched: decode it with :func:`scan_frames`, which
     also reports any error.
     """
-    if not 2 <= end <= len(buf):
-        if end > len(buf):
-            raise ValueError("take_frame needs end <= len(buf)")
+    if not 0 <= end <= len(buf):
+        raise ValueError("take_frame needs 0 <= end <= len(buf)")
+    if end < 2:
         return -1
     b0 = buf[0]
     b1 = buf[1]
