@@ -415,10 +415,8 @@ class WebSocket(ConnCommon, Protocol):
             out = conn.data_to_send()
             if out:
                 self._write(out)
-            if conn.state is _CONN_CLOSED and conn.should_close_transport:
-                transport = self._transport
-                if transport is not None:
-                    transport.close(FAILURE_LINGER if conn.failure is not None else 0.0)
+            if conn.state is _CONN_CLOSED:
+                self._close_when_done(conn)
         else:
             self._dispatch(conn, [data])
         if self._held:
@@ -642,7 +640,12 @@ class WebSocket(ConnCommon, Protocol):
         out = conn.data_to_send()
         if out:
             self._write(out)
-        if conn.state is _CONN_CLOSED and conn.should_close_transport:
+        if conn.state is _CONN_CLOSED:
+            self._close_when_done(conn)
+
+    def _close_when_done(self, conn: Connection) -> None:
+        """The connection is CLOSED: end TCP if it is our turn (§7.1.1)."""
+        if conn.should_close_transport:
             transport = self._transport
             if transport is not None:
                 # After a protocol error the peer may still be sending: linger so that
