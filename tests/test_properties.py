@@ -461,6 +461,54 @@ def test_any_split_gives_the_same_events(
     assert whole.state is chunked.state
 
 
+def receive_like_the_loop(conn: Connection, pieces: list[bytes]) -> list[Event]:
+    """Feed ``pieces`` as the loops do: each into one reused buffer that keeps the previous
+    read's bytes after it, ``receive_one`` first, else ``receive_messages``; whole messages
+    come back as their data and are turned into events here."""
+    buf = bytearray(os.urandom(32))
+    events: list[Event] = []
+    for piece in pieces:
+        if len(buf) < len(piece):
+            buf.extend(os.urandom(len(piece) - len(buf)))
+        buf[: len(piece)] = piece
+        one = conn.receive_one(buf, len(piece)) if piece else None
+        items = [one] if one is not None else conn.receive_messages(buf, len(piece))
+        for item in items:
+            if isinstance(item, str):
+                item = TextMessage(data=item)
+            elif isinstance(item, bytes):
+                item = BinaryMessage(data=item)
+            events.append(item)
+        conn.data_to_send()
+    return events
+
+
+@SETTINGS
+@given(
+    data=st.data(),
+    peer=stream(),
+    max_size=st.none() | st.integers(0, 400),
+    streaming=st.booleans(),
+    deflate=st.booleans(),
+)
+def test_the_loops_input_path_gives_the_same_events(
+    data: st.DataObject,
+    peer: tuple[str, bytes, list[int]],
+    max_size: int | None,
+    streaming: bool,
+    deflate: bool,
+) -> None:
+    role, wire, boundaries = peer
+    # Cut at every frame boundary (one frame a read: receive_one's case) or anywhere.
+    cuts = data.draw(st.just(boundaries) | cut_points(wire, boundaries))
+    pieces = [*split(wire, cuts), b""]
+    plain = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
+    expected, _ = receive_all(plain, pieces)
+    loop = make(role, max_message_size=max_size, stream_messages=streaming, deflate=deflate)
+    assert receive_like_the_loop(loop, pieces) == expected
+    assert loop.state is plain.state
+
+
 @SETTINGS
 @given(peer=stream(), max_size=st.none() | st.integers(0, 400), streaming=st.booleans())
 def test_byte_by_byte_gives_the_same_events(
