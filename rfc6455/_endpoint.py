@@ -385,27 +385,24 @@ class WebSocket(ConnCommon, Protocol):
         if conn is None:
             self._handshake_data(memoryview(buf)[:nbytes].tobytes())
             return
-        data: Event | str | bytes | None = conn.receive_one(buf, nbytes)
+        data = conn.receive_one(buf, nbytes)
         if data is None:
             events = conn.receive_messages(buf, nbytes)
-            if len(events) != 1:
+            first = events[0] if len(events) == 1 else None
+            if not isinstance(first, (str, bytes)):
                 self._received_many(conn, events)
                 return
-            data = events[0]
+            data = first
         # One whole message, the usual read: _dispatch for one message, inlined.
-        cls = type(data)
-        settings = self._settings
         handler = self._handler
         if (
-            (cls is bytes or cls is str)
+            self._settings.inline_messages
             and self._phase is _OPEN
             and self._backlog is None
             and handler is not None
-            and settings.rate is None
-            and not settings.debug
         ):
             try:
-                handler.on_message(self, data)  # type: ignore[arg-type]
+                handler.on_message(self, data)
             except ConnectionClosed:
                 pass
             except Exception:  # noqa: BLE001 - isolate the failure to this connection

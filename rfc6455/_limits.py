@@ -85,6 +85,7 @@ class EndpointSettings:
         "high_water",
         "idle_timeout",
         "incidents",
+        "inline_messages",
         "logger",
         "low_water",
         "message_timeout",
@@ -132,6 +133,9 @@ class EndpointSettings:
         self.logger = log
         # Read once: per-message DEBUG records cost one attribute test when off.
         self.debug = log.isEnabledFor(logging.DEBUG)
+        #: No rate limit and no per-message log: a whole message may go straight to the
+        #: handler (the endpoint's one-message path tests this one flag).
+        self.inline_messages = rate_limit is None and not self.debug
 
     def check_interval(self) -> float:
         """How often deadlines are checked: a quarter of the shortest, in [0.05, 1]."""
