@@ -488,7 +488,7 @@ class SyncWebSocket:
         self._read_wants_write = False
         buf = _read_buffer()
         try:
-            n = self._sock.recv_into(buf, 0, 0 if block else self._dontwait)
+            n = self._sock.recv_into(buf, _READ_SIZE, 0 if block else self._dontwait)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return
         except ssl.SSLWantWriteError:
