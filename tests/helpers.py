@@ -10,7 +10,14 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from rfc6455 import ClientConnection, Connection, Event, ServerConnection
+from rfc6455 import (
+    BinaryMessage,
+    ClientConnection,
+    Connection,
+    Event,
+    ServerConnection,
+    TextMessage,
+)
 
 #: The masking key of the RFC 6455 §5.7 examples.
 RFC_KEY = bytes.fromhex("37fa213d")
@@ -147,6 +154,19 @@ def feed(conn: Connection, pieces: Iterable[bytes]) -> list[Event]:
     for piece in pieces:
         events += conn.receive(piece)
     return events
+
+
+def as_events(items: Iterable[object]) -> list[object]:
+    """What ``receive_one`` / ``receive_messages`` return (a whole message as its ``str`` or
+    ``bytes``), as the events ``receive_data`` reports, for comparing the two paths."""
+    out: list[object] = []
+    for item in items:
+        if isinstance(item, str):
+            item = TextMessage(data=item)
+        elif isinstance(item, bytes):
+            item = BinaryMessage(data=item)
+        out.append(item)
+    return out
 
 
 def feed_bytewise(conn: Connection, data: bytes) -> list[Event]:

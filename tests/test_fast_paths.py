@@ -14,7 +14,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from helpers import frame
+from helpers import as_events, frame
 from test_transport import Recorder, drain, loop, make_cert, small_pair  # noqa: F401
 
 from rfc6455 import (
@@ -294,17 +294,6 @@ def _one_frame_reads() -> list[bytes]:
     return reads
 
 
-def _as_events(items: list[object]) -> list[object]:
-    out: list[object] = []
-    for item in items:
-        if isinstance(item, str):
-            item = TextMessage(data=item)
-        elif isinstance(item, bytes):
-            item = BinaryMessage(data=item)
-        out.append(item)
-    return out
-
-
 def _receive_fast(conn: ServerConnection | ClientConnection, read: bytes) -> list[object]:
     """What the loop does with one read: receive_one, else receive_messages."""
     buf = bytearray(read) + bytearray(b"garbage")  # only the first nbytes count
@@ -327,7 +316,7 @@ def test_receive_one_matches_receive(kernels: Kernels, max_size: int | None, ext
     for read in reads:
         read += extra
         expected += plain.receive(read)
-        got += _as_events(_receive_fast(fast, read))
+        got += as_events(_receive_fast(fast, read))
         assert fast.data_to_send() == plain.data_to_send()
         assert fast.state == plain.state
     assert got == expected
