@@ -290,14 +290,7 @@ class Connection:
                     self._fail(exc)
             else:
                 self._decoded(records, error, buffer, True)
-        events: list[Event | str | bytes] = self._events  # type: ignore[assignment]
-        if self._event_pos:
-            events = events[self._event_pos :]
-            self._events.clear()
-        else:
-            self._events = []
-        self._event_pos = 0
-        return events
+        return self._take_events()  # type: ignore[return-value]
 
     def receive_one(self, buf: bytearray, nbytes: int) -> str | bytes | None:
         """The usual read in one step, for an I/O layer that reads into a buffer of its own:
@@ -414,6 +407,11 @@ class Connection:
     def receive(self, data: bytes) -> list[Event]:
         """``receive_data(data)`` and return every event available."""
         self.receive_data(data)
+        return self._take_events()
+
+    def _take_events(self) -> list[Event]:
+        """Every event not yet handed out (``receive_messages``' list also holds whole
+        messages as their data), leaving the connection none."""
         events = self._events
         if self._event_pos:
             events = events[self._event_pos :]

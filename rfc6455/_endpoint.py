@@ -362,19 +362,7 @@ class WebSocket(ConnCommon, Protocol):
         if conn is None:
             self._handshake_data(data)
             return
-        events = conn.receive(data)
-        if events:
-            self._dispatch(conn, events)
-            if self._held:
-                self._account(conn)
-            return
-        out = conn.data_to_send()
-        if out:
-            self._write(out)
-        # Nothing completed: part of a frame or message arrived; charge the budget.
-        # (Chunks that also completed events are charged by the deadline check.)
-        if self._settings.budget is not None:
-            self._account(conn)
+        self._received(conn, conn.receive(data))
 
     def buffer_received(self, buf: bytearray, nbytes: int) -> None:
         # data_received without the copy: the connection decodes in the loop's buffer.
@@ -421,16 +409,9 @@ class WebSocket(ConnCommon, Protocol):
 
     def _received_many(self, conn: Connection, events: list[Event | str | bytes]) -> None:
         """``buffer_received`` for a read that completed no message or several."""
+        self._received(conn, events)
         if events:
-            self._dispatch(conn, events)
-            if self._held:
-                self._account(conn)
             return
-        out = conn.data_to_send()
-        if out:
-            self._write(out)
-        if self._settings.budget is not None:
-            self._account(conn)
         # Part of a frame arrived: a large one is read straight into its own buffer.
         target = conn.receive_buffer()
         if target is not None:
@@ -439,8 +420,10 @@ class WebSocket(ConnCommon, Protocol):
             if transport is not None:
                 transport.read_direct = True
 
-    def _received(self, conn: Connection, events: list[Event]) -> None:
-        """``data_received``'s second half (which inlines it), for ``receive_filled``."""
+    def _received(self, conn: Connection, events: Sequence[Event | str | bytes]) -> None:
+        """What a read decoded: its events dispatched; or, if it completed none, what the
+        connection has to send flushed and the partial frame or message charged to the
+        budget (reads that completed events are charged by the deadline check)."""
         if events:
             self._dispatch(conn, events)
             if self._held:
