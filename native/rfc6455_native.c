@@ -284,3 +284,11 @@ int64_t rfc6455_take_frame(uint8_t *buf, size_t end, int expect_masked, int64_t 
         rfc6455_mask_copy(buf + header, buf + header, (size_t)length, buf + header - 4, 0);
     return (int64_t)((header << 4) | (b0 & 0x0Fu));
 }
+
+int64_t rfc6455_take_frame_in(uint8_t *buf, size_t cap, int64_t end, int expect_masked,
+                              int64_t max_payload)
+{
+    if (end < 0 || (uint64_t)end > cap)
+        return -2;
+    return rfc6455_take_frame(buf, (size_t)end, expect_masked, max_payload);
+}

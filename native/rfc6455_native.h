@@ -63,4 +63,11 @@ size_t rfc6455_scan_bound(uint8_t *buf, size_t start, size_t end, int64_t *ctl);
  */
 int64_t rfc6455_take_frame(uint8_t *buf, size_t end, int expect_masked, int64_t max_payload);
 
+/*
+ * rfc6455_take_frame for a caller that binds a buffer of cap bytes once (a pinned read
+ * buffer): end is checked here, -2 if it is not within 0..cap.
+ */
+int64_t rfc6455_take_frame_in(uint8_t *buf, size_t cap, int64_t end, int expect_masked,
+                              int64_t max_payload);
+
 #endif

@@ -11,34 +11,13 @@ The one exception is our closing frame once the peer's close (or a failure)
 is in: it waits in ``_final`` (state REPLYING) until ``data_to_send``, so the
 application can still answer the messages that came before it.
 
-At most one automatic pong waits, the latest (RFC 6455 §5.5.3: an endpoint
-that has not yet answered earlier pings "MAY elect to send a Pong frame for
-only the most recently processed Ping frame"), so a ping flood costs one
-pong per flush, not one per ping. A ping that arrives while a pong still
-waits (not yet taken by ``data_to_send`` or a ``send_*`` call) replaces that
-pong's payload; the pong keeps its place. No order can change by it: a
-waiting pong is the only frame the connection holds for output (whatever
-the application sends takes the pong along, in front), so nothing sits
-behind it to overtake, and a frame sent after it was still sent after it.
-Every ``Ping`` is still reported as an event.
-
 The hot path is an unfragmented, unextended text or binary frame: one
 comparison on the first header byte, one copy of the payload out of the
 receive buffer, one event built without validation. Everything else
 (fragments, control frames, extensions, limits) takes ``_slow_frame``.
 
-A fragmented message is assembled in one ``bytearray``: its memory is its
-payload (plus the bytearray's slack, at most an eighth), whatever the number
-of fragments, and each fragment is charged ``FRAGMENT_OVERHEAD`` bytes
-against the size limit, so an endless run of empty fragments ends in 1009.
-A fragmented text message is kept as UTF-8 bytes, checked fragment by
-fragment (§8.1 fail fast: 1007 at the first invalid sequence; an ASCII
-fragment with no sequence pending is not decoded at all) and decoded once,
-when it ends. Measured against keeping each fragment's decoded text (a
-``str`` per fragment, ~50 bytes of header each, and up to 4 bytes per
-character): typical (ASCII) text in 64 B to 1 KiB fragments is received
-~15% faster, while non-ASCII text is decoded twice (to check each fragment,
-then to build the message), ~1.4x slower in fragments of 1 KiB and up.
+How a fragmented message is held and checked, and why at most one automatic pong
+waits: docs/state.md, "Inside the connection".
 
 Invariants:
 
@@ -58,6 +37,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Final
 
 from ._close import build_close_payload, parse_close_payload, truncate_reason
 from ._constants import (
@@ -102,7 +82,7 @@ from ._frames import (
     parse_header,
     scan_error,
 )
-from ._kernels import KERNELS, Kernels
+from ._kernels import KERNELS, Kernels, PinnedTakeFrame, pinned_take_frame
 from ._state import RECEIVING, SENDING, ConnectionState, Trigger, next_state
 from ._utf8 import decode_utf8
 
@@ -124,6 +104,8 @@ _SHORT_HEADERS = {
 
 # Payloads up to this size are copied twice (cheaper than a memoryview), larger ones once.
 _SMALL_COPY = 2048
+# receive_one's mark for a buffer that is not pinned (never a caller's buffer).
+_NOT_PINNED: Final = bytearray()
 
 
 class Connection:
@@ -188,6 +170,8 @@ class Connection:
         "_partial_checked",
         "_partial_tail",
         "_pong",
+        "_rx_buf",
+        "_rx_take",
         "_send_opcode",
         "_stream",
         "close_received",
@@ -207,7 +191,10 @@ class Connection:
     ) -> None:
         self._kernels = kernels = KERNELS if kernels is None else kernels
         self._extensions = tuple(extensions)
-        self._max_size = UNLIMITED if max_message_size is None else max_message_size
+        # Capped to 63 bits (no message is larger) so that it can go to the native kernels.
+        self._max_size = (
+            UNLIMITED if max_message_size is None else min(max_message_size, UNLIMITED)
+        )
         self._stream = stream_messages
         self._mask_frames = not self.is_server
         max_payload = self._max_size
@@ -251,6 +238,10 @@ class Connection:
         self._partial_tail: bytes | None = None
         self._send_opcode = 0
         self._eof = False
+        # receive_one's buffer once seen (None: none yet; _NOT_PINNED: not a pinned one)
+        # and, when pinned, take_frame bound to it.
+        self._rx_buf: bytearray | None = None
+        self._rx_take: PinnedTakeFrame | None = None
         if trailing_data:
             self.receive_data(trailing_data)
 
@@ -312,11 +303,21 @@ class Connection:
         decoder = self._decoder
         if decoder.end:
             return None  # the start of a frame waits in the decoder
-        taken = decoder.take_frame(buf, nbytes, self.is_server, self._max_size)
-        if taken < 0:
-            return None
-        self._partial_checked = 0
-        self._partial_tail = None
+        if buf is self._rx_buf:
+            # An event loop's pinned buffer: one C call.
+            taken = self._rx_take(nbytes, self.is_server, self._max_size)  # type: ignore[misc]
+            if taken < 0:
+                if taken == -1:
+                    return None
+                raise ValueError("receive_one needs 0 <= nbytes <= len(buf)")
+        else:
+            taken = decoder.take_frame(buf, nbytes, self.is_server, self._max_size)
+            if self._rx_buf is None:
+                self._rx_take = take = pinned_take_frame(self._kernels, buf)
+                self._rx_buf = _NOT_PINNED if take is None else buf
+            if taken < 0:
+                return None
+        # No partial-frame state to reset: with nothing buffered no frame was arriving.
         start = taken >> 4
         if taken & 0xF == _OP_BINARY:
             if nbytes - start <= _SMALL_COPY:

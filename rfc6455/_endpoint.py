@@ -71,6 +71,7 @@ _PARTS_MIN = 64 * 1024
 _OPEN = Phase.OPEN
 _CLOSING = Phase.CLOSING
 _CONN_CLOSED = ConnectionState.CLOSED
+_CONN_OPEN = ConnectionState.OPEN
 
 # Why reading is paused (a bit each): reading resumes only when no reason is left.
 _HOLD_APP = 1  # pause_reading() from the application
@@ -397,11 +398,14 @@ class WebSocket(ConnCommon, Protocol):
                 self._handler_failed("on_message")
             self.messages_in += 1
             self._t_msg = now
-            out = conn.data_to_send()
-            if out:
-                self._write(out)
-            if conn.state is _CONN_CLOSED:
-                self._close_when_done(conn)
+            # While the connection stays open it owes nothing here: a pong owed was sent
+            # with the last read's events, and only reading queues a close reply.
+            if conn.state is not _CONN_OPEN:
+                out = conn.data_to_send()
+                if out:
+                    self._write(out)
+                if conn.state is _CONN_CLOSED:
+                    self._close_when_done(conn)
         else:
             self._dispatch(conn, [data])
         if self._held:

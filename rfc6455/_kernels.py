@@ -161,12 +161,34 @@ def pin_buffer(buf: bytearray) -> None:
 
 
 def unpin_buffer(buf: bytearray) -> None:
-    """Undo :func:`pin_buffer` (a buffer that is not pinned is ignored)."""
-    entry = _PINNED.pop(id(buf), None)
-    if entry is not None:
-        native = _wrap_native_if_loaded()
-        if native is not None:
-            native.ffi.release(entry[1])
+    """Undo :func:`pin_buffer` (a buffer that is not pinned is ignored).
+
+    The export ends when the last holder of the pointer goes: connections that read from
+    ``buf`` through :func:`pinned_take_frame` keep it (and ``buf`` unresizable) while
+    they live. It is not released here, which would leave them a dangling pointer.
+    """
+    _PINNED.pop(id(buf), None)
+
+
+class PinnedTakeFrame(Protocol):
+    """``take_frame`` with the buffer bound (see :func:`pinned_take_frame`)."""
+
+    def __call__(self, end: int, expect_masked: bool, max_payload: int, /) -> int: ...
+
+
+def pinned_take_frame(kernels: Kernels, buf: bytearray) -> PinnedTakeFrame | None:
+    """``kernels.take_frame`` on ``buf`` as one C call with no Python frame around it,
+    if ``buf`` is pinned (:func:`pin_buffer`) and ``kernels`` are the native ones; else
+    None. It returns what ``take_frame`` returns, and -2 where ``take_frame`` raises
+    ValueError; ``max_payload`` must fit in 63 bits."""
+    entry = _PINNED.get(id(buf))
+    native = _wrap_native_if_loaded()
+    if entry is None or native is None or kernels.name != "c":
+        return None
+    bound: PinnedTakeFrame = functools.partial(
+        native.lib.rfc6455_take_frame_in, entry[1], len(buf)
+    )
+    return bound
 
 
 def _wrap_native_if_loaded() -> Any:
@@ -376,12 +398,17 @@ def _wrap_native(native: ModuleType) -> Kernels:
 
     def take_frame(buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int:
         entry = pinned.get(id(buf))
+        if entry is not None and 0 <= end <= len(buf) and max_payload <= _INT64_MAX:
+            # The per-read call on an event loop's buffer: nothing else to check.
+            result: int = c_take_frame(entry[1], end, expect_masked, max_payload)
+            return result
         # Only a server (expect_masked) writes into buf; a client may pass read-only bytes.
         cbuf = from_buffer(u8, buf, expect_masked) if entry is None else entry[1]
         if not 0 <= end <= len(cbuf):
             raise ValueError("take_frame needs 0 <= end <= len(buf)")
-        if max_payload > _INT64_MAX:  # noqa: PLR1730 - cheaper than min() per read
-            max_payload = _INT64_MAX
+        return take_frame_c(cbuf, end, expect_masked, min(max_payload, _INT64_MAX))
+
+    def take_frame_c(cbuf: Any, end: int, expect_masked: bool, max_payload: int) -> int:
         result: int = c_take_frame(cbuf, end, expect_masked, max_payload)
         return result
 

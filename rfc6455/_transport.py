@@ -121,6 +121,7 @@ class Transport:
         "_buffer",
         "_buffer_size",
         "_closing",
+        "_direct",
         "_fd",
         "_linger",
         "_linger_timer",
@@ -165,6 +166,9 @@ class Transport:
         self._linger_timer: TimerHandle | None = None
         self._reading = False
         self._state = _HANDSHAKING if ssl_context is not None else _OPEN
+        # The socket while a write may go straight to it (open, not closing, nothing
+        # buffered), else None: write's one test on the per-message path.
+        self._direct: socket.socket | None = sock if self._state == _OPEN else None
         #: Ask the protocol for a read buffer (:meth:`Protocol.receive_buffer`) first.
         self.read_direct = False
         #: True between ``pause_writing`` and ``resume_writing`` (read-only).
@@ -347,29 +351,41 @@ class Transport:
             The bytes buffered after this write (:attr:`write_buffer_size`), so
             that a caller can enforce a limit without asking again.
         """
+        sock = self._direct
+        if sock is None:  # closing, closed, still in the TLS handshake or buffering
+            return self._write_later(data)
+        try:
+            n = sock.send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, *_TRY_AGAIN):
+            n = 0
+        except OSError as exc:
+            self._fatal(exc)
+            return 0
+        if n == len(data):
+            return 0
+        if type(data) is not bytes and isinstance(data, bytearray):
+            return self._buffer_rest(bytes(data[n:]))  # the caller may reuse its buffer
+        return self._buffer_rest(memoryview(data)[n:] if n else data)
+
+    def _write_later(self, data: bytes | bytearray | memoryview) -> int:
+        """``write`` when the socket may not be written now."""
         if self._closing or self._state == _CLOSED or not data:
             return self._buffer_size
         if type(data) is not bytes and isinstance(data, bytearray):
             data = bytes(data)  # the caller may reuse its buffer
         buffer = self._buffer
-        if buffer is not None:
-            buffer.append(data)
-            self._buffer_size += len(data)
-            if self._buffer_size > self.high_water and not self.writing_paused:
-                self._pause()
-            return self._buffer_size
-        if self._state == _OPEN:
-            try:
-                n = self._sock.send(data)
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, *_TRY_AGAIN):
-                n = 0
-            except OSError as exc:
-                self._fatal(exc)
-                return 0
-            if n == len(data):
-                return 0
-            if n:
-                data = memoryview(data)[n:]
+        if buffer is None:
+            return self._buffer_rest(data)  # TLS handshake: written once it is done
+        buffer.append(data)
+        self._buffer_size += len(data)
+        if self._buffer_size > self.high_water and not self.writing_paused:
+            self._pause()
+        return self._buffer_size
+
+    def _buffer_rest(self, data: bytes | memoryview) -> int:
+        """Start the write buffer with ``data`` (the kernel took none of it, or only its
+        start): written when the socket is writable."""
+        self._direct = None
         self._buffer = deque((data,))
         self._buffer_size = len(data)
         if self._state == _OPEN:
@@ -406,6 +422,7 @@ class Transport:
             rest: deque[bytes | memoryview] = deque((memoryview(head)[n:], body))
         else:
             rest = deque((memoryview(body)[n - size :],))
+        self._direct = None
         self._buffer = rest
         self._buffer_size = total - n
         self._loop.add_writer(self._fd, self._on_write)
@@ -460,6 +477,8 @@ class Transport:
             self._loop.remove_writer(self._fd)
             if self._closing:
                 self._loop.call_soon(self._finish, None)
+            else:
+                self._direct = sock
         if self.writing_paused and self._buffer_size <= self.low_water:
             self.writing_paused = False
             self._protocol.resume_writing()
@@ -496,6 +515,8 @@ class Transport:
         self._state = _OPEN
         if self._buffer is not None:
             loop.add_writer(self._fd, self._on_write)
+        elif not self._closing:
+            self._direct = sock
         self._protocol.connection_made(self)
         if not self._closing and self._state == _OPEN:
             self.resume_reading()
@@ -516,6 +537,7 @@ class Transport:
         if self._closing or self._state == _CLOSED:
             return
         self._closing = True
+        self._direct = None
         self._linger = linger
         self.pause_reading()
         if self._state == _HANDSHAKING:
@@ -562,6 +584,7 @@ class Transport:
         if self._closing and self._buffer is None:
             return  # _finish already scheduled
         self._closing = True
+        self._direct = None
         self._buffer = None
         self._buffer_size = 0
         loop = self._loop
@@ -579,6 +602,7 @@ class Transport:
             self._linger_timer.cancel()
             self._linger_timer = None
         self._state = _CLOSED
+        self._direct = None
         loop = self._loop
         loop.remove_reader(self._fd)
         loop.remove_writer(self._fd)
