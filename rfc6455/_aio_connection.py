@@ -47,6 +47,7 @@ from ._connection import Connection as CoreConnection
 from ._constants import MAX_CONTROL_PAYLOAD
 from ._errors import ConnectionClosedOK, LocalProtocolError
 from ._events import BinaryMessage, Close, ConnectionFailed, ConnectionLost, Ping, Pong, TextMessage
+from ._kernels import PinnedBuffer
 from ._limits import UNLIMITED_BUFFER, EndpointSettings, Incident
 
 __all__ = ["Connection", "Data", "Phase"]
@@ -84,7 +85,9 @@ def _read_buffer() -> memoryview:
     """
     view: memoryview | None = getattr(_threads, "view", None)
     if view is None:
-        view = _threads.view = memoryview(bytearray(READ_SIZE))
+        # Pinned for the native kernels while the thread lives.
+        _threads.holder = holder = PinnedBuffer(READ_SIZE)
+        view = _threads.view = memoryview(holder.buf)
     return view
 
 

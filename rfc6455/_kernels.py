@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import weakref
 from array import array
 from dataclasses import dataclass
 from types import ModuleType
@@ -168,6 +169,21 @@ def unpin_buffer(buf: bytearray) -> None:
     they live. It is not released here, which would leave them a dangling pointer.
     """
     _PINNED.pop(id(buf), None)
+
+
+class PinnedBuffer:
+    """A read buffer pinned (:func:`pin_buffer`) for as long as this holder lives.
+
+    For a per-thread buffer kept in a ``threading.local``: when the thread ends, the
+    holder goes and the buffer is unpinned (a pin of its own would keep it for ever).
+    """
+
+    __slots__ = ("__weakref__", "buf")
+
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
+        pin_buffer(self.buf)
+        weakref.finalize(self, unpin_buffer, self.buf)
 
 
 class PinnedTakeFrame(Protocol):
@@ -398,17 +414,12 @@ def _wrap_native(native: ModuleType) -> Kernels:
 
     def take_frame(buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int:
         entry = pinned.get(id(buf))
-        if entry is not None and 0 <= end <= len(buf) and max_payload <= _INT64_MAX:
-            # The per-read call on an event loop's buffer: nothing else to check.
-            result: int = c_take_frame(entry[1], end, expect_masked, max_payload)
-            return result
         # Only a server (expect_masked) writes into buf; a client may pass read-only bytes.
         cbuf = from_buffer(u8, buf, expect_masked) if entry is None else entry[1]
         if not 0 <= end <= len(cbuf):
             raise ValueError("take_frame needs 0 <= end <= len(buf)")
-        return take_frame_c(cbuf, end, expect_masked, min(max_payload, _INT64_MAX))
-
-    def take_frame_c(cbuf: Any, end: int, expect_masked: bool, max_payload: int) -> int:
+        if max_payload > _INT64_MAX:  # noqa: PLR1730 - cheaper than min() per read
+            max_payload = _INT64_MAX
         result: int = c_take_frame(cbuf, end, expect_masked, max_payload)
         return result
 

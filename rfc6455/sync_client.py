@@ -64,6 +64,7 @@ from ._events import (
     TextMessage,
 )
 from ._handshake import HandshakeAccepted
+from ._kernels import PinnedBuffer
 from ._state import ConnectionState
 
 __all__ = ["SyncWebSocket", "connect"]
@@ -87,11 +88,13 @@ _buffers = threading.local()
 
 def _read_buffer() -> bytearray:
     """This thread's read buffer: reads are decoded in place and nothing in it is kept
-    (messages are copied out), so the connections of a thread share one."""
+    (messages are copied out), so the connections of a thread share one. Pinned for the
+    native kernels while the thread lives."""
     try:
         buf: bytearray = _buffers.buf
     except AttributeError:
-        buf = _buffers.buf = bytearray(_READ_SIZE)
+        _buffers.holder = holder = PinnedBuffer(_READ_SIZE)
+        buf = _buffers.buf = holder.buf
     return buf
 
 

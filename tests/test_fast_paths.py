@@ -461,6 +461,90 @@ def test_a_pinned_buffer_is_read_in_place_and_released_by_unpin() -> None:
     unpin_buffer(buf)  # twice: ignored
 
 
+@pytest.mark.skipif(_native() is None, reason="rfc6455._native is not built")
+def test_pinned_take_frame_is_take_frame_on_that_buffer() -> None:
+    from rfc6455._kernels import pin_buffer, pinned_take_frame, unpin_buffer
+
+    native = _native()
+    assert native is not None
+    buf = bytearray(200)
+    assert pinned_take_frame(native, buf) is None  # not pinned
+    pin_buffer(buf)
+    try:
+        assert pinned_take_frame(PYTHON_KERNELS, buf) is None  # no C kernels to bind
+        take = pinned_take_frame(native, buf)
+        assert take is not None
+        cases = [frame(0x2, b"q" * 130, mask=KEY), frame(0x1, b"txt", mask=KEY),
+                 frame(0x1, b"txt", mask=KEY, fin=False), frame(0x9, b"", mask=KEY), b"\x82"]
+        for wire in cases:
+            for end in (len(wire), len(wire) - 1):
+                for limit in (0, 100, (1 << 63) - 1):
+                    copy = bytearray(buf)
+                    buf[: len(wire)] = wire
+                    copy[: len(wire)] = wire
+                    assert take(end, True, limit) == native.take_frame(copy, end, True, limit)
+                    assert buf == copy
+        assert take(201, True, 100) == -2  # where take_frame raises ValueError
+        assert take(-1, True, 100) == -2
+    finally:
+        unpin_buffer(buf)
+
+
+@pytest.mark.parametrize("python_kernels", [False, True])
+def test_receive_one_on_a_pinned_buffer_read_again_and_again(python_kernels: bool) -> None:
+    from rfc6455._kernels import PinnedBuffer
+
+    kernels = PYTHON_KERNELS if python_kernels else None
+    conn = ServerConnection(kernels=kernels, max_message_size=1000)
+    holder = PinnedBuffer(256)
+    buf = holder.buf
+    for i, (op, payload) in enumerate([(0x2, b"a" * 40), (0x1, "é" * 20), (0x2, b"")] * 3):
+        data = payload.encode() if isinstance(payload, str) else payload
+        wire = frame(op, data, mask=KEY)
+        buf[: len(wire)] = wire
+        assert conn.receive_one(buf, len(wire)) == payload, i
+    with pytest.raises(ValueError):
+        conn.receive_one(buf, 257)
+    bad = frame(0x1, b"\xff", mask=KEY)  # invalid UTF-8: the connection fails
+    buf[: len(bad)] = bad
+    assert conn.receive_one(buf, len(bad)) is None
+    assert isinstance(conn.receive_messages(buf, len(bad))[-1], ConnectionFailed)
+
+
+def test_a_pinned_buffer_is_unpinned_when_its_holder_goes() -> None:
+    import gc
+
+    from rfc6455 import _kernels
+
+    holder = _kernels.PinnedBuffer(64)
+    key = id(holder.buf)
+    assert (key in _kernels._PINNED) == (_native() is not None)
+    buf = holder.buf
+    del holder
+    gc.collect()
+    assert key not in _kernels._PINNED
+    buf.extend(b"x")  # nothing holds its address any more
+
+
+@pytest.mark.skipif(_native() is None, reason="rfc6455._native is not built")
+def test_a_connection_that_read_a_pinned_buffer_keeps_it_valid_after_unpin() -> None:
+    from rfc6455._kernels import pin_buffer, unpin_buffer
+
+    conn = ServerConnection(kernels=_native())
+    buf = bytearray(64)
+    pin_buffer(buf)
+    wire = frame(0x2, b"one", mask=KEY)
+    buf[: len(wire)] = wire
+    assert conn.receive_one(buf, len(wire)) == b"one"
+    unpin_buffer(buf)
+    with pytest.raises(BufferError):
+        buf.extend(b"x")  # the connection still holds its address: it must not move
+    buf[: len(wire)] = wire
+    assert conn.receive_one(buf, len(wire)) == b"one"
+    del conn
+    buf.extend(b"x")
+
+
 def test_the_loop_pins_its_read_buffer_until_closed() -> None:
     from rfc6455 import _kernels
 
