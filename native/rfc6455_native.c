@@ -292,3 +292,28 @@ int64_t rfc6455_take_frame_in(uint8_t *buf, size_t cap, int64_t end, int expect_
         return -2;
     return rfc6455_take_frame(buf, (size_t)end, expect_masked, max_payload);
 }
+
+void rfc6455_encode_masked(uint8_t *out, unsigned first, const uint8_t *payload, size_t len,
+                           const uint8_t *key)
+{
+    size_t header;
+    int i;
+
+    out[0] = (uint8_t)first;
+    if (len < 126) {
+        out[1] = (uint8_t)(0x80u | len);
+        header = 2;
+    } else if (len < 65536) {
+        out[1] = 0xFEu;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        header = 4;
+    } else {
+        out[1] = 0xFFu;
+        for (i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        header = 10;
+    }
+    memcpy(out + header, key, 4);
+    rfc6455_mask_copy(out + header + 4, payload, len, key, 0);
+}

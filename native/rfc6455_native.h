@@ -31,6 +31,14 @@ void rfc6455_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8
                        size_t offset);
 
 /*
+ * A whole masked frame (a client's): its header (first byte, then the mask bit and the
+ * length in 7, 16 or 64 bits, minimally), key, then payload[0:len] XOR the key. out must
+ * have room for len + 6 (len < 126), len + 8 (len < 65536) or len + 14 bytes.
+ */
+void rfc6455_encode_masked(uint8_t *out, unsigned first, const uint8_t *payload, size_t len,
+                           const uint8_t *key);
+
+/*
  * Decode the headers of the complete frames in buf[start:end] and unmask their payloads in
  * place. For each frame (at most max_frames) three int64 go to out: first header byte,
  * payload start, payload end (offsets into buf). status receives [consumed, error, needed]:

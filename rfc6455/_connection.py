@@ -765,9 +765,7 @@ class Connection:
 
     def _encode(self, first: int, payload: bytes) -> bytes:
         if self._mask_frames:
-            key = mask_key()
-            masked = self._kernels.apply_mask(payload, key)
-            return frame_header(first, len(payload), 0x80) + key + masked
+            return self._kernels.encode_masked(first, payload, mask_key())
         return frame_header(first, len(payload)) + payload
 
     def _take_pong(self) -> bytes:

@@ -88,6 +88,12 @@ class TakeFrame(Protocol):
     def __call__(self, buf: bytearray, end: int, expect_masked: bool, max_payload: int, /) -> int: ...
 
 
+class EncodeMasked(Protocol):
+    """The signature of :func:`rfc6455._kernels_py.encode_masked`."""
+
+    def __call__(self, first: int, payload: bytes, key: bytes, /) -> bytes: ...
+
+
 class BoundScan(Protocol):
     """``scan_frames`` with ``expect_masked``, ``allowed_rsv`` and ``max_payload`` bound
     and ``max_frames`` = ``MAX_FRAMES_PER_SCAN`` (see :func:`bind_scan`)."""
@@ -125,6 +131,7 @@ class Kernels:
         apply_mask_inplace: see :func:`rfc6455._kernels_py.apply_mask_inplace`.
         scan_frames: see :func:`rfc6455._kernels_py.scan_frames`.
         take_frame: see :func:`rfc6455._kernels_py.take_frame`.
+        encode_masked: see :func:`rfc6455._kernels_py.encode_masked`.
     """
 
     name: str
@@ -132,6 +139,7 @@ class Kernels:
     apply_mask_inplace: ApplyMaskInplace
     scan_frames: ScanFrames
     take_frame: TakeFrame
+    encode_masked: EncodeMasked
 
 
 #: The pure-Python twins: the only definition of "the Python kernels".
@@ -141,6 +149,7 @@ PYTHON_KERNELS: Final = Kernels(
     _kernels_py.apply_mask_inplace,
     _kernels_py.scan_frames,
     _kernels_py.take_frame,
+    _kernels_py.encode_masked,
 )
 
 # id(buffer) -> (buffer, its cdata) for the long-lived read buffers of event loops
@@ -425,7 +434,29 @@ def _wrap_native(native: ModuleType) -> Kernels:
 
     take_frame.__qualname__ = _kernels_py.take_frame.__qualname__
     take_frame.__doc__ = _kernels_py.take_frame.__doc__
-    return Kernels("c", apply_mask, apply_mask_inplace, scan_frames, take_frame)
+    c_encode_masked = lib.rfc6455_encode_masked
+    py_encode_masked = _kernels_py.encode_masked
+
+    def encode_masked(first: int, payload: bytes, key: bytes, /) -> bytes:
+        if type(payload) is bytes and type(key) is bytes and len(key) == 4:
+            n = len(payload)
+            # At least 6 bytes: a fresh object, never a shared one (see fill_fresh_bytes).
+            out = bytes(n + 6 if n < 126 else n + 8 if n < 65536 else n + 14)
+            c_encode_masked(out, first, payload, n, key)
+            return out
+        return py_encode_masked(first, payload, key)
+
+    encode_masked.__qualname__ = _kernels_py.encode_masked.__qualname__
+    encode_masked.__doc__ = _kernels_py.encode_masked.__doc__
+    return Kernels(
+        "c",
+        apply_mask,
+        apply_mask_inplace,
+        scan_frames,
+        take_frame,
+        # Elsewhere than CPython there is no fresh object to fill: the twin is as good.
+        encode_masked if fill_fresh_bytes else py_encode_masked,
+    )
 
 
 def _default_kernels() -> Kernels:

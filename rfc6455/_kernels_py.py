@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from ._constants import MAX_CONTROL_PAYLOAD
 
-__all__ = ["apply_mask", "apply_mask_inplace", "scan_frames", "take_frame", "xor_bytes"]
+__all__ = [
+    "apply_mask",
+    "apply_mask_inplace",
+    "encode_masked",
+    "scan_frames",
+    "take_frame",
+    "xor_bytes",
+]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -70,6 +77,20 @@ def apply_mask(data: Buffer, key: Buffer, offset: int = 0) -> bytes:
         ValueError: ``key`` is not 4 bytes long.
     """
     return xor_bytes(data, _check_key(key), offset)
+
+
+def encode_masked(first: int, payload: bytes, key: bytes) -> bytes:
+    """A whole masked frame (a client's, RFC 6455 §5.2-5.3): the header with first byte
+    ``first``, the mask bit and the payload length (7, 16 or 64 bits, minimally), then
+    the 4-byte ``key``, then ``payload`` masked with it."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, 0x80 | n))
+    elif n < 65536:
+        header = bytes((first, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((first, 0xFF)) + n.to_bytes(8, "big")
+    return header + key + xor_bytes(payload, key, 0)
 
 
 def apply_mask_inplace(data: bytearray | memoryview, key: Buffer, offset: int = 0) -> None:

@@ -22,6 +22,9 @@ class _Lib:
     def rfc6455_take_frame(
         self, buf: Any, end: int, expect_masked: bool, max_payload: int
     ) -> int: ...
+    def rfc6455_encode_masked(
+        self, out: Any, first: int, payload: Any, len: int, key: Any
+    ) -> None: ...
     def rfc6455_take_frame_in(
         self, buf: Any, cap: int, end: int, expect_masked: bool, max_payload: int
     ) -> int: ...

@@ -80,6 +80,7 @@ _HAVE_POLL = hasattr(select, "poll")
 # Where the platform has it, a plain socket is left blocking and made non-blocking per
 # call (see SyncWebSocket.__init__).
 _MSG_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+_POLLOUT = select.POLLOUT if _HAVE_POLL else 0
 _POLL_FAILED = (select.POLLERR | select.POLLHUP | select.POLLNVAL) if _HAVE_POLL else 0
 
 
@@ -228,9 +229,15 @@ class SyncWebSocket:
                 in use); otherwise it was aborted (:attr:`closed`, code 1006).
             ConnectionClosed: the connection is closed or closing.
         """
-        deadline = self._deadline_of(timeout)
-        self._check_can_send()
-        self._send_frames(self._conn.send_message(message), deadline, "message", data_frames=True)
+        # _deadline_of and _check_can_send, inlined: this is the per-message path.
+        if timeout is _WRITE_TIMEOUT:
+            timeout = self._write_timeout
+        deadline = None if timeout is None else _now() + timeout
+        conn = self._conn
+        state = conn.state
+        if self._closed or (state is not _OPEN and state is not _REPLYING):
+            raise self._closed_error()
+        self._send_frames(conn.send_message(message), deadline, "message", data_frames=True)
 
     def send_fragments(
         self,
@@ -317,9 +324,12 @@ class SyncWebSocket:
             TimeoutError: part was written, then time ran out; connection aborted.
             _Broken: the socket failed (the caller decides whether to read on).
         """
+        if not self._tls:
+            self._write_plain(data, deadline, start_now)
+            return
         sock = self._sock
         total = len(data)
-        chunk = _TLS_CHUNK if self._tls else total
+        chunk = _TLS_CHUNK
         view = memoryview(data)
         sent = 0
         started = False
@@ -361,6 +371,52 @@ class SyncWebSocket:
                 "write timed out after part of a frame had been sent: connection aborted"
             )
         raise _Unsent
+
+    def _write_plain(self, data: bytes, deadline: float | None, start_now: bool) -> None:
+        """:meth:`_write` on a plain socket (no TLS), where a refused send sends nothing."""
+        total = len(data)
+        if not total:
+            return
+        sock = self._sock
+        limit = _now() if start_now else deadline
+        sent = 0
+        # Always wait for writability first, even though a refused send sends nothing:
+        # the kernel reports writable only with ample room (Linux: a third of the send
+        # buffer free), so a small frame (a pong, a close) goes whole, whereas a blind
+        # send into a nearly full buffer takes what fits, half a frame.
+        while self._writable(limit):
+            try:
+                sent += sock.send(memoryview(data)[sent:] if sent else data, self._dontwait)
+            except (BlockingIOError, InterruptedError):
+                pass  # nothing was sent
+            except OSError:
+                self._broken = True
+                raise _Broken from None
+            else:
+                if sent == total:
+                    return
+                limit = deadline  # bytes left: from now on, finish or abort
+            if _passed(limit):
+                break
+        if sent:
+            self._abort()
+            raise TimeoutError(
+                "write timed out after part of a frame had been sent: connection aborted"
+            )
+        raise _Unsent
+
+    def _writable(self, deadline: float | None) -> bool:
+        """:meth:`_poll` for writability alone (a failed socket counts: the send says)."""
+        poller = self._poller
+        if poller is None:
+            return self._poll(deadline, False, True)[1]
+        if self._poll_mask != _POLLOUT:
+            poller.register(self._sock, _POLLOUT)  # registers or modifies
+            self._poll_mask = _POLLOUT
+        if deadline is None:
+            return bool(poller.poll())
+        timeout = deadline - _now()
+        return bool(poller.poll(math.ceil(timeout * 1000) if timeout > 0 else 0))
 
     def _abort(self) -> None:
         """Close the socket at once, with a reset (the peer must not wait for the rest)."""
@@ -410,8 +466,22 @@ class SyncWebSocket:
                 server's close had arrived).
             ConnectionClosed: the connection closed (``code``, ``reason``).
         """
-        deadline = _deadline(timeout)
         messages = self._messages
+        if (
+            timeout is None
+            and not messages
+            and self._dontwait
+            and not self._owed
+            and self._close_deadline is None
+            and not self._closed
+            and self._conn.state is _OPEN
+        ):
+            # The usual call (what the loop below does first in this state, inlined): one
+            # blocking read, and the message it brings, if whole, straight back.
+            message = self._read_blocking()
+            if message is not None:
+                return message
+        deadline = _deadline(timeout)
         if not messages and not self._closed and self._conn.state is _REPLYING:
             # Every message that came before the server's close has been handed
             # out (and perhaps answered): now our close frame goes.
@@ -485,6 +555,26 @@ class SyncWebSocket:
         readers, writers, _ = select.select([sock] if read else [], [sock] if write else [], [],
                                             timeout)
         return bool(readers), bool(writers)
+
+    def _read_blocking(self) -> Message | None:
+        """:meth:`_read` with ``block``, for a plain socket: the message, if the read was
+        one whole message; else None, and its events are processed."""
+        buf = _read_buffer()
+        try:
+            n = self._sock.recv_into(buf, _READ_SIZE, 0)
+        except InterruptedError:
+            return None
+        except OSError:
+            n = 0
+        conn = self._conn
+        if n:
+            message = conn.receive_one(buf, n)
+            if message is not None:
+                return message
+        self._process(conn.receive_messages(buf, n))
+        if not n:
+            self._lost()
+        return None
 
     def _read(self, *, block: bool = False) -> None:
         """One read, its events processed: non-blocking, unless ``block`` (plain sockets)."""

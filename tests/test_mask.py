@@ -215,6 +215,38 @@ def test_c_equals_python(data: bytes, key: bytes, offset: int, start: int) -> No
     assert c_buf == py_buf
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 125, 126, 127, 65535, 65536, 70001])
+@pytest.mark.parametrize("first", [0x81, 0x82, 0x02, 0x89, 0x88, 0xC1])
+def test_encode_masked_is_header_key_and_masked_payload(n: int, first: int) -> None:
+    from rfc6455._frames import frame_header
+
+    payload = pattern(n)
+    key = b"\x9a\x01\xff\x37"
+    expected = frame_header(first, n, 0x80) + key + reference(payload, key, 0)
+    assert _kernels_py.encode_masked(first, payload, key) == expected
+    if NATIVE is not None:
+        native = NATIVE_KERNELS.encode_masked
+        assert native(first, payload, key) == expected
+        # Other buffer types go to the twin: same bytes.
+        assert native(first, bytearray(payload), bytearray(key)) == expected  # type: ignore[arg-type]
+        out = native(first, payload, key)
+        assert out is not native(first, payload, key)  # a fresh object every time
+
+
+@needs_native
+@given(
+    data=st.binary(max_size=70_000),
+    key=st.binary(min_size=4, max_size=4),
+    first=st.integers(min_value=0, max_value=255),
+)
+def test_encode_masked_c_equals_python(data: bytes, key: bytes, first: int) -> None:
+    before = bytearray(data)
+    assert NATIVE_KERNELS.encode_masked(first, data, key) == _kernels_py.encode_masked(
+        first, data, key
+    )
+    assert data == before  # the payload (written into a fresh object only) is untouched
+
+
 class TestImplementationChoice:
     def test_matches_environment(self) -> None:
         if os.environ.get("RFC6455_NO_EXTENSIONS"):
@@ -243,6 +275,7 @@ class TestImplementationChoice:
             _kernels_py.apply_mask_inplace,
             _kernels_py.scan_frames,
             _kernels_py.take_frame,
+            _kernels_py.encode_masked,
         )
 
     def test_kernels_are_frozen_values(self) -> None:
