@@ -65,7 +65,11 @@ class Recording:
         self.scans: list[tuple[Any, ...]] = []
         self.masks: list[tuple[bytes, bytes, int]] = []
         self.kernels = dataclasses.replace(
-            inner, name="recording", scan_frames=self.scan_frames, apply_mask=self.apply_mask
+            inner,
+            name="recording",
+            scan_frames=self.scan_frames,
+            apply_mask=self.apply_mask,
+            encode_masked=self.encode_masked,
         )
 
     def scan_frames(self, buf: bytearray, *args: Any) -> ScanResult:
@@ -75,6 +79,10 @@ class Recording:
     def apply_mask(self, data: Any, key: Any, offset: int = 0) -> bytes:
         self.masks.append((bytes(data), bytes(key), offset))
         return self.inner.apply_mask(data, key, offset)
+
+    def encode_masked(self, first: int, payload: bytes, key: bytes) -> bytes:
+        self.masks.append((bytes(payload), bytes(key), 0))  # a whole frame, masked from 0
+        return self.inner.encode_masked(first, payload, key)
 
 
 def make(role: str, kernels: Kernels | None = None, **kwargs: Any) -> Connection:
