@@ -170,6 +170,9 @@ def _group(headers: Headers) -> dict[str, list[str]]:
 
 def _tokens(values: list[str]) -> list[str]:
     """The elements of comma-separated list headers (RFC 7230 §7), empty ones dropped."""
+    if len(values) == 1 and "," not in values[0]:  # the usual header: one element
+        item = values[0].strip()
+        return [item] if item else []
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
