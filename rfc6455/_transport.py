@@ -364,7 +364,7 @@ class Transport:
         if n == len(data):
             return 0
         if type(data) is not bytes and isinstance(data, bytearray):
-            return self._buffer_rest(bytes(data[n:]))  # the caller may reuse its buffer
+            return self._buffer_rest(bytes(memoryview(data)[n:]))  # the caller may reuse it
         return self._buffer_rest(memoryview(data)[n:] if n else data)
 
     def _write_later(self, data: bytes | bytearray | memoryview) -> int:

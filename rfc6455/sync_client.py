@@ -562,7 +562,7 @@ class SyncWebSocket:
         buf = _read_buffer()
         try:
             n = self._sock.recv_into(buf, _READ_SIZE, 0)
-        except InterruptedError:
+        except (BlockingIOError, InterruptedError):
             return None
         except OSError:
             n = 0
