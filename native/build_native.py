@@ -59,9 +59,9 @@ def _compile_args() -> list[str]:
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 # cffi's wrappers drop the GIL around every call (Py_BEGIN/END_ALLOW_THREADS). Our kernels
-# never block and take microseconds (the largest, unmasking 16 MiB, about a millisecond): the
-# release and re-acquisition cost more than the usual call itself (~55 of ~190 ns for
-# take_frame), so the wrappers compiled here keep the GIL, as C speedups of websockets do.
+# never block and take microseconds (the largest, unmasking 16 MiB, about a millisecond),
+# while releasing and re-taking the GIL is a good part of a short call (~55 of ~190 ns for
+# take_frame): the wrappers compiled here keep the GIL, as C speedups of websockets do.
 _KEEP_THE_GIL = """
 #undef Py_BEGIN_ALLOW_THREADS
 #undef Py_END_ALLOW_THREADS
