@@ -478,7 +478,7 @@ class SyncWebSocket:
         ):
             # The usual call (what the loop below does first in this state, inlined): one
             # blocking read, and the message it brings, if whole, straight back.
-            message = self._read_blocking()
+            message = self._read_one(True)
             if message is not None:
                 return message
         deadline = _deadline(timeout)
@@ -556,13 +556,23 @@ class SyncWebSocket:
                                             timeout)
         return bool(readers), bool(writers)
 
-    def _read_blocking(self) -> Message | None:
-        """:meth:`_read` with ``block``, for a plain socket: the message, if the read was
-        one whole message; else None, and its events are processed."""
+    def _read(self, *, block: bool = False) -> None:
+        """One read, its events processed: non-blocking, unless ``block`` (plain sockets)."""
+        message = self._read_one(block)
+        if message is not None:
+            self._messages.append(message)
+
+    def _read_one(self, block: bool) -> Message | None:
+        """:meth:`_read`, but a read that was one whole message returns it (not queued);
+        anything else returns None, its events processed."""
+        self._read_wants_write = False
         buf = _read_buffer()
         try:
-            n = self._sock.recv_into(buf, _READ_SIZE, 0)
-        except (BlockingIOError, InterruptedError):
+            n = self._sock.recv_into(buf, _READ_SIZE, 0 if block else self._dontwait)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return None
+        except ssl.SSLWantWriteError:
+            self._read_wants_write = True
             return None
         except OSError:
             n = 0
@@ -575,29 +585,6 @@ class SyncWebSocket:
         if not n:
             self._lost()
         return None
-
-    def _read(self, *, block: bool = False) -> None:
-        """One read, its events processed: non-blocking, unless ``block`` (plain sockets)."""
-        self._read_wants_write = False
-        buf = _read_buffer()
-        try:
-            n = self._sock.recv_into(buf, _READ_SIZE, 0 if block else self._dontwait)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            return
-        except ssl.SSLWantWriteError:
-            self._read_wants_write = True
-            return
-        except OSError:
-            n = 0
-        conn = self._conn
-        if n:
-            message = conn.receive_one(buf, n)
-            if message is not None:
-                self._messages.append(message)
-                return
-        self._process(conn.receive_messages(buf, n))
-        if not n:
-            self._lost()
 
     def _process(self, events: Iterable[Event | str | bytes] | None = None) -> None:
         """The events given (``receive_messages``' raw messages among them), or those
